@@ -1,0 +1,2 @@
+"""sidreasoner: generative recommendation that reasons over semantic IDs (SIDReasoner)."""
+__version__ = "0.1.0"
