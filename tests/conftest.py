@@ -1,0 +1,35 @@
+"""Shared fixtures. Area-specific fixtures live in the area's own test module or tests/fixtures_*.py."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The real Amazon Office_Products data (release layout) lives beside the repository when present.
+OFFICE_DIR = Path(os.environ.get("SIDREASONER_OFFICE_DIR", REPO.parent / "shared" / "data" / "Amazon"))
+OFFICE_CATEGORY = "Office_Products"
+
+
+@pytest.fixture(scope="session")
+def office_dir() -> Path:
+    """The Office_Products release folder; the test is skipped when it is absent."""
+    if not (OFFICE_DIR / "index" / f"{OFFICE_CATEGORY}.index.json").is_file():
+        pytest.skip(f"real Office data not found at {OFFICE_DIR}")
+    return OFFICE_DIR
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu`-marked tests when no CUDA device is present (they are deselected by default too)."""
+    try:
+        import torch
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if has_gpu:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
