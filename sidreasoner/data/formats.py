@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from ..sid.spelling import SIDFormatError, join_tokens, parse_sid
 from .records import DataError, InfoRow, Item, SequenceRow
@@ -81,28 +81,56 @@ def _parse_split_row(rec: dict, path, line: int) -> SequenceRow:
         user_id=rec["user_id"], history_item_ids=tuple(str(i) for i in ids),
         history_titles=tuple(str(t) for t in titles), history_sids=tuple(sids),
         item_id=item_id, item_title=rec["item_title"],
-        item_sid=_sid_cell(rec["item_sid"], path, line, "item_sid"))
+        item_sid=_sid_cell(rec["item_sid"], path, line, "item_sid"), line=line)
 
 
-def read_split_csv(path) -> list[SequenceRow]:
-    """Read a split CSV. Line numbers in errors are file lines (the header is line 1)."""
+def _field_count(rec: dict) -> int:
+    """Fields a DictReader row really had: short rows are padded with None values, long rows keep
+    the surplus in a list under the key None."""
+    return sum(v is not None for k, v in rec.items() if k is not None) + len(rec.get(None) or [])
+
+
+def read_split_csv(path, on_error: Optional[Callable[[DataError], None]] = None) -> list[SequenceRow]:
+    """Read a split CSV. Line numbers in errors are file lines (the header is line 1).
+
+    By default the first malformed row raises. With ``on_error``, each malformed row's DataError is
+    passed to it and the row is left out (the caller counts and reports them); file-level problems
+    (missing file, missing columns, not UTF-8, broken CSV quoting) still raise.
+    """
     path = _check_exists(path)
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(path, f"missing columns {missing}; found {reader.fieldnames}", 1)
-        rows = []
-        for rec in reader:
-            line = reader.line_num
+        try:
+            return _read_split_rows(reader, path, on_error)
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not UTF-8 text ({e.reason})") from None
+        except csv.Error as e:
+            raise DataError(path, f"CSV syntax error: {e}", reader.line_num) from None
+
+
+def _read_split_rows(reader: csv.DictReader, path, on_error) -> list[SequenceRow]:
+    missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(path, f"missing columns {missing}; found {reader.fieldnames}", 1)
+    rows = []
+    for rec in reader:
+        line = reader.line_num
+        try:
             if None in rec.values() or None in rec:
-                raise DataError(path, f"row has {len(rec) - (None in rec)} fields, header has {len(SPLIT_COLUMNS)}", line)
+                raise DataError(path, f"row has {_field_count(rec)} fields, header has {len(reader.fieldnames)}", line)
             rows.append(_parse_split_row(rec, path, line))
+        except DataError as e:
+            if on_error is None:
+                raise
+            on_error(e)
     return rows
 
 
 def _id_literal(item_id: str):
-    return int(item_id) if item_id.isdigit() else item_id
+    # an int only when it reads back as the same string ("007" or non-ASCII digits stay strings)
+    if item_id.isascii() and item_id.isdigit() and str(int(item_id)) == item_id:
+        return int(item_id)
+    return item_id
 
 
 def write_split_csv(path, rows: Iterable[SequenceRow]) -> None:
@@ -125,6 +153,8 @@ def _load_json_object(path) -> dict:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(path, f"invalid JSON: {e.msg}", e.lineno) from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason})") from None
     if not isinstance(data, dict):
         raise DataError(path, f"expected a JSON object at top level, got {type(data).__name__}")
     return data
@@ -174,30 +204,48 @@ def write_item_json(path, items: Mapping[str, Item]) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
-def read_info(path) -> list[InfoRow]:
-    """Info file: ``SID<TAB>title<TAB>item_id`` per line. Titles may not contain tabs."""
+def _parse_info_line(line: str, path, line_no: int) -> InfoRow:
+    line = line.rstrip("\n").rstrip("\r")
+    if not line.strip():
+        raise DataError(path, "empty line", line_no)
+    parts = line.split("\t")
+    if len(parts) != 3:
+        raise DataError(path, f"expected 3 tab-separated fields (SID, title, item_id), got {len(parts)}", line_no)
+    sid, title, item_id = parts
+    try:
+        parse_sid(sid)
+    except SIDFormatError as e:
+        raise DataError(path, str(e), line_no, "sid") from None
+    return InfoRow(sid=sid.strip(), title=title, item_id=item_id.strip(), line=line_no)
+
+
+def read_info(path, on_error: Optional[Callable[[DataError], None]] = None) -> list[InfoRow]:
+    """Info file: ``SID<TAB>title<TAB>item_id`` per line. Titles may not contain tabs.
+
+    ``on_error`` as in :func:`read_split_csv`: malformed lines are reported to it and left out.
+    """
     path = _check_exists(path)
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                raise DataError(path, "empty line", line_no)
-            parts = line.split("\t")
-            if len(parts) != 3:
-                raise DataError(path, f"expected 3 tab-separated fields (SID, title, item_id), got {len(parts)}", line_no)
-            sid, title, item_id = parts
-            try:
-                parse_sid(sid)
-            except SIDFormatError as e:
-                raise DataError(path, str(e), line_no, "sid") from None
-            rows.append(InfoRow(sid=sid.strip(), title=title, item_id=item_id.strip()))
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                try:
+                    rows.append(_parse_info_line(line, path, line_no))
+                except DataError as e:
+                    if on_error is None:
+                        raise
+                    on_error(e)
+    except UnicodeDecodeError as e:
+        # no line number: the text layer decodes ahead in blocks, so the current line is not the bad one
+        raise DataError(path, f"not UTF-8 text ({e.reason})") from None
     return rows
 
 
 def write_info(path, rows: Sequence[InfoRow]) -> None:
     lines = []
     for r in rows:
-        title = " ".join(r.title.split())  # tabs/newlines in titles would break the format
+        # tabs/newlines in titles would break the format; other whitespace is kept so titles still
+        # equal item.json's (the release has titles with double spaces)
+        title = r.title.replace("\t", " ").replace("\r", " ").replace("\n", " ")
         lines.append(f"{r.sid}\t{title}\t{r.item_id}\n")
     atomic_write_text(path, "".join(lines))

@@ -46,6 +46,8 @@ class SequenceRow:
     item_id: str
     item_title: str
     item_sid: str
+    #: file line the row was read from (None when built in code); not part of equality
+    line: Optional[int] = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class InfoRow:
     sid: str
     title: str
     item_id: str
+    #: file line the row was read from (None when built in code); not part of equality
+    line: Optional[int] = field(default=None, compare=False, repr=False)
 
 
 @dataclass

@@ -11,7 +11,7 @@ instead of formatting or parsing SID strings itself.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 #: level i is spelled with LEVEL_LETTERS[i]; 8 levels is far more than any quantiser uses
 LEVEL_LETTERS = "abcdefgh"
@@ -21,6 +21,9 @@ MAX_LEVELS = len(LEVEL_LETTERS)
 _TOKEN_RE = re.compile(r"<([a-h])_(\d{1,6})>")
 # Tolerant scan for free text (rewards, model outputs): allows whitespace inside and between tokens.
 _LOOSE_TOKEN_RE = re.compile(r"<\s*([a-h])\s*_\s*(\d{1,6})\s*>")
+# First level-'a' token: where a run can start. Searching for it in C keeps scan_sid linear-time and fast
+# on huge adversarial texts (e.g. 1 MB of '<b_1>' tokens would otherwise loop in Python per token).
+_LOOSE_FIRST_RE = re.compile(r"<\s*a\s*_\s*\d{1,6}\s*>")
 
 
 class SIDFormatError(ValueError):
@@ -107,9 +110,12 @@ def scan_sid(text: str) -> tuple[int, ...]:
     """
     if not isinstance(text, str):
         return ()
+    first = _LOOSE_FIRST_RE.search(text)
+    if first is None:
+        return ()
     codes: list[int] = []
     prev_end = None
-    for m in _LOOSE_TOKEN_RE.finditer(text):
+    for m in _LOOSE_TOKEN_RE.finditer(text, first.start()):
         level = LEVEL_LETTERS.index(m.group(1))
         contiguous = prev_end is None or text[prev_end:m.start()].strip() == ""
         if codes and (level != len(codes) or not contiguous):
@@ -121,6 +127,79 @@ def scan_sid(text: str) -> tuple[int, ...]:
     return tuple(codes)
 
 
+class SIDMatch(NamedTuple):
+    """A SID found in free text: ``text[start:end]`` spells ``codes``."""
+
+    start: int
+    end: int
+    codes: tuple[int, ...]
+
+
+def find_sids(text: str) -> list[SIDMatch]:
+    """Every SID written in free text, in order. Never raises; ``[]`` for non-strings.
+
+    Same leniency as :func:`scan_sid`: a SID is a maximal run of tokens whose levels go a, b, c, ...
+    with only whitespace between them. A token that breaks the order ends the run (and starts the
+    next one if it is level 'a'); tokens outside any run (a stray ``<b_3>``) are ignored. The first
+    match's codes equal ``scan_sid(text)``.
+    """
+    if not isinstance(text, str):
+        return []
+    found: list[SIDMatch] = []
+    codes: list[int] = []
+    start = end = 0
+    for m in _LOOSE_TOKEN_RE.finditer(text):
+        level = LEVEL_LETTERS.index(m.group(1))
+        if codes and level == len(codes) and text[end:m.start()].strip() == "":
+            codes.append(int(m.group(2)))
+            end = m.end()
+            continue
+        if codes:
+            found.append(SIDMatch(start, end, tuple(codes)))
+            codes = []
+        if level == 0:
+            codes, start, end = [int(m.group(2))], m.start(), m.end()
+    if codes:
+        found.append(SIDMatch(start, end, tuple(codes)))
+    return found
+
+
 def all_level_tokens(codebook_sizes: Sequence[int]) -> list[str]:
     """Every token a quantiser with these codebook sizes (per level) can emit, level by level."""
     return [format_token(level, c) for level, k in enumerate(codebook_sizes) for c in range(k)]
+
+
+def find_sid_runs(text: str) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
+    """Every run of SID tokens in free text, in order: ``[(start, end, ((level, code), ...)), ...]``.
+
+    Lenient like :func:`scan_sid` (whitespace inside and between tokens); a run is a maximal group of
+    tokens separated only by whitespace, except that a level-``a`` token always starts a new run (two
+    SIDs written back to back are two runs). Runs are returned whatever their level order, so callers
+    can reject partial or disordered SIDs (``"<b_2><c_1>"`` is one run with levels (1, 2)).
+    ``text[start:end]`` is the run as written, for redaction or respelling. Never raises; non-strings
+    give ``[]``.
+    """
+    if not isinstance(text, str):
+        return []
+    runs: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
+    start = end = None
+    toks: list[tuple[int, int]] = []
+    for m in _LOOSE_TOKEN_RE.finditer(text):
+        level = LEVEL_LETTERS.index(m.group(1))
+        if toks and (level == 0 or text[end:m.start()].strip() != ""):
+            runs.append((start, end, tuple(toks)))
+            toks = []
+        if not toks:
+            start = m.start()
+        toks.append((level, int(m.group(2))))
+        end = m.end()
+    if toks:
+        runs.append((start, end, tuple(toks)))
+    return runs
+
+
+def run_codes(run_tokens: Sequence[tuple[int, int]]) -> tuple[int, ...]:
+    """Codes of a run from :func:`find_sid_runs` when its levels go a, b, c, ... in order; else ``()``."""
+    if not run_tokens or any(level != i for i, (level, _) in enumerate(run_tokens)):
+        return ()
+    return tuple(code for _, code in run_tokens)
