@@ -1,0 +1,130 @@
+"""python scripts/make_tiny_model.py --data_dir data/Amazon --category Office_Products --output_dir checkpoints/tiny_qwen3
+
+Build the tiny offline base model (DESIGN.md §5): a byte-level BPE tokenizer trained on the
+catalogue text with Qwen3's special tokens, chat template, ``<think>``/``</think>`` and every SID token
+of the index (ordinary added tokens, one id each), and a randomly initialised Qwen3-architecture
+model sized to it. Reads ``index/<Cat>.item.json`` and ``index/<Cat>.index.json``; writes an ordinary
+Hugging Face folder (model, tokenizer, generation_config.json, and ``sidreasoner_model.json`` with the
+resolved config and the numbers printed) that ``AutoModelForCausalLM`` / ``AutoTokenizer`` load offline.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from sidreasoner.data.formats import read_item_json, read_split_csv
+from sidreasoner.data.records import DataError, ReleasePaths
+from sidreasoner.sid.index import SIDIndex
+from sidreasoner.tasks.prompts import next_sid_prompt
+from sidreasoner.train.chat import render_prompt
+from sidreasoner.train.tokenizer import DEFAULT_VOCAB_SIZE, catalogue_texts, train_catalogue_tokenizer
+
+#: rows of a split used to measure prompt length (enough for a stable mean, fast to tokenise)
+PROMPT_SAMPLE = 1000
+
+
+@dataclass
+class TinyModelConfig:
+    data_dir: str
+    category: str
+    output_dir: str
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: Optional[int] = None  # default: 3 x hidden_size
+    max_position_embeddings: int = 2048
+    seed: int = 0
+    overwrite: bool = False
+
+
+def parse_args(argv=None) -> TinyModelConfig:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", required=True, help="release folder holding index/<Cat>.index.json and .item.json")
+    p.add_argument("--category", required=True, help="category name, e.g. Office_Products")
+    p.add_argument("--output_dir", required=True, help="folder to write the model and tokenizer to")
+    p.add_argument("--vocab_size", type=int, default=DEFAULT_VOCAB_SIZE,
+                   help="BPE vocabulary size incl. 256 bytes and 3 special tokens; think tags and SID tokens "
+                        f"come on top (default {DEFAULT_VOCAB_SIZE})")
+    p.add_argument("--hidden_size", type=int, default=128, help="model width (default 128)")
+    p.add_argument("--num_layers", type=int, default=4, help="transformer layers (default 4)")
+    p.add_argument("--num_heads", type=int, default=4, help="attention heads; head_dim = hidden_size / num_heads (default 4)")
+    p.add_argument("--num_kv_heads", type=int, default=2, help="key/value heads (grouped-query attention, default 2)")
+    p.add_argument("--intermediate_size", type=int, default=None, help="MLP width (default 3 x hidden_size)")
+    p.add_argument("--max_position_embeddings", type=int, default=2048, help="longest sequence (default 2048)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace --output_dir if it exists and is not empty")
+    return TinyModelConfig(**vars(p.parse_args(argv)))
+
+
+def prompt_token_stats(tokenizer, paths: ReleasePaths) -> dict:
+    """Mean/max tokens of the history -> next-SID prompt in both modes, on the first rows of a split."""
+    for split in ("test", "valid", "train"):
+        if paths.split(split).is_file():
+            rows = read_split_csv(paths.split(split))[:PROMPT_SAMPLE]
+            break
+    else:
+        return {}
+    if not rows:
+        return {}
+    out = {"split": split, "rows": len(rows)}
+    for think in (False, True):
+        texts = [render_prompt(tokenizer, next_sid_prompt(r.history_sids, think=think), think) for r in rows]
+        lens = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        mode = "think" if think else "no_think"
+        out[f"{mode}_mean"] = round(statistics.fmean(lens), 1)
+        out[f"{mode}_max"] = max(lens)
+    return out
+
+
+def run(cfg: TinyModelConfig) -> dict:
+    t0 = time.time()
+    cfg.intermediate_size = cfg.intermediate_size or 3 * cfg.hidden_size
+    paths = ReleasePaths(cfg.data_dir, cfg.category)
+    items = read_item_json(paths.item_json)
+    index = SIDIndex.from_index_json(paths.index_json, paths.item_json)
+    from sidreasoner.train.model_factory import check_output_dir, count_parameters, make_tiny_qwen3, save_model_dir
+    check_output_dir(cfg.output_dir, cfg.overwrite)  # before the work, not after it
+    texts = catalogue_texts(items)
+    sid_tokens = index.tokens()
+    tokenizer = train_catalogue_tokenizer(texts, cfg.vocab_size, sid_tokens,
+                                          model_max_length=cfg.max_position_embeddings)
+    model = make_tiny_qwen3(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                            num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
+                            intermediate_size=cfg.intermediate_size,
+                            max_position_embeddings=cfg.max_position_embeddings, seed=cfg.seed)
+    stats = {
+        "items": len(items), "indexed_items": len(index), "texts": len(texts), "sid_tokens": len(sid_tokens),
+        "tokenizer_size": len(tokenizer), "parameters": count_parameters(model),
+        "prompt_tokens": prompt_token_stats(tokenizer, paths),
+    }
+    stats["seconds"] = round(time.time() - t0, 2)
+    save_model_dir(cfg.output_dir, model, tokenizer, meta={"config": asdict(cfg), "stats": stats},
+                   overwrite=cfg.overwrite)
+    return stats
+
+
+def main(argv=None) -> int:
+    cfg = parse_args(argv)
+    try:
+        stats = run(cfg)
+    except (DataError, FileExistsError, ValueError) as e:
+        print(f"make_tiny_model: error: {e}", file=sys.stderr)
+        return 2
+    pt = stats["prompt_tokens"]
+    print(f"items {stats['items']} ({stats['indexed_items']} with a SID), {stats['sid_tokens']} SID tokens")
+    print(f"vocab size {stats['tokenizer_size']}, parameters {stats['parameters']:,}, time {stats['seconds']:.1f} s")
+    if pt:
+        print(f"prompt tokens ({pt['split']}, {pt['rows']} rows): non-thinking mean {pt['no_think_mean']} "
+              f"max {pt['no_think_max']}; thinking mean {pt['think_mean']} max {pt['think_max']}")
+    print(f"saved to {cfg.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

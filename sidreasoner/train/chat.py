@@ -1,0 +1,83 @@
+"""Chat-format helpers shared by SFT, RL and evaluation: the one way a prompt is rendered.
+
+A prompt is ``system + user`` through the tokenizer's chat template with the generation prompt;
+non-thinking mode appends the empty think block ``<think>\\n\\n</think>\\n\\n`` (Qwen3's
+``enable_thinking=False``), thinking mode leaves the assistant turn open for ``<think>``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from ..sid.spelling import split_sid
+from ..tasks.prompts import SYSTEM_PROMPT
+from .chat_template import IM_END
+
+
+def _messages(user_text: str, system: Optional[str]) -> list[dict]:
+    if not isinstance(user_text, str) or not user_text.strip():
+        raise ValueError("empty user message")
+    msgs = [{"role": "system", "content": system}] if system else []
+    return msgs + [{"role": "user", "content": user_text}]
+
+
+def render_prompt(tokenizer, user_text: str, think: bool, system: Optional[str] = SYSTEM_PROMPT) -> str:
+    """The generation prompt for one user turn (``system=None`` or "" leaves the system turn out)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("tokenizer has no chat template (make the model with scripts/make_tiny_model.py "
+                         "or use a Qwen3 checkpoint)")
+    return tokenizer.apply_chat_template(_messages(user_text, system), tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=bool(think))
+
+
+def render_training_example(tokenizer, user_text: str, answer: str, think: bool,
+                            system: Optional[str] = SYSTEM_PROMPT) -> tuple[str, str]:
+    """``(prompt, completion)`` for SFT: loss goes on ``completion`` only.
+
+    ``answer`` is the assistant content: the SID (non-thinking) or ``<think>\\n...\\n</think>\\n\\nSID``
+    (thinking). ``prompt`` is exactly :func:`render_prompt`'s string for the same mode, and
+    ``completion`` ends with the stop token ``<|im_end|>`` (and the template's newline after it), so the
+    stop token is supervised. Raises ValueError when the template does not render the full
+    conversation as prompt + completion (e.g. a non-Qwen3 template that drops the think block).
+    """
+    prompt = render_prompt(tokenizer, user_text, think, system)
+    messages = _messages(user_text, system) + [{"role": "assistant", "content": answer}]
+    full = tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=bool(think))
+    if not full.startswith(prompt):
+        raise ValueError(f"chat template does not extend the {'thinking' if think else 'non-thinking'} prompt "
+                         f"into the training text: prompt ends {prompt[-40:]!r}, full text has "
+                         f"{full[len(prompt) - 40:len(prompt) + 20]!r} there")
+    completion = full[len(prompt):]
+    if IM_END not in completion:
+        raise ValueError(f"rendered completion lacks the stop token {IM_END}: {completion[-60:]!r}")
+    return prompt, completion
+
+
+def stop_token_id(tokenizer) -> int:
+    """The id of ``<|im_end|>``, the token that ends an assistant turn (and every SID answer)."""
+    tid = tokenizer.get_vocab().get(IM_END)
+    if tid is None:
+        raise ValueError(f"tokenizer has no {IM_END} token: not a Qwen-style chat tokenizer "
+                         f"(make the model with scripts/make_tiny_model.py or use a Qwen3 checkpoint)")
+    return tid
+
+
+def check_sid_tokens(tokenizer, sids: Iterable[str]) -> None:
+    """Raise ValueError unless every token of every SID is in the vocabulary and encodes as one id.
+
+    The evaluator and stage 2 call this before doing anything: a base checkpoint without SID tokens
+    would otherwise spell SIDs character by character and every metric would silently be 0.
+    """
+    vocab = tokenizer.get_vocab()
+    tokens = list(dict.fromkeys(t for sid in sids for t in split_sid(sid)))
+    if not tokens:
+        raise ValueError("check_sid_tokens: no SIDs given")
+    missing = [t for t in tokens if t not in vocab]
+    present = [t for t in tokens if t in vocab]
+    encoded = tokenizer(present, add_special_tokens=False)["input_ids"] if present else []
+    split = [t for t, ids in zip(present, encoded) if ids != [vocab[t]]]
+    bad = missing + split
+    if bad:
+        what = f"{len(missing)} missing from the vocabulary" if missing else ""
+        what += (", " if missing and split else "") + (f"{len(split)} not encoded as one token" if split else "")
+        raise ValueError(f"checkpoint has no SID tokens: {what} of {len(tokens)} "
+                         f"(e.g. {', '.join(bad[:5])}); run stage 1 / add_sid_tokens first")
