@@ -1,0 +1,139 @@
+"""python evaluate.py --base_model checkpoints/stage3/actor_merged --data_dir data/Amazon --category Office_Products --output_dir results/office_nothink
+
+Evaluate a SID recommender with trie-constrained beam search (DESIGN.md §4 "Evaluation"): non-thinking
+mode (prompt + empty think block, then the search) or ``--think`` (generate the reasoning, close
+``</think>``, then the search). Writes ``predictions.jsonl``, ``metrics.json`` (HR@K / NDCG@K),
+``config.json`` and ``run.json`` into ``--output_dir``.
+
+Flags of the reference ``evaluate.py`` work as there (``--base_model --info_file --category
+--test_data_path --result_json_data --batch_size --num_beams --max_new_tokens --length_penalty``).
+Scale out with ``--shard i/n`` (one process per GPU; the last shard to finish merges, or run
+``--merge_shards DIR``); ``--resume`` continues a killed run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--base_model", help="model folder (Hugging Face format) with the SID tokens in its tokenizer")
+    a("--data_dir", help="release data folder (DESIGN.md §3); with --category gives the split CSV and info file")
+    a("--category", default="", help="category name in the release layout, e.g. Office_Products")
+    a("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate with --data_dir")
+    a("--test_data_path", help="split CSV to evaluate (overrides --data_dir/--split)")
+    a("--info_file", help="catalogue 'SID<TAB>title<TAB>item_id' for constrained decoding (overrides --data_dir)")
+    a("--output_dir", help="where predictions.jsonl, metrics.json, config.json go (default results/eval_<category>_<mode>)")
+    a("--result_json_data", help="also write the reference-format JSON list {user_id, output, predict} here")
+    a("--batch_size", type=int, default=8, help="test rows per forward batch")
+    a("--num_beams", type=int, default=10, help="beams = SIDs returned per row (paper: 10, up to 50)")
+    a("--max_new_tokens", type=int, default=None,
+      help="reference compatibility: must hold the SID tokens + stop token (the search stops at the SID's end)")
+    a("--length_penalty", type=float, default=0.0, help="HF length penalty on finished beams (paper: 0)")
+    a("--think", action="store_true", help="thinking mode: generate reasoning, close </think>, then search")
+    a("--max_think_tokens", type=int, default=512, help="reasoning budget; unclosed reasoning is force-closed")
+    a("--num_reasoning_paths", type=int, default=1, help="sampled reasoning paths per row (1 = greedy); beams merged by score")
+    a("--temperature", type=float, default=1.0, help="sampling temperature when --num_reasoning_paths > 1")
+    a("--reasoning_backend", default="auto", choices=["auto", "hf", "vllm"],
+      help="reasoning generator: vLLM when installed and on GPU (auto), else HF generate")
+    a("--search", default="ours", choices=["ours", "reference"],
+      help="ours: prefill-once tensor beam search; reference: HF generate + prefix_allowed_tokens_fn")
+    a("--beam_mode", default="auto", choices=["auto", "tree", "expand"],
+      help="how beams share the prompt: tree attention (sdpa/eager) or per-beam cache copies")
+    a("--limit", type=int, default=None, help="evaluate only the first N rows of the split")
+    a("--shard", default=None, help="i/n: evaluate rows i, i+n, i+2n, ... (one process per GPU)")
+    a("--resume", action="store_true", help="continue an interrupted run: skip rows already in the predictions file")
+    a("--merge_shards", metavar="DIR", help="merge DIR's shard predictions and write metrics.json, then exit")
+    a("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 on a busy shared CPU)")
+    a("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
+    a("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+      help="model dtype (auto: bfloat16 on GPU, float32 on CPU)")
+    a("--seed", type=int, default=42, help="seed for sampled reasoning paths")
+    a("--ks", default=None, help="comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to num_beams)")
+    a("--log_level", default="INFO", help="logging level")
+    return p
+
+
+def _config(args):
+    from sidreasoner.eval.predictions import parse_shard
+    from sidreasoner.eval.runner import EvalConfig
+    from sidreasoner.data.records import ReleasePaths
+    if not args.base_model:
+        raise SystemExit("evaluate.py: --base_model is required (a model folder)")
+    test, info = args.test_data_path, args.info_file
+    if (test is None or info is None) and not (args.data_dir and args.category):
+        raise SystemExit("evaluate.py: give --data_dir and --category, or both --test_data_path and --info_file")
+    if args.data_dir:
+        paths = ReleasePaths(Path(args.data_dir), args.category)
+        test, info = test or str(paths.split(args.split)), info or str(paths.info)
+    mode = "think" if args.think else "nothink"
+    out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
+    ks = [int(k) for k in args.ks.split(",")] if args.ks else None
+    for name in ("batch_size", "num_beams", "max_think_tokens", "num_reasoning_paths"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"evaluate.py: --{name} must be >= 1, got {getattr(args, name)}")
+    return EvalConfig(
+        base_model=args.base_model, output_dir=out, test_data_path=test, info_file=info, category=args.category,
+        split=args.split, batch_size=args.batch_size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+        length_penalty=args.length_penalty, think=args.think, max_think_tokens=args.max_think_tokens,
+        num_reasoning_paths=args.num_reasoning_paths, temperature=args.temperature,
+        reasoning_backend=args.reasoning_backend, search=args.search, beam_mode=args.beam_mode, limit=args.limit,
+        shard=parse_shard(args.shard) or _torchrun_shard(), resume=args.resume, device=args.device, dtype=args.dtype, seed=args.seed,
+        ks=ks, result_json_data=args.result_json_data)
+
+
+def _torchrun_shard():
+    """Under torchrun (``NPROC>1`` in the shell scripts) each process evaluates shard RANK/WORLD_SIZE."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+
+
+def _merge(directory: str) -> dict:
+    from sidreasoner.eval.predictions import merge_shards, shard_files
+    from sidreasoner.eval.runner import finalize
+    found = shard_files(directory)
+    if len(found) != 1:
+        raise SystemExit(f"evaluate.py: expected shard files of one run in {directory}, found counts {sorted(found)}")
+    n = next(iter(found))
+    cfg = json.loads((Path(directory) / f"config.shard0of{n}.json").read_text(encoding="utf-8"))
+    merge_shards(directory, n)
+    return finalize(Path(directory), cfg["info_file"], cfg["num_beams"], cfg.get("ks"), cfg.get("result_json_data"))
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    from sidreasoner.data.records import DataError
+    from sidreasoner.eval.metrics import format_metrics
+    from sidreasoner.train.model_factory import ModelLoadError
+    from sidreasoner.sid.trie import TrieError
+    try:
+        if args.merge_shards:
+            metrics = _merge(args.merge_shards)
+        else:
+            from sidreasoner.eval.runner import run_evaluation
+            cfg = _config(args)
+            Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(Path(cfg.output_dir) / "evaluate.log")
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(fh)
+            metrics = run_evaluation(cfg)
+    except (DataError, TrieError, FileExistsError, ValueError, ModelLoadError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
+    if metrics:
+        print(format_metrics(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# bash evaluate_Qwen3_think.sh [extra evaluate.py flags]
+# Thinking evaluation: generate the reasoning (greedy; NUM_REASONING_PATHS>1 samples at TEMPERATURE),
+# force-close </think>, then the trie-constrained beam search (DESIGN.md §4). vLLM generates the
+# reasoning when installed and on GPU. Knobs (env): BASE_MODEL DATA_DIR CATEGORY SPLIT OUTPUT_DIR
+#   NUM_BEAMS BATCH_SIZE MAX_THINK_TOKENS NUM_REASONING_PATHS TEMPERATURE PYTHON,
+#   NPROC (processes; >1 runs torchrun, one data-parallel shard per process, merged at the end),
+#   GPUS (comma-separated device ids, exported as CUDA_VISIBLE_DEVICES; default: all visible).
+# Flags after the script name go last, so they override these defaults (e.g. --limit 100 --resume).
+set -euo pipefail
+cd "$(dirname "$0")"
+BASE_MODEL=${BASE_MODEL:-checkpoints/stage3/actor_merged}
+DATA_DIR=${DATA_DIR:-data/Amazon}
+CATEGORY=${CATEGORY:-Office_Products}
+SPLIT=${SPLIT:-test}
+NUM_BEAMS=${NUM_BEAMS:-10}
+BATCH_SIZE=${BATCH_SIZE:-8}
+MAX_THINK_TOKENS=${MAX_THINK_TOKENS:-512}
+NUM_REASONING_PATHS=${NUM_REASONING_PATHS:-1}
+TEMPERATURE=${TEMPERATURE:-1.0}
+OUTPUT_DIR=${OUTPUT_DIR:-results/${CATEGORY}_think_beams${NUM_BEAMS}}
+NPROC=${NPROC:-1}
+PYTHON=${PYTHON:-python}
+if [ -n "${GPUS:-}" ]; then export CUDA_VISIBLE_DEVICES="$GPUS"; fi
+LAUNCH=("$PYTHON")
+if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"); fi
+exec "${LAUNCH[@]}" evaluate.py --think --base_model "$BASE_MODEL" --data_dir "$DATA_DIR" --category "$CATEGORY" \
+  --split "$SPLIT" --num_beams "$NUM_BEAMS" --batch_size "$BATCH_SIZE" --max_think_tokens "$MAX_THINK_TOKENS" \
+  --num_reasoning_paths "$NUM_REASONING_PATHS" --temperature "$TEMPERATURE" --output_dir "$OUTPUT_DIR" "$@"

@@ -1,0 +1,306 @@
+"""Evaluation runner: split rows -> prompts -> (reasoning) -> constrained SID search -> predictions + metrics.
+
+Outputs in ``output_dir`` (DESIGN.md §3): ``predictions.jsonl`` (one line per row, appended per batch),
+``metrics.json`` (``sidreasoner.eval.metrics.compute_metrics`` plus counts), ``config.json`` (the
+resolved config) and ``run.json`` (timing). With ``shard=(i, n)`` the run takes rows i, i+n, ... and
+writes ``predictions.shard{i}of{n}.jsonl`` / ``config.shard{i}of{n}.json``; when the last shard finishes
+(or on ``evaluate.py --merge_shards``) the shards are merged and the metrics computed.
+
+Batches are fixed chunks of the (length-sorted) rows, so a resumed run recomputes an interrupted
+batch with exactly the same companions and reproduces the uninterrupted predictions.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from ..data.formats import atomic_write_text, read_split_csv
+from ..data.records import DataError, ReleasePaths, SequenceRow
+from ..sid.index import SIDIndex
+from ..sid.trie import SIDTrie
+from ..tasks.prompts import next_sid_prompt
+from . import predictions as P
+from .beam import BeamResult, constrained_beam_search
+from .reference import reference_beam_search
+from .thinking import close_think, hf_reasoning, open_think, pick_backend, stop_texts_of, vllm_reasoning
+
+log = logging.getLogger(__name__)
+
+#: config fields that change the predictions: a resumed run must agree on all of them
+RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think",
+                 "max_think_tokens", "num_reasoning_paths", "temperature", "seed", "search", "limit",
+                 "shard", "batch_size", "dtype")
+
+
+@dataclass
+class EvalConfig:
+    base_model: str
+    output_dir: str
+    test_data_path: str
+    info_file: str
+    category: str = ""
+    split: str = "test"
+    batch_size: int = 8
+    num_beams: int = 10
+    max_new_tokens: Optional[int] = None
+    length_penalty: float = 0.0
+    think: bool = False
+    max_think_tokens: int = 512
+    num_reasoning_paths: int = 1
+    temperature: float = 1.0
+    reasoning_backend: str = "auto"
+    search: str = "ours"
+    beam_mode: str = "auto"
+    limit: Optional[int] = None
+    shard: Optional[tuple[int, int]] = None
+    resume: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int = 42
+    ks: Optional[list[int]] = None
+    result_json_data: Optional[str] = None
+
+    @classmethod
+    def from_release(cls, data_dir, category: str, split: str = "test", **kw) -> "EvalConfig":
+        paths = ReleasePaths(Path(data_dir), category)
+        return cls(test_data_path=str(paths.split(split)), info_file=str(paths.info), category=category,
+                   split=split, **kw)
+
+    def suffix(self) -> str:
+        return "" if self.shard is None else f".shard{self.shard[0]}of{self.shard[1]}"
+
+
+def encode_left_padded(tokenizer, texts: Sequence[str], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenise (no added special tokens) and left-pad: ``input_ids``, ``attention_mask`` ``[R, L]``."""
+    seqs = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, L - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, L - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def select_rows(rows: Sequence[SequenceRow], limit: Optional[int], shard) -> list[tuple[int, SequenceRow]]:
+    """``(row index, row)`` pairs: the first ``limit`` rows, then every n-th starting at shard i."""
+    picked = list(enumerate(rows))[:limit] if limit is not None else list(enumerate(rows))
+    return picked[shard[0]::shard[1]] if shard else picked
+
+
+def merge_paths(results: Sequence[BeamResult], k: int) -> BeamResult:
+    """Beams of several reasoning paths of one row -> best score per SID, top ``k`` by score."""
+    best: dict[str, float] = {}
+    for res in results:
+        for sid, s in zip(res.sids, res.scores):
+            if sid not in best or s > best[sid]:
+                best[sid] = s
+    ranked = sorted(best.items(), key=lambda kv: -kv[1])[:k]
+    return BeamResult([s for s, _ in ranked], [v for _, v in ranked])
+
+
+class Evaluator:
+    """Holds the model, tokenizer and trie; turns a batch of rows into prediction records."""
+
+    def __init__(self, cfg: EvalConfig, model, tokenizer, trie: SIDTrie, stop_id: int):
+        self.cfg, self.model, self.tokenizer, self.trie, self.stop_id = cfg, model, tokenizer, trie, stop_id
+        self.backend = pick_backend(cfg.reasoning_backend) if cfg.think else None
+
+    def prompt(self, row: SequenceRow) -> str:
+        from ..train.chat import render_prompt
+        text = render_prompt(self.tokenizer, next_sid_prompt(row.history_sids, think=self.cfg.think),
+                             think=self.cfg.think)
+        return open_think(text) if self.cfg.think else text
+
+    def search(self, texts: Sequence[str]) -> list[BeamResult]:
+        ids, mask = encode_left_padded(self.tokenizer, texts, self.stop_id, self.model.device)
+        c = self.cfg
+        if c.search == "reference":
+            return reference_beam_search(self.model, ids, mask, self.trie, c.num_beams, c.length_penalty)
+        return constrained_beam_search(self.model, ids, mask, self.trie, c.num_beams, c.length_penalty,
+                                       mode=c.beam_mode)
+
+    def reason(self, prompts: Sequence[str], seed: int):
+        c = self.cfg
+        if self.backend == "vllm":
+            return vllm_reasoning(c.base_model, prompts, stop_texts_of(self.tokenizer, self.stop_id),
+                                  c.max_think_tokens, c.num_reasoning_paths, c.temperature, seed)
+        return hf_reasoning(self.model, self.tokenizer, prompts, self.stop_id, c.max_think_tokens,
+                            c.num_reasoning_paths, c.temperature, seed)
+
+    def run_batch(self, batch: Sequence[tuple[int, SequenceRow]], catalogue) -> list[dict]:
+        prompts = [self.prompt(r) for _, r in batch]
+        records = [{"row": i, "user_id": r.user_id, "target": r.item_sid,
+                    "target_in_catalogue": r.item_sid in catalogue} for i, r in batch]
+        if not self.cfg.think:
+            results = self.search(prompts)
+        else:
+            paths = self.reason(prompts, seed=self.cfg.seed + batch[0][0])
+            n = self.cfg.num_reasoning_paths
+            flat = self.search([close_think(p, r.text) for p, ps in zip(prompts, paths) for r in ps])
+            results = [merge_paths(flat[i * n:(i + 1) * n], self.cfg.num_beams) for i in range(len(batch))]
+            for rec, ps in zip(records, paths):
+                rec["reasoning"] = ps[0].text
+                rec["think_closed"] = ps[0].closed if n == 1 else [p.closed for p in ps]
+                if n > 1:
+                    rec["reasoning_paths"] = [p.text for p in ps]
+        for rec, res in zip(records, results):
+            rec["ranked"], rec["scores"] = res.sids, [round(s, 6) for s in res.scores]
+        return records
+
+
+def _resolve_device_dtype(cfg: EvalConfig) -> tuple[str, torch.dtype]:
+    device = cfg.device
+    if device == "auto":  # under torchrun each process takes its own GPU
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if cfg.dtype == "auto":
+        return device, torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if cfg.dtype not in names:
+        raise ValueError(f"--dtype must be auto, {', '.join(names)}; got {cfg.dtype!r}")
+    return device, names[cfg.dtype]
+
+
+def read_catalogue(cfg: EvalConfig) -> SIDIndex:
+    """The info file's catalogue, checked against the flags before any model is loaded."""
+    index = SIDIndex.from_info(cfg.info_file)
+    depth = max(index.level_counts())
+    if cfg.max_new_tokens is not None and cfg.max_new_tokens < depth + 1:
+        raise ValueError(f"--max_new_tokens {cfg.max_new_tokens} cannot hold a {depth}-token SID "
+                         f"plus the stop token; use at least {depth + 1}")
+    return index
+
+
+def build_trie(cfg: EvalConfig, index: SIDIndex, tokenizer, stop_id: int) -> SIDTrie:
+    from ..train.chat import check_sid_tokens
+    try:
+        check_sid_tokens(tokenizer, index.unique_sids())
+    except ValueError as e:
+        raise ValueError(f"{cfg.base_model}: {e} (SIDs of {cfg.info_file})") from None
+    trie = SIDTrie.from_index(index, tokenizer, stop_id, source=f"info file {cfg.info_file}")
+    if cfg.num_beams > len(trie):
+        log.warning("num_beams=%d exceeds the %d distinct SIDs of the catalogue: every row returns %d SIDs",
+                    cfg.num_beams, len(trie), len(trie))
+    elif cfg.num_beams > trie.n_first:
+        log.info("num_beams=%d > %d first-level SID tokens: beams fill up at deeper levels",
+                 cfg.num_beams, trie.n_first)
+    return trie
+
+
+def _check_resume(cfg: EvalConfig, config_path: Path, pred_path: Path) -> None:
+    if not pred_path.exists():
+        return
+    if not cfg.resume:
+        raise FileExistsError(f"{pred_path} already exists: pass --resume to continue it, "
+                              f"or choose another --output_dir")
+    if config_path.is_file():
+        old = json.loads(config_path.read_text(encoding="utf-8"))
+        now = json.loads(json.dumps(asdict(cfg)))
+        diff = [k for k in RESULT_FIELDS if old.get(k) != now.get(k)]
+        if diff:
+            raise ValueError(f"--resume with settings that differ from {config_path}: "
+                             + ", ".join(f"{k}: {old.get(k)!r} -> {now.get(k)!r}" for k in diff))
+
+
+def make_batches(picked, batch_size: int) -> list[list[tuple[int, SequenceRow]]]:
+    """Fixed chunks of rows sorted by history length (the prompt length), longest first: less padding,
+    and an out-of-memory error shows up in the first batch."""
+    order = sorted(picked, key=lambda ir: (-len(ir[1].history_sids), ir[0]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
+    """Evaluate (resuming if asked) and return the metrics, or ``{}`` for a shard whose siblings are unfinished."""
+    from tqdm import tqdm
+    from ..train.chat import stop_token_id
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pred_path = P.predictions_path(out, cfg.shard)
+    config_path = out / f"config{cfg.suffix()}.json"
+    _check_resume(cfg, config_path, pred_path)
+    rows = read_split_csv(cfg.test_data_path)
+    picked = select_rows(rows, cfg.limit, cfg.shard)
+    if not picked:
+        raise DataError(cfg.test_data_path, f"no rows to evaluate (limit={cfg.limit}, shard={cfg.shard})")
+    index = read_catalogue(cfg)
+    device, dtype = _resolve_device_dtype(cfg)
+    if model is None:
+        from ..train.model_factory import load_model_and_tokenizer
+        model, tokenizer = load_model_and_tokenizer(cfg.base_model, dtype=dtype, device=device)
+    model.eval()
+    stop_id = stop_token_id(tokenizer)
+    trie = build_trie(cfg, index, tokenizer, stop_id)
+    catalogue = set(index.unique_sids())
+    _report_unknown_targets(cfg, picked, catalogue)
+    atomic_write_text(config_path, json.dumps(asdict(cfg), indent=1) + "\n")
+    done = P.load_for_resume(pred_path) if cfg.resume else {}
+    ev = Evaluator(cfg, model, tokenizer, trie, stop_id)
+    t0, n_new = time.time(), 0
+    bar = tqdm(total=len(picked), desc="evaluate", unit="row", initial=sum(1 for i, _ in picked if i in done))
+    for batch in make_batches(picked, cfg.batch_size):
+        if all(i in done for i, _ in batch):
+            continue
+        records = [r for r in ev.run_batch(batch, catalogue) if r["row"] not in done]
+        P.append_records(pred_path, records)
+        n_new += len(records)
+        bar.update(len(records))
+    bar.close()
+    secs = time.time() - t0
+    run = {"rows": len(picked), "rows_resumed": len(picked) - n_new, "rows_evaluated": n_new,
+           "seconds": round(secs, 3), "rows_per_s": round(n_new / secs, 3) if secs > 0 else None,
+           "device": device, "dtype": str(dtype), "search": cfg.search,
+           "beam_mode": cfg.beam_mode, "reasoning_backend": ev.backend}
+    atomic_write_text(out / f"run{cfg.suffix()}.json", json.dumps(run, indent=1) + "\n")
+    log.info("evaluated %d rows (%d resumed) in %.1f s", n_new, len(picked) - n_new, secs)
+    if cfg.shard is not None:
+        if not _all_shards_done(out, cfg.shard[1]):
+            log.info("shard %d/%d done; merge when all shards finish: evaluate.py --merge_shards %s",
+                     cfg.shard[0], cfg.shard[1], out)
+            return {}
+        P.merge_shards(out, cfg.shard[1])
+    return finalize(out, cfg.info_file, cfg.num_beams, cfg.ks, cfg.result_json_data)
+
+
+def _report_unknown_targets(cfg: EvalConfig, picked, catalogue) -> None:
+    bad = [i for i, r in picked if r.item_sid not in catalogue]
+    if bad:
+        log.warning("%d of %d rows have a target SID that is not in the catalogue %s (they can never be hit "
+                    "and count as misses); first rows (0-based): %s", len(bad), len(picked), cfg.info_file, bad[:5])
+
+
+def _all_shards_done(out: Path, n: int) -> bool:
+    """Each shard's predictions exist and its run record says it covered all its rows."""
+    for i in range(n):
+        run = out / f"run.shard{i}of{n}.json"
+        if not run.is_file() or not P.predictions_path(out, (i, n)).is_file():
+            return False
+        info = json.loads(run.read_text(encoding="utf-8"))
+        if len(P.read_records(P.predictions_path(out, (i, n)))) != info["rows"]:
+            return False
+    return True
+
+
+def finalize(out: Path, info_file: str, num_beams: int, ks=None, result_json: Optional[str] = None) -> dict:
+    """metrics.json from ``predictions.jsonl`` (all rows, sorted by row), plus the reference-format JSON."""
+    from .metrics import compute_metrics
+    records = sorted(P.read_records(Path(out) / P.PREDICTIONS), key=lambda r: r["row"])
+    catalogue = set(SIDIndex.from_info(info_file).unique_sids())
+    metrics = compute_metrics(records, ks, catalogue=catalogue, num_beams=num_beams,
+                              source=Path(out) / P.PREDICTIONS)
+    metrics["targets_not_in_catalogue"] = sum(1 for r in records if r["target"] not in catalogue)
+    if any("think_closed" in r for r in records):
+        closed = [c for r in records for c in (r["think_closed"] if isinstance(r["think_closed"], list)
+                                               else [r["think_closed"]])]
+        metrics["think_closed_rate"] = sum(closed) / len(closed)
+    atomic_write_text(Path(out) / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    if result_json:
+        ref = [{"user_id": r["user_id"], "output": r["target"], "predict": r["ranked"]} for r in records]
+        atomic_write_text(Path(result_json), json.dumps(ref, indent=1) + "\n")
+    return metrics

@@ -1,0 +1,321 @@
+"""evaluate.py and the evaluation runner: end to end on a tiny model folder + tiny release data, both
+modes, resume after a kill, shards + merge, thinking-mode closing, and the bad-input messages."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fixtures_model import REPO_ROOT, build_tiny_model_dir, tiny_catalogue, tiny_model_dir, write_catalogue  # noqa: F401
+from sidreasoner.data.formats import write_split_csv
+from sidreasoner.data.records import SequenceRow
+from sidreasoner.eval.beam import BeamResult, same_ranking
+from sidreasoner.eval.predictions import load_for_resume, merge_shards, parse_shard, read_records
+from sidreasoner.eval.runner import EvalConfig, merge_paths, run_evaluation
+from sidreasoner.eval.thinking import close_think, open_think, split_reasoning
+
+CAT = "Tiny"
+N_ROWS = 14
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matmuls on a shared 2-core box: extra OpenMP threads only spin; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, tiny_model_dir):
+    """A release folder for the tiny catalogue: info file + a test split whose LAST row's target is unknown."""
+    model_dir, index = tiny_model_dir
+    items, _ = tiny_catalogue()
+    data = tmp_path_factory.mktemp("release")
+    write_catalogue(data, CAT, items, index)
+    rnd, ids = random.Random(3), sorted(items)
+    rows = []
+    for u in range(N_ROWS):
+        hist = rnd.sample(ids, rnd.randint(1, 6))
+        t = rnd.choice(ids)
+        rows.append(SequenceRow(f"u{u}", tuple(hist), tuple(items[i].title for i in hist),
+                                tuple(index.sid(i) for i in hist), t, items[t].title, index.sid(t)))
+    unknown = "<a_9><b_9><c_9>"  # codes beyond the 4x4x4 codebooks: not in the catalogue
+    rows[-1] = SequenceRow("u_unknown", rows[-1].history_item_ids, rows[-1].history_titles,
+                           rows[-1].history_sids, "X999", "unknown", unknown)
+    write_split_csv(data / "test" / f"{CAT}_5_2016-10-2018-11.csv", rows)
+    return data, model_dir, set(index.unique_sids())
+
+
+def config(release, out, **kw) -> EvalConfig:
+    data, model_dir, _ = release
+    kw = {"num_beams": 5, "batch_size": 4, **kw}
+    return EvalConfig.from_release(data, CAT, base_model=str(model_dir), output_dir=str(out), **kw)
+
+
+def by_row(out) -> dict[int, dict]:
+    return {r["row"]: r for r in read_records(Path(out) / "predictions.jsonl")}
+
+
+@pytest.fixture(scope="module")
+def full_run(release, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    return out, run_evaluation(config(release, out))
+
+
+def run_script(*args, timeout=300):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "evaluate.py"), *map(str, args)], capture_output=True,
+                          text=True, env=ENV, cwd=REPO_ROOT, timeout=timeout)
+
+
+def test_help_lists_every_flag():
+    res = run_script("--help")
+    assert res.returncode == 0
+    for flag in ("--base_model", "--info_file", "--category", "--test_data_path", "--result_json_data",
+                 "--batch_size", "--num_beams", "--max_new_tokens", "--length_penalty", "--data_dir", "--split",
+                 "--think", "--output_dir", "--limit", "--shard", "--resume", "--merge_shards"):
+        assert flag in res.stdout
+
+
+@pytest.mark.parametrize("think", [False, True])
+def test_script_end_to_end(release, tmp_path, think, capsys):
+    """Non-thinking mode as a real subprocess; thinking mode through the same main() in-process (faster)."""
+    data, model_dir, catalogue = release
+    ref_json = tmp_path / "ref.json"
+    argv = ["--base_model", model_dir, "--data_dir", data, "--category", CAT, "--output_dir", tmp_path / "o",
+            "--limit", 6, "--num_beams", 5, "--batch_size", 3, "--result_json_data", ref_json]
+    if think:
+        assert _load_evaluate_module().main([str(a) for a in argv + ["--think", "--max_think_tokens", 4]]) == 0
+        stdout = capsys.readouterr().out
+    else:
+        res = run_script(*argv)
+        assert res.returncode == 0, res.stderr[-2000:]
+        stdout = res.stdout
+    recs = sorted(read_records(tmp_path / "o" / "predictions.jsonl"), key=lambda r: r["row"])
+    assert [r["row"] for r in recs] == list(range(6))
+    for r in recs:
+        assert len(r["ranked"]) == 5 and set(r["ranked"]) <= catalogue and len(set(r["ranked"])) == 5
+        assert r["scores"] == sorted(r["scores"], reverse=True)
+        assert ("reasoning" in r) == think and r.get("think_closed", False) is False
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["n"] == 6 and metrics["invalid_predictions"] == 0 and "HR@5" in metrics and "NDCG@5" in metrics
+    assert json.loads((tmp_path / "o" / "config.json").read_text())["think"] is think
+    assert [e["predict"] for e in json.loads(ref_json.read_text())] == [r["ranked"] for r in recs]
+    assert "HR@5" in stdout
+
+
+def test_full_run_counts_unknown_targets(full_run, release):
+    out, metrics = full_run
+    recs = by_row(out)
+    assert len(recs) == N_ROWS and metrics["n"] == N_ROWS
+    assert metrics["targets_not_in_catalogue"] == 1 and recs[N_ROWS - 1]["target_in_catalogue"] is False
+    assert all(set(r["ranked"]) <= release[2] and len(r["ranked"]) == 5 for r in recs.values())
+    run = json.loads((out / "run.json").read_text())
+    assert run["rows_evaluated"] == N_ROWS and run["rows_resumed"] == 0
+
+
+def test_resume_after_kill_gives_the_same_metrics(full_run, release, tmp_path):
+    out, metrics = full_run
+    lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "predictions.jsonl").write_text("".join(lines[:5]) + lines[5][:17])  # killed mid-line
+    shutil.copy(out / "config.json", tmp_path / "config.json")
+    resumed = run_evaluation(config(release, tmp_path, resume=True))
+    assert resumed == metrics
+    assert by_row(tmp_path) == by_row(out)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["rows_resumed"] == 5 and run["rows_evaluated"] == N_ROWS - 5
+
+
+def test_shards_then_merge_equal_the_unsharded_run(full_run, release, tmp_path):
+    out, metrics = full_run
+    assert run_evaluation(config(release, tmp_path, shard=(1, 2))) == {}  # shard 0 not there yet
+    assert not (tmp_path / "metrics.json").exists()
+    merged = run_evaluation(config(release, tmp_path, shard=(0, 2)))  # the last shard merges
+    assert merged == metrics
+    sharded, whole = by_row(tmp_path), by_row(out)
+    assert sorted(sharded) == sorted(whole)
+    for row, a in sharded.items():
+        b = whole[row]
+        assert same_ranking(BeamResult(a["ranked"], a["scores"]), BeamResult(b["ranked"], b["scores"]), 1e-4)
+    (tmp_path / "predictions.jsonl").unlink()
+    (tmp_path / "metrics.json").unlink()
+    evaluate = _load_evaluate_module()
+    assert evaluate.main(["--merge_shards", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+
+def test_reference_search_gives_the_same_rankings(full_run, release, tmp_path):
+    out, _ = full_run
+    run_evaluation(config(release, tmp_path, search="reference", limit=8))
+    ours = by_row(out)
+    for row, rec in by_row(tmp_path).items():
+        assert same_ranking(BeamResult(rec["ranked"], rec["scores"]),
+                            BeamResult(ours[row]["ranked"], ours[row]["scores"]), 1e-4)
+
+
+def test_thinking_mode_force_closes_unclosed_reasoning(release, tmp_path):
+    metrics = run_evaluation(config(release, tmp_path, think=True, max_think_tokens=5, limit=4,
+                                    num_reasoning_paths=2, temperature=1.0))
+    recs = by_row(tmp_path)
+    assert len(recs) == 4 and metrics["think_closed_rate"] == 0.0  # a random model never writes </think>
+    for r in recs.values():
+        assert r["think_closed"] == [False, False] and len(r["reasoning_paths"]) == 2
+        assert len(r["ranked"]) == 5 and set(r["ranked"]) <= release[2]
+
+
+def test_think_search_runs_on_the_force_closed_prompts(release, tmp_path):
+    """Each path's SID search continues prompt + reasoning + '\\n</think>\\n\\n'; paths merge by best score."""
+    from sidreasoner.data.formats import read_split_csv
+    from sidreasoner.eval.runner import Evaluator, build_trie, read_catalogue
+    from sidreasoner.train.chat import stop_token_id
+    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    cfg = config(release, tmp_path, think=True, max_think_tokens=6, limit=2, num_reasoning_paths=2)
+    run_evaluation(cfg)
+    model, tok = load_model_and_tokenizer(cfg.base_model)
+    stop = stop_token_id(tok)
+    ev = Evaluator(cfg, model, tok, build_trie(cfg, read_catalogue(cfg), tok, stop), stop)
+    rows = read_split_csv(cfg.test_data_path)
+    recs = by_row(tmp_path)
+    assert any(text for rec in recs.values() for text in rec["reasoning_paths"])  # sampled: not all empty
+    for row, rec in recs.items():
+        assert len(rec["think_closed"]) == 2  # closed by the model or force-closed: same prompt shape
+        prompts = [close_think(ev.prompt(rows[row]), text) for text in rec["reasoning_paths"]]
+        for p, text in zip(prompts, rec["reasoning_paths"]):
+            assert p.endswith("<|im_start|>assistant\n<think>\n" + text + "\n</think>\n\n")
+        again = merge_paths(ev.search(prompts), cfg.num_beams)
+        assert same_ranking(again, BeamResult(rec["ranked"], rec["scores"]), 1e-4)
+
+
+@pytest.mark.parametrize("text, reasoning, closed", [
+    ("The user likes pens.\n</think>\n\n<a_1>", "The user likes pens.", True),
+    ("  pens and paper  ", "pens and paper", False),                          # budget ran out: unclosed
+    ("<think>\nrepeat tag</think>", "repeat tag", True),
+    ("stops early<|im_end|><|endoftext|>", "stops early", False),
+    ("", "", False),
+])
+def test_split_reasoning(text, reasoning, closed):
+    got = split_reasoning(text, ["<|im_end|>", "<|endoftext|>"])
+    assert (got.text, got.closed) == (reasoning, closed)
+
+
+def test_think_prompt_is_closed_in_the_training_format():
+    prompt = open_think("<|im_start|>assistant\n")
+    assert prompt == "<|im_start|>assistant\n<think>\n" and open_think(prompt) == prompt
+    assert close_think(prompt, " a b \n") == "<|im_start|>assistant\n<think>\na b\n</think>\n\n"
+
+
+def test_merge_paths_keeps_best_score_per_sid():
+    merged = merge_paths([BeamResult(["x", "y"], [-1.0, -3.0]), BeamResult(["y", "z"], [-2.0, -4.0])], 2)
+    assert (merged.sids, merged.scores) == (["x", "y"], [-1.0, -2.0])
+
+
+def test_partial_last_line_is_cut_and_corruption_is_named(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"row": 0, "x": 1}\n{"row": 1, "x"')
+    assert list(load_for_resume(p)) == [0] and p.read_text() == '{"row": 0, "x": 1}\n'
+    p.write_text('{"row": 0}\nnot json\n{"row": 2}\n')
+    with pytest.raises(ValueError, match=r"p\.jsonl, line 2: malformed prediction line"):
+        load_for_resume(p)
+
+
+@pytest.mark.parametrize("spec, ok", [("0/2", (0, 2)), (" 3 / 4 ", (3, 4)), ("2/2", None), ("a/b", None)])
+def test_parse_shard(spec, ok):
+    if ok:
+        assert parse_shard(spec) == ok
+    else:
+        with pytest.raises(ValueError, match=r"--shard must look like i/n with 0 <= i < n"):
+            parse_shard(spec)
+
+
+def _load_evaluate_module():
+    spec = importlib.util.spec_from_file_location("evaluate_script", REPO_ROOT / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
+    data, model_dir, _ = release
+    out, _ = full_run
+    evaluate = _load_evaluate_module()
+    common = ["--base_model", str(model_dir), "--data_dir", str(data), "--category", CAT, "--batch_size", "4"]
+    cases = [
+        (["--num_beams", "5", "--output_dir", str(out)],
+         f"{out / 'predictions.jsonl'} already exists: pass --resume to continue it, or choose another --output_dir"),
+        (["--num_beams", "7", "--output_dir", str(out), "--resume"],
+         f"--resume with settings that differ from {out / 'config.json'}: num_beams: 5 -> 7"),
+        (["--output_dir", str(tmp_path / "a"), "--max_new_tokens", "2"],
+         "--max_new_tokens 2 cannot hold a 3-token SID plus the stop token; use at least 4"),
+        (["--output_dir", str(tmp_path / "b"), "--shard", "2/2"],
+         "--shard must look like i/n with 0 <= i < n (e.g. 0/4), got '2/2'"),
+    ]
+    for argv, message in cases:
+        assert evaluate.main(common + argv) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"evaluate.py: error: {message}"
+
+
+def test_checkpoint_without_sid_tokens(release, tmp_path, capsys):
+    from sidreasoner.train.model_factory import make_tiny_qwen3, save_model_dir
+    from sidreasoner.train.tokenizer import train_catalogue_tokenizer
+    tok = train_catalogue_tokenizer(["Blue Gel Pens", "Red Binder"], vocab_size=300)
+    bare = save_model_dir(tmp_path / "bare", make_tiny_qwen3(tok, hidden_size=32, num_layers=1), tok, overwrite=True)
+    evaluate = _load_evaluate_module()
+    rc = evaluate.main(["--base_model", str(bare), "--data_dir", str(release[0]), "--category", CAT,
+                        "--output_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "checkpoint has no SID tokens" in err and "add_sid_tokens" in err
+
+
+@pytest.mark.slow
+def test_real_kill_then_resume(release, full_run, tmp_path):
+    """Kill evaluate.py (SIGKILL) after its first batch is on disk, then --resume: same metrics."""
+    data, model_dir, _ = release
+    out, metrics = full_run
+    args = [sys.executable, str(REPO_ROOT / "evaluate.py"), "--base_model", str(model_dir), "--data_dir", str(data),
+            "--category", CAT, "--num_beams", "5", "--batch_size", "4", "--output_dir", str(tmp_path)]
+    proc = subprocess.Popen(args + ["--think", "--max_think_tokens", "64"], env=ENV, cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pred = tmp_path / "predictions.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (pred.exists() and pred.stat().st_size > 0):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(load_for_resume(pred))
+    assert 0 < n_before < N_ROWS
+    res = subprocess.run(args + ["--think", "--max_think_tokens", "64", "--resume"], env=ENV, cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    clean = tmp_path.parent / "clean"
+    subprocess.run(args[:-1] + [str(clean), "--think", "--max_think_tokens", "64"], env=ENV, cwd=REPO_ROOT,
+                   check=True, capture_output=True, timeout=300)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads((clean / "metrics.json").read_text())
+    assert by_row(tmp_path) == by_row(clean)
+
+
+@pytest.mark.parametrize("script, mode_flag", [("evaluate_Qwen3.sh", None), ("evaluate_Qwen3_think.sh", "--think")])
+def test_shell_scripts_pass_knobs_and_flags(script, mode_flag):
+    """Dry run with PYTHON=echo: the env knobs reach evaluate.py, NPROC>1 uses torchrun, "$@" goes last."""
+    assert subprocess.run(["bash", "-n", str(REPO_ROOT / script)]).returncode == 0
+    env = {**ENV, "PYTHON": "echo", "NPROC": "2", "GPUS": "3,5", "NUM_BEAMS": "50", "CATEGORY": "Toys"}
+    res = subprocess.run(["bash", str(REPO_ROOT / script), "--limit", "7"], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    words = res.stdout.split()
+    assert words[:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    assert words[5] == "evaluate.py" and words[-2:] == ["--limit", "7"]
+    assert "--num_beams 50" in res.stdout and "--category Toys" in res.stdout
+    assert (mode_flag in words) if mode_flag else ("--think" not in words)
+    one = subprocess.run(["bash", str(REPO_ROOT / script)], env={**env, "NPROC": "1"}, capture_output=True, text=True)
+    assert one.stdout.split()[0] == "evaluate.py"
