@@ -1,0 +1,127 @@
+"""python scripts/synthesize_corpus.py --data_dir data/Amazon --category Office_Products --teacher template
+
+Writes the teacher corpora of one category (DESIGN.md §3): ``<Cat>.item_enhanced_v2.json`` (a passage
+per item with its SID inline) and ``<Cat>.integrated_narrative.csv`` (per training row: a narrative
+with SIDs inline and a reasoning path that ends at the target without its SID), plus the resolved
+config and the statistics as JSON beside them.
+
+Teachers: ``template`` (offline, from item metadata; what the demo uses) or ``openai`` (any
+OpenAI-compatible chat-completions server: OpenAI, vLLM, SGLang, llama.cpp, ...):
+
+    OPENAI_API_KEY=... python scripts/synthesize_corpus.py --data_dir data/Amazon --category Office_Products \\
+        --teacher openai --teacher_url http://localhost:8000/v1 --teacher_model Qwen/Qwen3-32B --concurrency 16
+
+Answers are cached in a JSONL file as they arrive: after a kill or failed requests, rerun the same
+command and only the missing requests are sent. Exit status: 0 done, 1 some requests failed after
+all retries (rerun to resume), 2 bad input or a non-retryable teacher error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from sidreasoner.data.formats import atomic_write_text
+from sidreasoner.data.records import DataError, ReleasePaths
+from sidreasoner.teacher.cache import ResponseCache
+from sidreasoner.teacher.client import ChatClient, TeacherAPIError
+from sidreasoner.teacher.synthesize import SynthesisConfig, synthesize
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--data_dir", required=True, help="release folder (holds train/, index/, info/)")
+    a("--category", required=True, help="category name, e.g. Office_Products")
+    a("--output_dir", default=None, help="where to write the corpora (default: <data_dir>/index, as the release)")
+    a("--teacher", choices=("template", "openai"), default="template",
+      help="'template': offline generator from item metadata; 'openai': an OpenAI-compatible chat endpoint")
+    a("--teacher_url", default=None, help="base URL of the chat-completions API, e.g. http://localhost:8000/v1")
+    a("--teacher_model", default=None, help="model name sent to the teacher API")
+    a("--api_key_env", default="OPENAI_API_KEY",
+      help="environment variable holding the API key (never logged; no key -> no Authorization header)")
+    a("--concurrency", type=int, default=8, help="requests in flight at once")
+    a("--max_retries", type=int, default=5, help="retries per request on 429/5xx/timeouts/connection errors")
+    a("--timeout", type=float, default=120.0, help="seconds to wait for one answer")
+    a("--backoff_base", type=float, default=1.0, help="first retry delay in seconds (doubles each retry, jittered)")
+    a("--backoff_max", type=float, default=60.0, help="longest retry delay in seconds (also caps Retry-After)")
+    a("--temperature", type=float, default=0.7, help="teacher sampling temperature")
+    a("--max_tokens", type=int, default=1024,
+      help="teacher answer limit in tokens (a thinking teacher needs room for its <think> block too)")
+    a("--max_items", type=int, default=None, help="only the first N items of the index (default: all)")
+    a("--max_sequences", type=int, default=None, help="only the first N rows of the split (default: all)")
+    a("--split", default="train", choices=("train", "valid", "test"),
+      help="split whose rows get narratives (train: narratives of valid/test rows would leak targets)")
+    a("--cache_path", default=None, help="JSONL answer cache (default: <output_dir>/<Cat>.teacher_cache.jsonl)")
+    a("--seed", type=int, default=0, help="seed of the template teacher's wording and of retry jitter")
+    a("--max_words", type=int, default=600, help="reject any text longer than this many words")
+    a("--repair_rounds", type=int, default=1, help="follow-up turns asking the teacher to fix a rejected answer")
+    a("--target_sid_policy", choices=("redact", "reject"), default="redact",
+      help="a reasoning path quoting the target SID: replace the quote by the target's title, or reject it")
+    a("--neighbours", type=int, default=5, help="co-purchased items shown to the teacher per item")
+    a("--no_progress", action="store_true", help="hide the progress bars")
+    return p
+
+
+def make_client(args, cache_path: Path) -> ChatClient:
+    params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    return ChatClient(args.teacher_url, args.teacher_model, api_key_env=args.api_key_env, timeout=args.timeout,
+                      max_retries=args.max_retries, backoff_base=args.backoff_base, backoff_max=args.backoff_max,
+                      params=params, cache=ResponseCache(cache_path), seed=args.seed)
+
+
+def print_stats(stats: dict) -> None:
+    for part in ("items", "sequences"):
+        s = stats[part]
+        print(f"{part}: {s['written']}/{s['requested']} written, {s['rejected']} rejected "
+              f"{s['rejected_by_reason'] or ''}; counts {s['counts'] or '{}'}")
+        for name, v in s["lengths"].items():
+            print(f"  {name}: mean {v['mean']}, median {v['median']}, min {v['min']}, max {v['max']}")
+        for ex in s["examples"]:
+            print(f"  rejected {ex['where']}: {'; '.join(ex['problems'])}")
+    if "requests" in stats:
+        print(f"requests: {stats['requests']}; cache: {stats.get('cache')}")
+    print(f"outputs: {stats['outputs']}; {stats['seconds']} s")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.teacher == "openai" and not (args.teacher_url and args.teacher_model):
+        build_parser().error("--teacher openai needs --teacher_url and --teacher_model")
+    for flag in ("concurrency", "max_words", "neighbours"):
+        if getattr(args, flag) < 1:
+            build_parser().error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    out_dir = Path(args.output_dir) if args.output_dir else ReleasePaths(Path(args.data_dir), args.category).index_json.parent
+    cfg = SynthesisConfig(args.data_dir, args.category, str(out_dir), args.split, args.max_items, args.max_sequences,
+                          args.seed, args.max_words, args.repair_rounds, args.target_sid_policy, args.neighbours,
+                          args.concurrency)
+    cache_path = Path(args.cache_path) if args.cache_path else out_dir / f"{args.category}.teacher_cache.jsonl"
+    resolved = {"synthesis": asdict(cfg), "teacher": args.teacher, "teacher_url": args.teacher_url,
+                "teacher_model": args.teacher_model, "api_key_env": args.api_key_env,
+                "max_retries": args.max_retries, "timeout": args.timeout, "backoff_base": args.backoff_base,
+                "backoff_max": args.backoff_max, "temperature": args.temperature, "max_tokens": args.max_tokens,
+                "cache_path": str(cache_path) if args.teacher == "openai" else None}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / f"{args.category}.synthesis_config.json", json.dumps(resolved, indent=1) + "\n")
+    try:
+        client = make_client(args, cache_path) if args.teacher == "openai" else None
+        if client is not None and not client.has_api_key:
+            print(f"note: ${args.api_key_env} is not set; sending no Authorization header", file=sys.stderr)
+        stats = synthesize(cfg, client, progress=not args.no_progress)
+    except (DataError, TeacherAPIError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    atomic_write_text(out_dir / f"{args.category}.synthesis_stats.json", json.dumps(stats, indent=1) + "\n")
+    print_stats(stats)
+    failed = stats["items"]["rejected_by_reason"].get("failed", 0) + stats["sequences"]["rejected_by_reason"].get("failed", 0)
+    if failed:
+        print(f"{failed} jobs failed after all retries; rerun the same command to resume from the cache",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
