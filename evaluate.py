@@ -103,7 +103,8 @@ def _merge(directory: str) -> dict:
     n = next(iter(found))
     cfg = json.loads((Path(directory) / f"config.shard0of{n}.json").read_text(encoding="utf-8"))
     merge_shards(directory, n)
-    return finalize(Path(directory), cfg["info_file"], cfg["num_beams"], cfg.get("ks"), cfg.get("result_json_data"))
+    return finalize(Path(directory), cfg["info_file"], cfg["num_beams"], cfg.get("ks"), cfg.get("result_json_data"),
+                    cfg.get("test_data_path"))
 
 
 def main(argv=None) -> int:

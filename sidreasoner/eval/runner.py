@@ -265,7 +265,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
                      cfg.shard[0], cfg.shard[1], out)
             return {}
         P.merge_shards(out, cfg.shard[1])
-    return finalize(out, cfg.info_file, cfg.num_beams, cfg.ks, cfg.result_json_data)
+    return finalize(out, cfg.info_file, cfg.num_beams, cfg.ks, cfg.result_json_data, cfg.test_data_path)
 
 
 def _report_unknown_targets(cfg: EvalConfig, picked, catalogue) -> None:
@@ -287,11 +287,15 @@ def _all_shards_done(out: Path, n: int) -> bool:
     return True
 
 
-def finalize(out: Path, info_file: str, num_beams: int, ks=None, result_json: Optional[str] = None) -> dict:
-    """metrics.json from ``predictions.jsonl`` (all rows, sorted by row), plus the reference-format JSON."""
+def finalize(out: Path, info_file: str, num_beams: int, ks=None, result_json: Optional[str] = None,
+             test_data_path: Optional[str] = None) -> dict:
+    """metrics.json from ``predictions.jsonl`` (all rows, sorted by row), the reference-format JSON,
+    and ``examples.md`` (a few rows with titles, for people to read; needs the split CSV for histories)."""
     from .metrics import compute_metrics
+    from .report import write_examples_page
     records = sorted(P.read_records(Path(out) / P.PREDICTIONS), key=lambda r: r["row"])
-    catalogue = set(SIDIndex.from_info(info_file).unique_sids())
+    index = SIDIndex.from_info(info_file)
+    catalogue = set(index.unique_sids())
     metrics = compute_metrics(records, ks, catalogue=catalogue, num_beams=num_beams,
                               source=Path(out) / P.PREDICTIONS)
     metrics["targets_not_in_catalogue"] = sum(1 for r in records if r["target"] not in catalogue)
@@ -303,4 +307,7 @@ def finalize(out: Path, info_file: str, num_beams: int, ks=None, result_json: Op
     if result_json:
         ref = [{"user_id": r["user_id"], "output": r["target"], "predict": r["ranked"]} for r in records]
         atomic_write_text(Path(result_json), json.dumps(ref, indent=1) + "\n")
+    if records:
+        rows = read_split_csv(test_data_path) if test_data_path else None
+        write_examples_page(out, records, rows=rows, titles=index)
     return metrics

@@ -135,67 +135,49 @@ class SIDMatch(NamedTuple):
     codes: tuple[int, ...]
 
 
+def _token_runs(text: str) -> list[list[tuple[int, int, int, int]]]:
+    """Runs of SID tokens as ``[(start, end, level, code), ...]``: tokens separated only by
+    whitespace, a level-``a`` token always starting a new run. Shared by the two finders below."""
+    runs: list[list[tuple[int, int, int, int]]] = []
+    for m in _LOOSE_TOKEN_RE.finditer(text):
+        level = LEVEL_LETTERS.index(m.group(1))
+        if not runs or level == 0 or text[runs[-1][-1][1]:m.start()].strip() != "":
+            runs.append([])
+        runs[-1].append((m.start(), m.end(), level, int(m.group(2))))
+    return runs
+
+
 def find_sids(text: str) -> list[SIDMatch]:
     """Every SID written in free text, in order. Never raises; ``[]`` for non-strings.
 
     Same leniency as :func:`scan_sid`: a SID is a maximal run of tokens whose levels go a, b, c, ...
-    with only whitespace between them. A token that breaks the order ends the run (and starts the
-    next one if it is level 'a'); tokens outside any run (a stray ``<b_3>``) are ignored. The first
+    with only whitespace between them. A token that breaks the order ends the SID (and starts the
+    next one if it is level 'a'); tokens outside any SID (a stray ``<b_3>``) are ignored. The first
     match's codes equal ``scan_sid(text)``.
     """
     if not isinstance(text, str):
         return []
-    found: list[SIDMatch] = []
-    codes: list[int] = []
-    start = end = 0
-    for m in _LOOSE_TOKEN_RE.finditer(text):
-        level = LEVEL_LETTERS.index(m.group(1))
-        if codes and level == len(codes) and text[end:m.start()].strip() == "":
-            codes.append(int(m.group(2)))
-            end = m.end()
-            continue
-        if codes:
-            found.append(SIDMatch(start, end, tuple(codes)))
-            codes = []
-        if level == 0:
-            codes, start, end = [int(m.group(2))], m.start(), m.end()
-    if codes:
-        found.append(SIDMatch(start, end, tuple(codes)))
+    found = []
+    for run in _token_runs(text):
+        n = 0  # length of the run's in-order prefix a, b, c, ...
+        while n < len(run) and run[n][2] == n:
+            n += 1
+        if n:
+            found.append(SIDMatch(run[0][0], run[n - 1][1], tuple(t[3] for t in run[:n])))
     return found
-
-
-def all_level_tokens(codebook_sizes: Sequence[int]) -> list[str]:
-    """Every token a quantiser with these codebook sizes (per level) can emit, level by level."""
-    return [format_token(level, c) for level, k in enumerate(codebook_sizes) for c in range(k)]
 
 
 def find_sid_runs(text: str) -> list[tuple[int, int, tuple[tuple[int, int], ...]]]:
     """Every run of SID tokens in free text, in order: ``[(start, end, ((level, code), ...)), ...]``.
 
-    Lenient like :func:`scan_sid` (whitespace inside and between tokens); a run is a maximal group of
-    tokens separated only by whitespace, except that a level-``a`` token always starts a new run (two
-    SIDs written back to back are two runs). Runs are returned whatever their level order, so callers
-    can reject partial or disordered SIDs (``"<b_2><c_1>"`` is one run with levels (1, 2)).
+    Unlike :func:`find_sids`, every token lands in a run whatever the level order, so callers can
+    reject partial or disordered SIDs (``"<b_2><c_1>"`` is one run with levels (1, 2)).
     ``text[start:end]`` is the run as written, for redaction or respelling. Never raises; non-strings
     give ``[]``.
     """
     if not isinstance(text, str):
         return []
-    runs: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
-    start = end = None
-    toks: list[tuple[int, int]] = []
-    for m in _LOOSE_TOKEN_RE.finditer(text):
-        level = LEVEL_LETTERS.index(m.group(1))
-        if toks and (level == 0 or text[end:m.start()].strip() != ""):
-            runs.append((start, end, tuple(toks)))
-            toks = []
-        if not toks:
-            start = m.start()
-        toks.append((level, int(m.group(2))))
-        end = m.end()
-    if toks:
-        runs.append((start, end, tuple(toks)))
-    return runs
+    return [(run[0][0], run[-1][1], tuple((t[2], t[3]) for t in run)) for run in _token_runs(text)]
 
 
 def run_codes(run_tokens: Sequence[tuple[int, int]]) -> tuple[int, ...]:
@@ -203,3 +185,8 @@ def run_codes(run_tokens: Sequence[tuple[int, int]]) -> tuple[int, ...]:
     if not run_tokens or any(level != i for i, (level, _) in enumerate(run_tokens)):
         return ()
     return tuple(code for _, code in run_tokens)
+
+
+def all_level_tokens(codebook_sizes: Sequence[int]) -> list[str]:
+    """Every token a quantiser with these codebook sizes (per level) can emit, level by level."""
+    return [format_token(level, c) for level, k in enumerate(codebook_sizes) for c in range(k)]
