@@ -1,7 +1,7 @@
 """All prompt wording, shared by the SFT tasks and the evaluator so training and evaluation match.
 
 Each function returns the *user message* text; ``chat.render_prompt`` wraps it in the chat template.
-SIDs are passed in already spelled (strings from ``sidreasoner.sid.spelling``).
+SIDs are passed in already spelled (strings from ``sidreasoner.sid.spelling``); titles as stored.
 """
 from __future__ import annotations
 
@@ -10,14 +10,50 @@ from typing import Sequence
 SYSTEM_PROMPT = ("You are a recommender system. Items are written as semantic IDs: one token per level, "
                  "like <a_12><b_34><c_56>.")
 
+_HISTORY = "The user has interacted with these items in chronological order: "
+_ANSWER_SID = "Answer with the semantic ID of the next item only."
+_ANSWER_TITLE = "Answer with the title of the next item only."
+
 
 def history_sids_text(history_sids: Sequence[str]) -> str:
     return ", ".join(history_sids)
 
 
+def history_titles_text(history_titles: Sequence[str]) -> str:
+    """Titles are quoted so commas inside a title do not read as item boundaries."""
+    return ", ".join(f'"{t}"' for t in history_titles)
+
+
 def next_sid_prompt(history_sids: Sequence[str], think: bool = False) -> str:
     """History SIDs -> next SID. The wording the evaluator uses in both modes (stage 1 and 2 train on it)."""
     ask = ("Think step by step about what the user needs next, then answer with the semantic ID of the "
-           "next item only." if think else "Answer with the semantic ID of the next item only.")
+           "next item only." if think else _ANSWER_SID)
     return (f"The user has interacted with these items in chronological order: "
             f"{history_sids_text(history_sids)}. Which item will the user interact with next? {ask}")
+
+
+def next_title_from_sids_prompt(history_sids: Sequence[str]) -> str:
+    """History SIDs -> next item's title."""
+    return f"{_HISTORY}{history_sids_text(history_sids)}. Which item will the user interact with next? {_ANSWER_TITLE}"
+
+
+def next_title_from_titles_prompt(history_titles: Sequence[str]) -> str:
+    """History titles -> next item's title."""
+    return (f"{_HISTORY}{history_titles_text(history_titles)}. Which item will the user interact with next? "
+            f"{_ANSWER_TITLE}")
+
+
+def next_sid_from_titles_prompt(history_titles: Sequence[str]) -> str:
+    """History titles -> next item's SID."""
+    return (f"{_HISTORY}{history_titles_text(history_titles)}. Which item will the user interact with next? "
+            f"{_ANSWER_SID}")
+
+
+def sid_to_title_prompt(sid: str) -> str:
+    """One item's SID -> its title."""
+    return f"What is the title of the item with semantic ID {sid}? Answer with the title only."
+
+
+def title_to_sid_prompt(title: str) -> str:
+    """One item's title -> its SID."""
+    return f'What is the semantic ID of the item titled "{title}"? Answer with the semantic ID only.'

@@ -1,0 +1,113 @@
+"""Sequence tasks of stage 1: a user's history -> the next item, in SIDs and/or titles.
+
+Training examples come from the train split, validation examples from the valid split (later
+interactions, never training rows). Rows that cannot make an example are counted by reason.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..data.records import DataError, SequenceRow
+from . import prompts
+from .base import ChatExample, SkipLog, Task, TaskData, TaskSplit, chat, row_source
+
+UNKNOWN_SID = "SID not in the index"
+#: above this share of rows naming unknown SIDs, the file was made for another index: fail loudly
+UNKNOWN_SID_LIMIT = 0.5
+
+
+def check_unknown_sids(skips: SkipLog, n_rows: int, path: str, what: str = "rows") -> None:
+    """Raise when most rows of a file name SIDs that the index lacks (a corpus built for another
+    SID index trains the model on tokens it will never be asked for)."""
+    reasons = [r for r in skips.counts if r.startswith(UNKNOWN_SID)]
+    n_bad = sum(skips.counts[r] for r in reasons)
+    if n_rows and n_bad > UNKNOWN_SID_LIMIT * n_rows:
+        first = "; ".join(e for r in reasons for e in skips.examples.get(r, []))
+        raise DataError(path, f"{n_bad} of {n_rows} {what} name SIDs that are not in the SID index "
+                              f"(first: {first}); was this file made for another index.json?")
+
+
+class SequenceTask(Task):
+    """Shared plumbing: validate a row, then ``make`` the example."""
+
+    uses_history_titles = False
+    uses_target_title = False
+
+    def make(self, row: SequenceRow, source: str) -> ChatExample:
+        raise NotImplementedError
+
+    def _reason(self, row: SequenceRow, data: TaskData) -> Optional[str]:
+        if not row.history_sids:
+            return "empty history"
+        if not data.index.is_valid_sid(row.item_sid) or not all(data.index.is_valid_sid(s) for s in row.history_sids):
+            return UNKNOWN_SID
+        if self.uses_target_title and not row.item_title.strip():
+            return "empty target title"
+        if self.uses_history_titles and not all(t.strip() for t in row.history_titles):
+            return "empty title in history"
+        return None
+
+    def _convert(self, rows: Sequence[SequenceRow], path: str, data: TaskData, skips: SkipLog, tag: str):
+        out = []
+        for n, row in enumerate(rows, 1):
+            source = row_source(path, row, n)
+            reason = self._reason(row, data)
+            if reason:
+                skips.skip(f"{tag}{reason}", source)
+            else:
+                out.append(self.make(row, source))
+        return out
+
+    def build(self, data: TaskData) -> TaskSplit:
+        skips = SkipLog()
+        train = self._convert(data.train_rows, data.train_path, data, skips, "")
+        check_unknown_sids(skips, len(data.train_rows), data.train_path)
+        valid_skips = SkipLog()
+        valid = self._convert(data.valid_rows, data.valid_path, data, valid_skips, "")
+        check_unknown_sids(valid_skips, len(data.valid_rows), data.valid_path)
+        _merge_tagged(skips, valid_skips, "validation: ")
+        return TaskSplit(train, valid, skips)
+
+
+def _merge_tagged(into: SkipLog, other: SkipLog, tag: str) -> None:
+    for reason, n in other.counts.items():
+        into.counts[tag + reason] = into.counts.get(tag + reason, 0) + n
+        into.examples[tag + reason] = list(other.examples.get(reason, []))
+
+
+class NextSID(SequenceTask):
+    name = "next_sid"
+    description = "history SIDs -> next SID"
+
+    def make(self, row, source):
+        return chat(self.name, prompts.next_sid_prompt(row.history_sids, think=False), row.item_sid, source=source)
+
+
+class NextTitleFromSIDs(SequenceTask):
+    name = "sid_history_to_title"
+    description = "history SIDs -> next title"
+    uses_target_title = True
+
+    def make(self, row, source):
+        return chat(self.name, prompts.next_title_from_sids_prompt(row.history_sids), row.item_title.strip(),
+                    source=source)
+
+
+class NextTitleFromTitles(SequenceTask):
+    name = "title_history_to_title"
+    description = "history titles -> next title"
+    uses_history_titles = uses_target_title = True
+
+    def make(self, row, source):
+        return chat(self.name, prompts.next_title_from_titles_prompt([t.strip() for t in row.history_titles]),
+                    row.item_title.strip(), source=source)
+
+
+class NextSIDFromTitles(SequenceTask):
+    name = "title_history_to_sid"
+    description = "history titles -> next SID"
+    uses_history_titles = True
+
+    def make(self, row, source):
+        return chat(self.name, prompts.next_sid_from_titles_prompt([t.strip() for t in row.history_titles]),
+                    row.item_sid, source=source)

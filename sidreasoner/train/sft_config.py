@@ -1,0 +1,157 @@
+"""The SFT run's configuration: one dataclass (every field has help text), its command line, and
+resolution of defaults (paths from ``--data_dir/--category``, per-stage paper defaults).
+
+Flag names follow the reference scripts (``--base_model --train_file ... --resume_from_checkpoint``)
+so their command lines keep working; booleans accept ``--flag``, ``--flag True`` and ``--flag False``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, get_type_hints
+
+from ..data.records import ReleasePaths
+
+STAGES = ("alignment", "reasoning")
+#: how micro-batches are formed (sidreasoner.train.collate); kept here so --help imports no torch
+BATCHING_MODES = ("group", "pack", "pad")
+#: the paper's settings per stage (Qwen3-1.7B, global batch 1024)
+STAGE_DEFAULTS = {"alignment": {"learning_rate": 3e-4, "num_epochs": 10.0},
+                  "reasoning": {"learning_rate": 1e-5, "num_epochs": 5.0}}
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SFTConfig:
+    stage: str = _f("alignment", "alignment (stage 1: multi-task SID-language SFT, SID tokens added) or reasoning "
+                                 "(stage 2: <think>reasoning</think> + SID)", choices=STAGES)
+    base_model: str = _f("", "model folder (or hub id) to start from; stage 2: the stage-1 final_checkpoint")
+    output_dir: str = _f("", "where checkpoints and final_checkpoint go (default checkpoints/sft_<stage>_<category>)")
+    data_dir: str = _f("data/Amazon", "release-layout data folder; fills every path flag left empty")
+    category: str = _f("", "category, e.g. Office_Products (names the files under --data_dir)")
+    train_file: str = _f("", "train split CSV (default <data_dir>/train/<category>_5_2016-10-2018-11.csv)")
+    eval_file: str = _f("", "valid split CSV: validation rows of the sequence tasks")
+    sid_index_path: str = _f("", "<category>.index.json: item id -> SID tokens")
+    item_meta_path: str = _f("", "<category>.item.json: item titles")
+    llm_generated_data_path: str = _f("", "item-enriched teacher corpus <category>.item_enhanced_v2.json "
+                                          "(item_text task; off when absent)")
+    llm_generated_sequence_path: str = _f("", "narrative teacher corpus <category>.integrated_narrative.csv "
+                                              "(stage 1 narrative task; stage 2 reasoning_path)")
+    reasoning_train_file: str = _f("", "stage 2 alias of --llm_generated_sequence_path (reference flag name)")
+    general_reasoning_path: str = _f("", "optional general chat data (JSONL/JSON/parquet/arrow of messages)")
+    tasks: str = _f("", "comma-separated tasks to train (default: all of the stage's tasks)")
+    task_weights: str = _f("", "per-task weights TASK=W,...: W scales the task's examples per epoch "
+                               "(0 off, 0.5 half, 2 twice)")
+    task_caps: str = _f("", "per-task caps TASK=N,...: at most N training examples per epoch")
+    general_max_samples: int = _f(60000, "general chat rows sampled from --general_reasoning_path")
+    valid_item_fraction: float = _f(0.05, "share of items held out of the item tasks for validation")
+    valid_fraction: float = _f(0.05, "share of narrative sequences held out (narrative and reasoning tasks)")
+    max_valid_per_task: int = _f(500, "cap on validation examples per task (0 = no cap)")
+    batch_size: int = _f(1024, "examples per optimiser step over all processes (gradient accumulation fills it)")
+    micro_batch_size: int = _f(8, "examples per forward pass per process")
+    num_epochs: Optional[float] = _f(None, "epochs (default: 10 for alignment, 5 for reasoning)")
+    max_steps: int = _f(-1, "stop after this many optimiser steps (-1: run the epochs)")
+    learning_rate: Optional[float] = _f(None, "peak learning rate (default: 3e-4 alignment, 1e-5 reasoning)")
+    lr_scheduler_type: str = _f("cosine", "transformers scheduler name")
+    warmup_steps: int = _f(20, "linear warm-up steps")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    cutoff_len: int = _f(1024, "longest example in tokens; longer ones are left out and counted")
+    seed: int = _f(42, "seed for sampling, held-out splits, shuffling and initialisation")
+    train_from_scratch: bool = _f(False, "random initialisation from the base model's config")
+    mask_assistant: bool = _f(True, "loss on assistant answers only (False: on the whole chat text)")
+    batching: str = _f("group", "group: length-grouped micro-batches inside each optimiser step; pack: one "
+                                "packed row per micro-batch; pad: plain pad-to-longest", choices=BATCHING_MODES)
+    attn_implementation: str = _f("sdpa", "attention kernel: sdpa, eager or flash_attention_2")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, ~30% slower)")
+    eval_steps: int = _f(0, "evaluate and save every N optimiser steps (0: at the end of every epoch)")
+    early_stopping_patience: int = _f(3, "stop after this many evaluations without a better validation loss "
+                                         "(0: never stop early)")
+    save_total_limit: int = _f(2, "checkpoints kept besides the best one")
+    logging_steps: int = _f(10, "log the training loss every N optimiser steps")
+    resume_from_checkpoint: str = _f("auto", "auto: continue from the last complete checkpoint in output_dir if "
+                                             "any; none: start fresh; or a checkpoint folder")
+    wandb_project: str = _f("", "log to this wandb project (off when empty)")
+    wandb_run_name: str = _f("", "wandb run name (default: output_dir's name)")
+    log_file: str = _f("", "JSON-lines log of every training/eval log event (default logs/<run name>.jsonl)")
+    deepspeed: str = _f("", "DeepSpeed JSON config, passed to the HF Trainer")
+    fsdp: str = _f("", "FSDP options for the HF Trainer, e.g. 'full_shard auto_wrap'")
+    fsdp_config: str = _f("", "FSDP config JSON for the HF Trainer")
+    dataloader_num_workers: int = _f(0, "data-loading worker processes")
+    trust_remote_code: bool = _f(False, "allow model code from the model folder (off: never executes it)")
+    dry_run: bool = _f(False, "build and tokenise the data, print the task table, write the config, then stop")
+
+    # -- derived ----------------------------------------------------------------------------
+    def run_name(self) -> str:
+        return self.wandb_run_name or Path(self.output_dir).name
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False)
+
+
+def str2bool(value: str) -> bool:
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "y", "on"):
+        return True
+    if v in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got {value!r}")
+
+
+def build_parser(description: str = "") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = get_type_hints(SFTConfig)
+    for f in dataclasses.fields(SFTConfig):
+        kind = hints[f.name]
+        kw = {"help": f.metadata["help"], "default": f.default}
+        if kind is bool:
+            kw.update(type=str2bool, nargs="?", const=True, metavar="BOOL")
+        else:
+            base = {Optional[float]: float, Optional[int]: int}.get(kind, kind)
+            kw["type"] = base
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        p.add_argument(f"--{f.name}", **kw)
+    return p
+
+
+def parse_config(argv=None) -> SFTConfig:
+    return SFTConfig(**vars(build_parser().parse_args(argv)))
+
+
+def _fill(value: str, default: Path) -> str:
+    return value or str(default)
+
+
+def resolve(cfg: SFTConfig) -> SFTConfig:
+    """Fill paths from data_dir/category and the stage's defaults; check flag combinations."""
+    if not cfg.base_model:
+        raise ValueError("--base_model is required (a model folder, e.g. the output of scripts/make_tiny_model.py)")
+    if cfg.batch_size < 1 or cfg.micro_batch_size < 1:
+        raise ValueError(f"--batch_size ({cfg.batch_size}) and --micro_batch_size ({cfg.micro_batch_size}) must be >= 1")
+    c = dataclasses.replace(cfg)
+    for key, value in STAGE_DEFAULTS[c.stage].items():
+        if getattr(c, key) is None:
+            setattr(c, key, value)
+    if c.reasoning_train_file and not c.llm_generated_sequence_path:
+        c.llm_generated_sequence_path = c.reasoning_train_file
+    if c.category:
+        rp = ReleasePaths(Path(c.data_dir), c.category)
+        c.train_file = _fill(c.train_file, rp.split("train"))
+        c.eval_file = _fill(c.eval_file, rp.split("valid"))
+        c.sid_index_path = _fill(c.sid_index_path, rp.index_json)
+        c.item_meta_path = _fill(c.item_meta_path, rp.item_json)
+        c.llm_generated_data_path = _fill(c.llm_generated_data_path, rp.item_enhanced)
+        c.llm_generated_sequence_path = _fill(c.llm_generated_sequence_path, rp.narrative)
+    if not c.sid_index_path:
+        raise ValueError("give --category (with --data_dir) or --sid_index_path and the other data paths")
+    if not c.output_dir:
+        c.output_dir = str(Path("checkpoints") / f"sft_{c.stage}_{c.category or 'run'}")
+    if not c.log_file:
+        c.log_file = str(Path("logs") / f"{c.run_name()}.jsonl")
+    return c
