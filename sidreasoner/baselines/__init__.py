@@ -1,0 +1,5 @@
+"""Classic recommenders on the same splits and metrics as the SID models: most-popular and SASRec.
+
+Run ``python -m sidreasoner.baselines {popularity,sasrec} --help``; each writes a run folder in the
+evaluator's format (``predictions.jsonl``, ``metrics.json``, ``config.json``) for ``compare_results.py``.
+"""

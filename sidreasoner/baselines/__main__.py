@@ -1,0 +1,149 @@
+"""python -m sidreasoner.baselines {popularity,sasrec} --data_dir DIR --category CAT --output_dir OUT [--split test]
+
+Classic baselines on the same splits, catalogue and metrics as the SID models (DESIGN.md §6): writes
+OUT/predictions.jsonl (the evaluator's record format, ranked SIDs), OUT/metrics.json (HR@K / NDCG@K via
+the evaluator's finalize), OUT/config.json, OUT/run.json (timing) and OUT/examples.md, so
+
+    python scripts/compare_results.py results/popularity results/sasrec results/tiny_nothink
+
+tables them side by side. ``popularity``: most-popular items of the train split. ``sasrec``: SASRec
+trained on the train split with early stopping on valid (also writes OUT/sasrec.pt and
+OUT/train_log.jsonl). Exit status: 0 done, 2 bad flags or bad/missing data (message names file, line, field).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from ..data.records import SPLITS, DataError, ReleasePaths
+from .common import write_run
+
+log = logging.getLogger("sidreasoner.baselines")
+
+
+def _common_flags(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument
+    a("--data_dir", required=True, type=Path,
+      help="release folder with train/ valid/ test/ index/ info/ (DESIGN.md §3)")
+    a("--category", required=True, help="category name in the file names, e.g. Office_Products")
+    a("--output_dir", required=True, type=Path, help="run folder for predictions.jsonl, metrics.json, config.json")
+    a("--split", default="test", choices=SPLITS, help="split to predict and score (default: %(default)s)")
+    a("--num_beams", type=int, default=10,
+      help="distinct SIDs returned per row, as the evaluator's beams (default: %(default)s)")
+    a("--ks", default=None, help="comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to --num_beams)")
+    a("--run_name", default=None, help="label for compare_results.py (default: the baseline's name)")
+    a("--split_suffix", default="_5_2016-10-2018-11", help="file-name suffix after the category (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .popularity import COUNTS
+    from .sasrec import SASRecConfig
+    p = argparse.ArgumentParser(prog="python -m sidreasoner.baselines", description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="baseline", required=True, metavar="{popularity,sasrec}")
+    pop = sub.add_parser("popularity", help="most-popular items of the train split, same list for every row")
+    _common_flags(pop)
+    pop.add_argument("--counts", default="rows", choices=COUNTS,
+                     help="rows: every item occurrence in train rows (targets and histories); "
+                          "targets: train targets only (default: %(default)s)")
+    sas = sub.add_parser("sasrec", help="SASRec trained on train, early stopping on valid")
+    _common_flags(sas)
+    helps = {"hidden": "embedding / hidden size", "blocks": "self-attention blocks", "heads": "attention heads",
+             "dropout": "dropout rate", "max_len": "history items used (newest first kept)", "lr": "Adam learning rate",
+             "weight_decay": "Adam weight decay", "batch_size": "train rows per step", "max_epochs": "epoch limit",
+             "patience": "epochs without a valid improvement before stopping",
+             "supervise": "all: every position predicts its next item; last: only the row's target",
+             "select_metric": "valid metric for early stopping, e.g. NDCG@10 or HR@10",
+             "eval_batch_size": "rows per scoring batch", "seed": "random seed (init, order, dropout)"}
+    for f in fields(SASRecConfig):
+        kw = {"choices": ["all", "last"]} if f.name == "supervise" else {}
+        sas.add_argument(f"--{f.name}", type=type(f.default), default=f.default,
+                         help=f"{helps[f.name]} (default: %(default)s)", **kw)
+    sas.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    sas.add_argument("--no_progress", action="store_true", help="hide the tqdm progress bar")
+    return p
+
+
+def _ks(text):
+    if not text:
+        return None
+    try:
+        return [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise ValueError(f"--ks expects comma-separated integers like 1,5,10, got {text!r}") from None
+
+
+def run_popularity(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
+    from .common import check_items, load_splits, load_vocab
+    from .popularity import item_counts, predict
+    t0 = time.perf_counter()
+    vocab = load_vocab(paths)
+    splits = load_splits(paths, dict.fromkeys(["train", args.split]))
+    counts = item_counts(splits["train"], vocab, args.counts, paths.split("train"))
+    check_items(splits[args.split], vocab, paths.split(args.split))  # same checks as SASRec's inputs
+    records = predict(splits[args.split], counts, vocab, args.num_beams)
+    return records, {"seconds": round(time.perf_counter() - t0, 3), "items_counted": int((counts > 0).sum())}
+
+
+def run_sasrec(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
+    import torch
+    from .common import load_splits, load_vocab
+    from .sasrec import SASRecConfig, predict, save_sasrec, train_sasrec
+    torch.set_num_threads(args.threads)
+    cfg = SASRecConfig(**{f.name: getattr(args, f.name) for f in fields(SASRecConfig)})
+    cfg.check()  # bad flags fail before any data is read
+    vocab = load_vocab(paths)
+    splits = load_splits(paths, dict.fromkeys(["train", "valid", args.split]))
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    log_path = args.output_dir / "train_log.jsonl"
+    log_path.write_text("", encoding="utf-8")
+
+    def on_epoch(entry):
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    t0 = time.perf_counter()
+    model, history = train_sasrec(splits["train"], splits["valid"], vocab, cfg,
+                                  (paths.split("train"), paths.split("valid")), on_epoch, not args.no_progress)
+    train_s = time.perf_counter() - t0
+    save_sasrec(model, args.output_dir / "sasrec.pt")
+    t1 = time.perf_counter()
+    records = predict(model, splits[args.split], vocab, args.num_beams, paths.split(args.split))
+    best = max(history, key=lambda e: e["valid"][cfg.select_metric])
+    run = {"train_seconds": round(train_s, 3), "predict_seconds": round(time.perf_counter() - t1, 3),
+           "epochs": len(history), "best_epoch": best["epoch"], "best_valid": best["valid"],
+           "parameters": sum(p.numel() for p in model.parameters()), "threads": args.threads}
+    log.info("trained %d epochs in %.1f s; best epoch %d valid %s=%.4f", len(history), train_s, best["epoch"],
+             cfg.select_metric, best["valid"][cfg.select_metric])
+    return records, run
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    paths = ReleasePaths(args.data_dir, args.category, split_suffix=args.split_suffix)
+    try:
+        if args.num_beams < 1:
+            raise ValueError(f"--num_beams must be >= 1, got {args.num_beams}")
+        ks = _ks(args.ks)
+        records, run = (run_popularity if args.baseline == "popularity" else run_sasrec)(args, paths)
+        config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                  "run_name": args.run_name or args.baseline, "test_data_path": str(paths.split(args.split)),
+                  "info_file": str(paths.info), "index_json": str(paths.index_json)}
+        metrics = write_run(args.output_dir, records, config, run, paths, args.split, args.num_beams, ks)
+    except (DataError, ValueError) as e:
+        print(f"python -m sidreasoner.baselines: error: {e}", file=sys.stderr)
+        return 2
+    shown = {k: round(v, 4) for k, v in metrics.items() if "@" in k}
+    print(json.dumps({"baseline": args.baseline, "split": args.split, "n": metrics["n"], **shown}))
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())
