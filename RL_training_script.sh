@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Stage 3: GRPO with the hierarchical SID-match reward (DESIGN.md §4), from the stage-2 model.
+#   NGPUS=8 CATEGORY=Office_Products bash RL_training_script.sh               # verl on a GPU node (the paper)
+#   NNODES=2 NGPUS=8 bash RL_training_script.sh trainer.resume_mode=disable   # extra args go to verl (hydra overrides)
+#   BACKEND=trl MODEL_PATH=... ROLLOUT_N=4 TRAIN_BATCH_SIZE=8 bash RL_training_script.sh --max_steps 20   # one machine
+#   DRY_RUN=1 bash RL_training_script.sh                                       # print the commands only
+# BACKEND=verl (default): builds the RL parquet if missing (rl/prepare_data.py), checks data, catalogue, SID
+# tokens and verl's config (sidreasoner.rl.verl_config check), runs `python -m verl.trainer.main_ppo` with the
+# overrides made from the knobs below + "$@", then merges every saved global_step_*/actor into actor_merged.
+# BACKEND=trl: the same data, reward and knobs on TRL's GRPOTrainer (CPU or one GPU); "$@" go to rl/trl_grpo.py;
+# the model lands in OUTPUT_DIR/final_checkpoint.
+# Knobs are environment variables; defaults are the paper's (16 rollouts at T=1.0, 256 prompts per step, lr 5e-7,
+# low-variance KL 0.001, 10 epochs, a checkpoint every 100 steps). `python rl/trl_grpo.py --help` explains each.
+# Devices: verl takes the GPUs Ray sees (set CUDA_VISIBLE_DEVICES yourself to restrict them); nothing is hard-coded.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+BACKEND=${BACKEND:-verl}                 # verl | trl
+case "$BACKEND" in verl|trl) ;; *) echo "RL_training_script.sh: BACKEND must be verl or trl, got '$BACKEND'" >&2; exit 2;; esac
+PYTHON=${PYTHON:-python}
+DRY_RUN=${DRY_RUN:-0}
+# -- data and model
+CATEGORY=${CATEGORY:-Office_Products}
+DATA_DIR=${DATA_DIR:-data/Amazon}
+MODEL_PATH=${MODEL_PATH:-checkpoints/sft_reasoning_Qwen3_${CATEGORY}/final_checkpoint}  # stage 2's output
+RL_DATA_DIR=${RL_DATA_DIR:-data/rl/${CATEGORY}}                  # train.parquet, valid.parquet
+INFO_FILE=${INFO_FILE:-${DATA_DIR}/info/${CATEGORY}_5_2016-10-2018-11.txt}   # catalogue of the validity bonus
+OUTPUT_DIR=${OUTPUT_DIR:-checkpoints/grpo_${BACKEND}_${CATEGORY}}
+THINK=${THINK:-1}                        # 1: thinking-mode prompts; 0: non-thinking
+MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-1024}
+MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-1024}
+# -- GRPO
+ROLLOUT_N=${ROLLOUT_N:-16}
+TEMPERATURE=${TEMPERATURE:-1.0}
+TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-256}   # prompts per step
+MICRO_BATCH_SIZE=${MICRO_BATCH_SIZE:-8}     # completions per forward/backward per device
+LR=${LR:-5e-7}
+KL_COEF=${KL_COEF:-0.001}                # low-variance KL loss to the stage-2 model
+EPOCHS=${EPOCHS:-10}
+MAX_STEPS=${MAX_STEPS:-0}                # 0: run the epochs
+SAVE_FREQ=${SAVE_FREQ:-100}
+TEST_FREQ=${TEST_FREQ:-100}              # validation reward every N steps (0: never)
+VAL_MAX_ROWS=${VAL_MAX_ROWS:-0}          # 0: every validation prompt
+REQUIRE_THINK_CLOSED=${REQUIRE_THINK_CLOSED:-0}
+SEED=${SEED:-42}
+LOGGER=${LOGGER:-console}                # e.g. console,wandb
+# -- verl only
+NGPUS=${NGPUS:-8}                        # GPUs per node
+NNODES=${NNODES:-1}
+PPO_MINI_BATCH_SIZE=${PPO_MINI_BATCH_SIZE:-0}   # 0: TRAIN_BATCH_SIZE (one actor update per step)
+LOG_PROB_MICRO_BATCH_SIZE=${LOG_PROB_MICRO_BATCH_SIZE:-16}
+ROLLOUT_ENGINE=${ROLLOUT_ENGINE:-vllm}
+TENSOR_PARALLEL=${TENSOR_PARALLEL:-1}
+GPU_MEMORY_UTILIZATION=${GPU_MEMORY_UTILIZATION:-0.6}
+PROJECT_NAME=${PROJECT_NAME:-sidreasoner}
+EXPERIMENT_NAME=${EXPERIMENT_NAME:-grpo_${CATEGORY}}
+# -- TRL only
+DEVICE=${DEVICE:-auto}                   # cpu | cuda | auto
+LOGGING_STEPS=${LOGGING_STEPS:-1}
+EVAL_ROWS=${EVAL_ROWS:-0}                # validation prompts scored before/after training (0: skip)
+EVAL_SAMPLES=${EVAL_SAMPLES:-4}
+LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}   # stdout+stderr, appended
+
+export CATEGORY DATA_DIR MODEL_PATH RL_DATA_DIR INFO_FILE OUTPUT_DIR THINK MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH \
+    ROLLOUT_N TEMPERATURE TRAIN_BATCH_SIZE MICRO_BATCH_SIZE LR KL_COEF EPOCHS MAX_STEPS SAVE_FREQ TEST_FREQ \
+    VAL_MAX_ROWS REQUIRE_THINK_CLOSED SEED NGPUS NNODES PPO_MINI_BATCH_SIZE LOG_PROB_MICRO_BATCH_SIZE ROLLOUT_ENGINE \
+    TENSOR_PARALLEL GPU_MEMORY_UTILIZATION LOGGER PROJECT_NAME EXPERIMENT_NAME DEVICE LOGGING_STEPS EVAL_ROWS \
+    EVAL_SAMPLES
+
+run() {  # DRY_RUN=1 prints each command (shell-quoted) instead of running it
+    if [ "$DRY_RUN" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
+}
+
+mkdir -p "$(dirname "$LOG_FILE")"
+run "$PYTHON" rl/prepare_data.py --data_dir "$DATA_DIR" --category "$CATEGORY" --output_dir "$RL_DATA_DIR" \
+    --think "$THINK" --info_file "$INFO_FILE" --if_missing
+
+case "$BACKEND" in
+verl)
+    run "$PYTHON" -m sidreasoner.rl.verl_config check "$@"
+    OVERRIDES_TEXT=$("$PYTHON" -m sidreasoner.rl.verl_config overrides)
+    mapfile -t OVERRIDES <<< "$OVERRIDES_TEXT"
+    run "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}" "$@" 2>&1 | tee -a "$LOG_FILE"
+    RUN_DIR=$("$PYTHON" -m sidreasoner.rl.verl_config run-dir "$@")
+    run "$PYTHON" scripts/merge_fsdp_checkpoint.py --all "$RUN_DIR" --info_file "$INFO_FILE" 2>&1 | tee -a "$LOG_FILE"
+    ;;
+trl)
+    run "$PYTHON" rl/trl_grpo.py "$@" 2>&1 | tee -a "$LOG_FILE"
+    ;;
+esac

@@ -1,0 +1,165 @@
+"""The stage-3 run settings, shared by both backends (verl on clusters, TRL on one machine).
+
+Every field is a knob with the same name in three places: the environment variable ``FIELD_NAME``
+(what ``RL_training_script.sh`` exports), the flag ``--field_name`` of ``rl/trl_grpo.py``, and the
+attribute here. Defaults are the paper's GRPO settings (16 rollouts at T=1.0, 256 prompts per step,
+lr 5e-7, low-variance KL 0.001 to the stage-2 model, 10 epochs, a checkpoint every 100 steps).
+Fields marked "verl:" or "trl:" are read by that backend only.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, get_type_hints
+
+from ..data.records import ReleasePaths
+
+BACKENDS = ("verl", "trl")
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class RLKnobs:
+    # -- data and model ---------------------------------------------------------------------------
+    category: str = _f("Office_Products", "category: names the release files and the rows' data_source")
+    data_dir: str = _f("data/Amazon", "release-layout data folder (split CSVs and the info file)")
+    model_path: str = _f("", "stage-2 model folder (default checkpoints/sft_reasoning_Qwen3_<category>/"
+                             "final_checkpoint, the output of sft_reasoning_activation.sh)")
+    rl_data_dir: str = _f("", "folder of the RL data train.parquet and valid.parquet (default data/rl/<category>; "
+                              "built from data_dir by rl/prepare_data.py when missing)")
+    info_file: str = _f("", "catalogue for the reward's validity bonus (default <data_dir>/info/<category>_...txt)")
+    output_dir: str = _f("", "checkpoints and the final model (default checkpoints/grpo_<backend>_<category>)")
+    think: bool = _f(True, "thinking-mode prompts and chat template (False: non-thinking, empty think block)")
+    max_prompt_length: int = _f(1024, "longest prompt in tokens; longer prompts are left out and counted")
+    max_response_length: int = _f(1024, "longest completion in tokens (reasoning + SID + stop token)")
+    # -- GRPO -------------------------------------------------------------------------------------
+    rollout_n: int = _f(16, "completions sampled per prompt (the GRPO group)")
+    temperature: float = _f(1.0, "sampling temperature of the rollouts")
+    train_batch_size: int = _f(256, "prompts per training step (x rollout_n completions)")
+    micro_batch_size: int = _f(8, "completions per forward/backward pass per device")
+    lr: float = _f(5e-7, "actor learning rate (constant)")
+    kl_coef: float = _f(0.001, "weight of the low-variance (k3) KL loss to the stage-2 model (0: no KL, no ref model)")
+    epochs: int = _f(10, "passes over the train prompts")
+    max_steps: int = _f(0, "stop after this many training steps (0: run the epochs)")
+    save_freq: int = _f(100, "save a checkpoint every N steps")
+    test_freq: int = _f(100, "score the validation prompts every N steps (0: never during training; TRL: one "
+                             "sample per prompt, logged as val/reward_mean)")
+    val_max_rows: int = _f(0, "validation prompts used (0: every row of valid.parquet)")
+    require_think_closed: bool = _f(False, "reward 0 unless the reasoning was closed with </think>")
+    seed: int = _f(42, "seed of data order and sampling")
+    # -- verl only --------------------------------------------------------------------------------
+    ngpus: int = _f(8, "verl: GPUs per node")
+    nnodes: int = _f(1, "verl: nodes")
+    ppo_mini_batch_size: int = _f(0, "verl: prompts per actor update (0: train_batch_size, one update per step)")
+    log_prob_micro_batch_size: int = _f(16, "verl: completions per log-prob forward per GPU (actor and ref)")
+    rollout_engine: str = _f("vllm", "verl: rollout engine (vllm, sglang, trtllm)")
+    tensor_parallel: int = _f(1, "verl: tensor-parallel size of the rollout engine")
+    gpu_memory_utilization: float = _f(0.6, "verl: share of GPU memory the rollout engine may take")
+    logger: str = _f("console", "comma-separated loggers: console, wandb, tensorboard (TRL reports to the last two)")
+    project_name: str = _f("sidreasoner", "verl: tracking project name")
+    experiment_name: str = _f("", "verl: run name (default grpo_<category>)")
+    # -- TRL only ---------------------------------------------------------------------------------
+    device: str = _f("auto", "trl: cpu, cuda or auto (cuda when available)")
+    logging_steps: int = _f(1, "trl: log every N steps")
+    eval_rows: int = _f(0, "trl: validation prompts scored by sampling before and after training (0: skip)")
+    eval_samples: int = _f(4, "trl: samples per prompt in that before/after score")
+
+    def resolved(self, backend: str) -> "RLKnobs":
+        """Fill the empty paths from category/data_dir; check values (ValueError naming the knob)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        check(self)
+        k = dataclasses.replace(self)
+        release = ReleasePaths(Path(k.data_dir), k.category)
+        k.model_path = k.model_path or f"checkpoints/sft_reasoning_Qwen3_{k.category}/final_checkpoint"
+        k.rl_data_dir = k.rl_data_dir or str(Path("data") / "rl" / k.category)
+        k.info_file = k.info_file or str(release.info)
+        k.output_dir = k.output_dir or str(Path("checkpoints") / f"grpo_{backend}_{k.category}")
+        k.experiment_name = k.experiment_name or f"grpo_{k.category}"
+        return k
+
+    @property
+    def train_file(self) -> str:
+        return str(Path(self.rl_data_dir) / "train.parquet")
+
+    @property
+    def val_file(self) -> str:
+        """Validation prompts: built from the valid split (never test)."""
+        return str(Path(self.rl_data_dir) / "valid.parquet")
+
+
+_POSITIVE = ("max_prompt_length", "max_response_length", "rollout_n", "train_batch_size", "micro_batch_size", "epochs",
+             "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size", "tensor_parallel", "logging_steps",
+             "eval_samples")
+_NON_NEGATIVE = ("kl_coef", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows")
+
+
+def check(k: RLKnobs) -> None:
+    if not k.category:
+        raise ValueError("CATEGORY is empty")
+    for name in _POSITIVE:
+        if getattr(k, name) < 1:
+            raise ValueError(f"{name.upper()} must be >= 1, got {getattr(k, name)}")
+    for name in _NON_NEGATIVE:
+        if getattr(k, name) < 0:
+            raise ValueError(f"{name.upper()} must be >= 0, got {getattr(k, name)}")
+    if k.rollout_n < 2:
+        raise ValueError(f"ROLLOUT_N must be >= 2: GRPO compares completions of the same prompt, got {k.rollout_n}")
+    if not (k.temperature > 0 and k.lr > 0 and 0 < k.gpu_memory_utilization <= 1):
+        raise ValueError(f"TEMPERATURE and LR must be > 0 and GPU_MEMORY_UTILIZATION in (0, 1], got "
+                         f"{k.temperature}, {k.lr}, {k.gpu_memory_utilization}")
+    if k.ppo_mini_batch_size > k.train_batch_size:
+        raise ValueError(f"PPO_MINI_BATCH_SIZE ({k.ppo_mini_batch_size}) exceeds TRAIN_BATCH_SIZE ({k.train_batch_size})")
+    for name, value in dataclasses.asdict(k).items():
+        if isinstance(value, str) and ("\n" in value or "\r" in value):
+            raise ValueError(f"{name.upper()} contains a line break")
+
+
+# -- environment and command line -------------------------------------------------------------------
+def parse_bool(value: str) -> bool:
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "y", "on"):
+        return True
+    if v in ("0", "false", "no", "n", "off"):
+        return False
+    raise ValueError(f"expected a boolean (1/0, true/false), got {value!r}")
+
+
+def _convert(name: str, kind, raw: str):
+    try:
+        return parse_bool(raw) if kind is bool else kind(raw)
+    except ValueError:
+        what = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}.get(kind, "text")
+        raise ValueError(f"{name.upper()} must be {what}, got {raw!r}") from None
+
+
+def _kinds() -> dict:
+    return get_type_hints(RLKnobs)
+
+
+def knobs_from_env(env: Mapping[str, str], base: Optional[RLKnobs] = None) -> RLKnobs:
+    """Knobs from environment variables named like the fields in upper case (unset or empty: the default)."""
+    values = {}
+    for name, kind in _kinds().items():
+        raw = env.get(name.upper())
+        if raw is not None and raw != "":
+            values[name] = _convert(name, kind, raw)
+    return dataclasses.replace(base or RLKnobs(), **values)
+
+
+def build_parser(description: str = "", env: Optional[Mapping[str, str]] = None) -> argparse.ArgumentParser:
+    """``--field`` flags for every knob; defaults come from ``env`` (the same variables) over the dataclass's."""
+    defaults = knobs_from_env(env or {})
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(RLKnobs):
+        kind = _kinds()[f.name]
+        conv = (lambda raw, n=f.name, k=kind: _convert(n, k, raw))
+        conv.__name__ = "bool" if kind is bool else kind.__name__  # argparse names it in its error message
+        extra = {"nargs": "?", "const": True, "metavar": "BOOL"} if kind is bool else {}
+        p.add_argument(f"--{f.name}", type=conv, default=getattr(defaults, f.name), help=f.metadata["help"], **extra)
+    return p

@@ -1,0 +1,124 @@
+"""Build the RL parquet files of one category: ``train.parquet`` and ``valid.parquet`` (never test).
+
+``prepare_rl_data(cfg)`` reads the release split CSVs, writes the parquet files (``sidreasoner.rl.data``)
+with ``prepare_config.json`` and ``prepare_report.json`` beside them, and returns the report. With
+``if_missing`` it keeps files an earlier run wrote with the same settings (the stage script calls it
+before every run), or files made by other means (no ``prepare_config.json``: the pre-flight checks
+them); files written with other settings are never silently reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.formats import atomic_write_text, read_info, read_split_csv
+from ..data.records import DataError, ReleasePaths
+from ..sid.spelling import format_sid, parse_sid
+from .data import RL_SPLITS, build_split_records, write_rl_parquet
+
+CONFIG_NAME = "prepare_config.json"
+REPORT_NAME = "prepare_report.json"
+#: settings that do not change the files' contents
+_RUNTIME = ("if_missing", "overwrite")
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class PrepareConfig:
+    data_dir: str = _f("data/Amazon", "release-layout data folder (train/ valid/ info/)")
+    category: str = _f("", "category, e.g. Office_Products")
+    output_dir: str = _f("", "where train.parquet and valid.parquet go (default data/rl/<category>)")
+    think: bool = _f(True, "thinking-mode prompts (ask to think step by step; the chat template opens <think>); "
+                           "False: non-thinking prompts")
+    max_train_rows: int = _f(0, "keep a seeded random subset of this many train rows (0: all)")
+    max_valid_rows: int = _f(0, "keep a seeded random subset of this many valid rows (0: all)")
+    seed: int = _f(0, "seed of the row subsets")
+    info_file: str = _f("", "catalogue used to count targets outside it (default: the release info file)")
+    if_missing: bool = _f(False, "do nothing when the files exist and were written with the same settings")
+    overwrite: bool = _f(False, "replace existing files")
+
+    def resolved(self) -> "PrepareConfig":
+        if not self.category:
+            raise ValueError("--category is required (names the split files under --data_dir)")
+        c = dataclasses.replace(self)
+        c.output_dir = c.output_dir or str(Path("data") / "rl" / c.category)
+        c.info_file = c.info_file or str(ReleasePaths(Path(c.data_dir), c.category).info)
+        return c
+
+    def content_settings(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _RUNTIME}
+
+
+def output_paths(cfg: PrepareConfig) -> dict[str, Path]:
+    return {split: Path(cfg.output_dir) / f"{split}.parquet" for split in RL_SPLITS}
+
+
+def _existing_settings(out: Path):
+    try:
+        return json.loads((out / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _reuse_existing(cfg: PrepareConfig) -> bool:
+    """True when the files may be kept as they are; raises when they exist but may not be replaced."""
+    paths = output_paths(cfg)
+    present = [p for p in paths.values() if p.exists()]
+    if not present or cfg.overwrite:
+        return False
+    old = _existing_settings(Path(cfg.output_dir))
+    if cfg.if_missing and old is None and len(present) == len(paths):
+        return True  # written by other means (no prepare_config.json): used as they are, the pre-flight checks them
+    same = old is not None and {k: old.get(k) for k in cfg.content_settings()} == cfg.content_settings()
+    if cfg.if_missing and same:
+        return len(present) == len(paths)  # a file missing: rebuild both with the same settings
+    if cfg.if_missing:
+        diff = f"no {CONFIG_NAME} and a file missing" if old is None else ", ".join(
+            f"{k}: {old.get(k)!r} -> {v!r}" for k, v in cfg.content_settings().items() if old.get(k) != v)
+        raise FileExistsError(f"{cfg.output_dir} holds RL data written with other settings ({diff}); "
+                              f"pass --overwrite to rebuild it or choose another --output_dir")
+    raise FileExistsError(f"{present[0]} exists (pass --overwrite to replace it, or --if_missing to keep it)")
+
+
+def _catalogue(info_file: str):
+    """Canonical SIDs of the info file, or None when it is absent (the target check is then skipped)."""
+    if not Path(info_file).is_file():
+        return None
+    return {format_sid(parse_sid(r.sid)) for r in read_info(info_file)}
+
+
+def prepare_rl_data(cfg: PrepareConfig, say=print) -> dict:
+    """Write (or keep, with ``if_missing``) the train/valid parquet files; return the report."""
+    cfg = cfg.resolved()
+    out = Path(cfg.output_dir)
+    if _reuse_existing(cfg):
+        say(f"RL data in {out} is present; kept as it is (--overwrite rebuilds it)")
+        return json.loads((out / REPORT_NAME).read_text(encoding="utf-8")) if (out / REPORT_NAME).is_file() else {}
+    release = ReleasePaths(Path(cfg.data_dir), cfg.category)
+    catalogue = _catalogue(cfg.info_file)
+    if catalogue is None:
+        say(f"note: no catalogue at {cfg.info_file}; targets are not checked against it")
+    report = {"output_dir": str(out), "splits": {}}
+    limits = {"train": cfg.max_train_rows, "valid": cfg.max_valid_rows}
+    for split, path in output_paths(cfg).items():
+        src = release.split(split)
+        rows = read_split_csv(src)
+        records, rep = build_split_records(rows, src, cfg.category, split, cfg.think, catalogue,
+                                           limits[split], cfg.seed)
+        if not records:
+            raise DataError(src, f"no usable rows for the RL {split} file ({rep.skips.total} skipped)")
+        write_rl_parquet(path, records)
+        report["splits"][split] = {**rep.as_dict(), "source": str(src), "parquet": str(path)}
+        say(f"{split}: {rep.written} rows -> {path}" + (f" ({rep.sampled_out} sampled out)" if rep.sampled_out else ""))
+        for line in rep.skips.lines():
+            say(f"  skipped {line}")
+        if rep.targets_not_in_catalogue:
+            say(f"  warning: {rep.targets_not_in_catalogue} targets are not in the catalogue {cfg.info_file}")
+    atomic_write_text(out / CONFIG_NAME, json.dumps(cfg.content_settings(), indent=1) + "\n")
+    atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=1) + "\n")
+    return report

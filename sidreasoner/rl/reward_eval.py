@@ -1,0 +1,143 @@
+"""python -m sidreasoner.rl.reward_eval --model_path checkpoints/grpo_trl_Demo/final_checkpoint --data_file data/rl/Demo/valid.parquet --info_file data/demo/info/Demo_5_2016-10-2018-11.txt
+
+Mean stage-3 reward of SAMPLED completions on a set of RL prompts: what GRPO optimises, measured the
+same way before and after training (same rows, samples per prompt, temperature, token budget and
+seed). Completions are decoded with ``skip_special_tokens=True``, as verl and TRL do before the reward.
+Writes a JSON report with ``--output``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from ..rewards import RewardConfig, compute_reward
+from .data import user_and_system
+
+#: reward components averaged in the report (booleans as rates)
+COMPONENTS = ("match_reward", "valid_bonus", "prefix_levels", "parsed", "think_closed", "exact")
+
+
+@dataclass
+class RewardEvalResult:
+    prompts: int
+    samples_per_prompt: int
+    mean_reward: float
+    components: dict
+    seconds: float
+
+
+def render_records(tokenizer, records: Sequence[dict], think: bool) -> list[str]:
+    """The generation prompts of RL rows, through the one renderer training and evaluation share."""
+    from ..train.chat import render_prompt
+    out = []
+    for rec in records:
+        user, system = user_and_system(rec["prompt"])
+        out.append(render_prompt(tokenizer, user, think, system=system))
+    return out
+
+
+@torch.no_grad()
+def sample_completions(model, tokenizer, prompts: Sequence[str], samples: int, temperature: float,
+                       max_new_tokens: int, seed: int, batch_size: int = 8) -> list[list[str]]:
+    """``samples`` sampled completions per prompt (text after the prompt, special tokens skipped)."""
+    from ..train.chat import stop_token_id
+    stop, pad = stop_token_id(tokenizer), tokenizer.pad_token_id
+    device = next(model.parameters()).device
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(device)
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # one draw per batch: repeatable
+            seqs = model.generate(**batch, do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
+                                  max_new_tokens=max_new_tokens, num_return_sequences=samples,
+                                  eos_token_id=stop, pad_token_id=pad)
+            texts = tokenizer.batch_decode(seqs[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            out += [texts[i:i + samples] for i in range(0, len(texts), samples)]
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return out
+
+
+def score_completions(records: Sequence[dict], completions: Sequence[Sequence[str]], catalogue,
+                      config: Optional[RewardConfig] = None) -> tuple[float, dict]:
+    """Mean reward over every (row, sample) and the mean of each reward component."""
+    results = [compute_reward(c, rec["reward_model"]["ground_truth"], catalogue, config).as_dict()
+               for rec, texts in zip(records, completions) for c in texts]
+    if not results:
+        raise ValueError("no completions to score")
+    mean = sum(r["score"] for r in results) / len(results)
+    return mean, {k: sum(r[k] for r in results) / len(results) for k in COMPONENTS}
+
+
+def evaluate_reward(model, tokenizer, records: Sequence[dict], think: bool, catalogue, samples: int = 4,
+                    temperature: float = 1.0, max_new_tokens: int = 512, seed: int = 0, batch_size: int = 8,
+                    config: Optional[RewardConfig] = None) -> RewardEvalResult:
+    t0 = time.perf_counter()
+    prompts = render_records(tokenizer, records, think)
+    completions = sample_completions(model, tokenizer, prompts, samples, temperature, max_new_tokens, seed, batch_size)
+    mean, comps = score_completions(records, completions, catalogue, config)
+    return RewardEvalResult(len(records), samples, mean, comps, time.perf_counter() - t0)
+
+
+def first_rows(records: Sequence[dict], n: int) -> list[dict]:
+    """The first ``n`` rows (all when ``n`` is 0): the same prompts for every model compared."""
+    return list(records[:n] if n > 0 else records)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a("--model_path", required=True, help="model folder to sample from")
+    a("--data_file", required=True, help="RL parquet (rl/prepare_data.py), e.g. valid.parquet")
+    a("--info_file", default="", help="catalogue for the validity bonus (empty: no bonus)")
+    a("--rows", type=int, default=200, help="first N rows of --data_file (0: all)")
+    a("--samples", type=int, default=4, help="sampled completions per prompt")
+    a("--temperature", type=float, default=1.0, help="sampling temperature")
+    a("--max_new_tokens", type=int, default=512, help="completion budget in tokens")
+    a("--batch_size", type=int, default=8, help="prompts per generate call")
+    a("--seed", type=int, default=0, help="sampling seed")
+    a("--threads", type=int, default=None, help="torch CPU threads")
+    a("--output", default="", help="write the result as JSON here")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from ..data.records import DataError
+    from ..train.model_factory import ModelLoadError, load_model_and_tokenizer
+    from .data import read_rl_parquet, think_mode
+    from .verl_reward import load_catalogue
+    try:
+        records = first_rows(read_rl_parquet(args.data_file), args.rows)
+        catalogue = load_catalogue(args.info_file) if args.info_file else None
+        model, tokenizer = load_model_and_tokenizer(args.model_path, dtype="float32",
+                                                    device="cuda" if torch.cuda.is_available() else "cpu")
+        res = evaluate_reward(model, tokenizer, records, think_mode(records, args.data_file), catalogue, args.samples,
+                              args.temperature, args.max_new_tokens, args.seed, args.batch_size)
+    except (DataError, ModelLoadError, ValueError) as e:
+        print(f"reward_eval: error: {e}", file=sys.stderr)
+        return 2
+    report = {"model_path": args.model_path, **asdict(res), "settings": vars(args)}
+    print(json.dumps(report, indent=1))
+    if args.output:
+        from ..data.formats import atomic_write_text
+        atomic_write_text(args.output, json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Knobs -> hydra overrides of ``python -m verl.trainer.main_ppo`` (verl 0.9.1, config ``ppo_trainer``).
+
+``verl_overrides(knobs)`` is the whole verl recipe: GRPO advantages, ``rollout_n`` samples per prompt,
+the low-variance KL loss to the reference (stage-2) model, our parquet files, and the SID reward
+loaded by file path with its catalogue passed through ``reward_kwargs``. ``compose(overrides)``
+builds verl's own trainer config from them with hydra, exactly as ``main_ppo`` does, so a test (and
+``check`` before a run) sees every key exist and every value typed before any GPU is touched.
+
+Command line (the stage script calls it; knobs come from the environment)::
+
+    python -m sidreasoner.rl.verl_config overrides        # one override per line
+    python -m sidreasoner.rl.verl_config check [EXTRA...]  # files, SID tokens, verl's own validation
+    python -m sidreasoner.rl.verl_config run-dir [EXTRA...] # trainer.default_local_dir after EXTRA overrides
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .knobs import RLKnobs, knobs_from_env
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REWARD_FILE = REPO_ROOT / "rl" / "reward.py"
+CONFIG_NAME = "ppo_trainer"
+#: characters hydra reads as part of a plain (unquoted) override value
+_PLAIN = re.compile(r"^[A-Za-z0-9_./\-+:~@%]+$")
+
+
+def hydra_value(value) -> str:
+    """A Python value as a hydra override value: bools lower-case, strings quoted when hydra would split them
+    (commas make a sweep, spaces or brackets a parse error)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    s = str(value)
+    if _PLAIN.match(s) and s.lower() not in ("true", "false", "null") and not _numeric(s):
+        return s
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _numeric(s: str) -> bool:
+    """Text hydra would read as a number (a run named "2024" must stay a string)."""
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _abs(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def _model_path(path: str) -> str:
+    """Local folders become absolute (Ray workers run elsewhere); hub ids stay as they are."""
+    from ..train.model_factory import looks_local
+    return _abs(path) if looks_local(path) else path
+
+
+def _settings(k: RLKnobs) -> dict:
+    """Override key -> value (``+`` marks keys verl's config does not define, so hydra must add them)."""
+    s = {
+        "algorithm.adv_estimator": "grpo",
+        "algorithm.use_kl_in_reward": False,
+        "data.train_files": _abs(k.train_file),
+        "data.val_files": _abs(k.val_file),
+        "data.val_max_samples": k.val_max_rows or -1,
+        "data.prompt_key": "prompt",
+        "data.reward_fn_key": "data_source",
+        "data.train_batch_size": k.train_batch_size,
+        "data.max_prompt_length": k.max_prompt_length,
+        "data.max_response_length": k.max_response_length,
+        "data.filter_overlong_prompts": True,
+        "data.truncation": "error",
+        "data.seed": k.seed,
+        "+data.apply_chat_template_kwargs.enable_thinking": k.think,
+        "actor_rollout_ref.model.path": _model_path(k.model_path),
+        "actor_rollout_ref.model.use_remove_padding": True,
+        "actor_rollout_ref.model.enable_gradient_checkpointing": True,
+        "actor_rollout_ref.actor.optim.lr": k.lr,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": k.ppo_mini_batch_size or k.train_batch_size,
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": k.micro_batch_size,
+        "actor_rollout_ref.actor.use_kl_loss": k.kl_coef > 0,
+        "actor_rollout_ref.actor.kl_loss_coef": k.kl_coef,
+        "actor_rollout_ref.actor.kl_loss_type": "low_var_kl",
+        "actor_rollout_ref.actor.entropy_coeff": 0,
+        "actor_rollout_ref.rollout.name": k.rollout_engine,
+        "actor_rollout_ref.rollout.n": k.rollout_n,
+        "actor_rollout_ref.rollout.temperature": k.temperature,
+        "actor_rollout_ref.rollout.tensor_model_parallel_size": k.tensor_parallel,
+        "actor_rollout_ref.rollout.gpu_memory_utilization": k.gpu_memory_utilization,
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": k.log_prob_micro_batch_size,
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu": k.log_prob_micro_batch_size,
+        "reward.custom_reward_function.path": str(REWARD_FILE),
+        "reward.custom_reward_function.name": "compute_score",
+        "+reward.custom_reward_function.reward_kwargs.info_file": _abs(k.info_file),
+        "+reward.custom_reward_function.reward_kwargs.require_think_closed": k.require_think_closed,
+        "trainer.n_gpus_per_node": k.ngpus,
+        "trainer.nnodes": k.nnodes,
+        "trainer.total_epochs": k.epochs,
+        "trainer.save_freq": k.save_freq,
+        "trainer.test_freq": k.test_freq or -1,
+        "trainer.val_before_train": k.test_freq > 0,
+        "trainer.default_local_dir": _abs(k.output_dir),
+        "trainer.project_name": k.project_name,
+        "trainer.experiment_name": k.experiment_name,
+    }
+    if k.max_steps:
+        s["trainer.total_training_steps"] = k.max_steps
+    return s
+
+
+def verl_overrides(knobs: RLKnobs) -> list[str]:
+    """The hydra overrides for ``main_ppo`` (``knobs`` already resolved for the verl backend)."""
+    loggers = "[" + ",".join(hydra_value(x.strip()) for x in knobs.logger.split(",") if x.strip()) + "]"
+    return [f"{key}={hydra_value(value)}" for key, value in _settings(knobs).items()] + [f"trainer.logger={loggers}"]
+
+
+def verl_config_dir() -> str:
+    import verl
+    return str(Path(verl.__file__).resolve().parent / "trainer" / "config")
+
+
+def compose(overrides: Sequence[str]):
+    """verl's trainer config (DictConfig) with ``overrides`` applied, as ``main_ppo``'s hydra entry builds it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=verl_config_dir(), version_base=None):
+        return hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+
+
+def validate(cfg) -> None:
+    """verl's own checks of a composed config (batch sizes against GPUs, micro-batch settings, dataclasses)."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    with warnings.catch_warnings():  # GRPO has no critic by design; verl says so on every call
+        warnings.filterwarnings("ignore", message="Disabled critic as algorithm.adv_estimator")
+        validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+
+
+def run_dir(knobs: RLKnobs, extra: Sequence[str] = ()) -> str:
+    """Where verl saves ``global_step_*``: ``trainer.default_local_dir`` after the extra overrides."""
+    value = _abs(knobs.output_dir)
+    for item in extra:
+        key, sep, val = item.lstrip("+~").partition("=")
+        if sep and key == "trainer.default_local_dir":
+            value = _abs(val.strip("'\""))
+    return value
+
+
+def resolved_knobs(env=None) -> RLKnobs:
+    return knobs_from_env(os.environ if env is None else env).resolved("verl")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = ("overrides", "check", "run-dir")
+    if not argv or argv[0] not in commands:
+        print(__doc__.split("\n\n")[3].rstrip() + "\n\nusage: python -m sidreasoner.rl.verl_config {"
+              + ",".join(commands) + "} [EXTRA OVERRIDES...]", file=sys.stderr)
+        return 2
+    from ..data.records import DataError
+    try:
+        knobs = resolved_knobs()
+        if argv[0] == "overrides":
+            print("\n".join(verl_overrides(knobs)))
+        elif argv[0] == "run-dir":
+            print(run_dir(knobs, argv[1:]))
+        else:
+            from .preflight import preflight
+            preflight(knobs, verl_overrides(knobs) + argv[1:])
+    except (ValueError, DataError, OSError) as e:
+        print(f"RL (verl): error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

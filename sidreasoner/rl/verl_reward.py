@@ -1,0 +1,92 @@
+"""The stage-3 reward as verl calls it (through ``rl/reward.py``) and as the TRL backend calls it.
+
+verl 0.9.1 (``verl.experimental.reward_loop.reward_manager.naive``) calls, once per completion::
+
+    compute_score(data_source=..., solution_str=..., ground_truth=..., extra_info=..., **reward_kwargs)
+
+where ``solution_str`` is the response decoded with ``skip_special_tokens=True`` and ``reward_kwargs``
+come from ``reward.custom_reward_function.reward_kwargs`` (set with ``+reward.custom_reward_function.
+reward_kwargs.info_file=...``). A dict return is logged key by key; ``score`` is the reward.
+
+Settings read from the keyword arguments (all optional):
+
+* ``info_file``: the catalogue (``SID<TAB>title<TAB>item_id``); without it the validity bonus is 0 and a
+  warning is logged once per process. A path that does not exist is an error (a typo must not
+  silently cost the bonus for a whole run).
+* ``require_think_closed``, ``level_weights``, ``valid_bonus``: ``sidreasoner.rewards.RewardConfig``.
+
+The score itself never raises (``sidreasoner.rewards.compute_reward``); a row whose ``data_source``
+is not ours raises ValueError: the reward is wired to data it was not written for.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Optional
+
+from ..data.formats import read_info
+from ..data.records import DataError
+from ..rewards import RewardConfig, compute_reward
+from ..sid.spelling import format_sid, parse_sid
+from .data import category_of
+
+log = logging.getLogger(__name__)
+
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message)
+
+
+@functools.lru_cache(maxsize=8)
+def load_catalogue(info_file: str) -> frozenset:
+    """Canonical SID strings of an info file (read once per process and path)."""
+    path = Path(info_file).expanduser()
+    if not path.is_file():
+        raise DataError(path, "catalogue (info_file of the SID reward) not found; set "
+                              "+reward.custom_reward_function.reward_kwargs.info_file=<data_dir>/info/<Cat>_...txt")
+    return frozenset(format_sid(parse_sid(r.sid)) for r in read_info(path))
+
+
+@functools.lru_cache(maxsize=32)
+def _reward_config(level_weights: Optional[tuple], valid_bonus: Optional[float], require_think_closed: bool):
+    kw = {"require_think_closed": bool(require_think_closed)}
+    if level_weights is not None:
+        kw["level_weights"] = level_weights
+    if valid_bonus is not None:
+        kw["valid_bonus"] = float(valid_bonus)
+    return RewardConfig(**kw)
+
+
+def _as_bool(value) -> bool:
+    """Hydra passes ``true``/``false``; a shell may pass "0"/"1"/"False"."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def reward_config(require_think_closed=False, level_weights=None, valid_bonus=None) -> RewardConfig:
+    weights = tuple(float(w) for w in level_weights) if level_weights is not None else None
+    return _reward_config(weights, None if valid_bonus is None else float(valid_bonus), _as_bool(require_think_closed))
+
+
+def catalogue_for(info_file) -> Optional[frozenset]:
+    if info_file in (None, ""):
+        warn_once("no_info_file", "SID reward: no info_file given, so the validity bonus is 0 for every completion "
+                                  "(pass +reward.custom_reward_function.reward_kwargs.info_file=<catalogue> to verl, "
+                                  "or --info_file to the TRL runner)")
+        return None
+    return load_catalogue(str(info_file))
+
+
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, info_file=None,
+                  require_think_closed=False, level_weights=None, valid_bonus=None, **unused) -> dict:
+    """verl's reward entry point: ``{"score": float, ...components}`` (numbers only, same keys every call)."""
+    category_of(data_source)  # ValueError naming the data_source when it is not ours
+    catalogue = catalogue_for(info_file)
+    config = reward_config(require_think_closed, level_weights, valid_bonus)
+    return compute_reward(solution_str, ground_truth, catalogue, config).as_dict()
