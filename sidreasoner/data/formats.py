@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
@@ -30,14 +31,16 @@ def _check_exists(path: Path) -> Path:
     return path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + rename so a killed job never leaves a half-written file."""
+@contextmanager
+def atomic_path(path):
+    """Yield a temp path beside ``path``; on success it is renamed onto ``path`` (a killed job never
+    leaves a half-written file), on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        yield tmp
         # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus the umask)
         umask = os.umask(0)
         os.umask(umask)
@@ -47,6 +50,12 @@ def atomic_write_text(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def parse_list_cell(cell: str, path, row: int, field: str) -> list:

@@ -14,13 +14,12 @@ from ``extra_info.think``. Only the train and valid splits are ever written: tes
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..data.formats import atomic_path
 from ..data.records import DataError, SequenceRow
 from ..sid.spelling import SIDFormatError, format_sid, parse_sid
 from ..tasks.base import SkipLog
@@ -115,20 +114,8 @@ def write_rl_parquet(path, records: Sequence[dict]) -> None:
     import pyarrow.parquet as pq
     if not records:
         raise ValueError(f"no RL rows to write to {path}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(list(records)), tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # -- reading --------------------------------------------------------------------------------------

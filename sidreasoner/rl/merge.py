@@ -5,8 +5,8 @@ shards of the actor's state dict), ``fsdp_config.json`` and ``huggingface/`` (mo
 ``merge_checkpoint`` runs ``verl.model_merger``'s FSDP merger into ``global_step_N/actor_merged`` and
 then checks, before the folder is moved into place:
 
-1. every shard loads with ``torch.load(weights_only=True)`` (verl's merger itself unpickles with
-   ``weights_only=False``, so a file that fails here is never handed to it);
+1. every shard loads with ``torch.load(weights_only=True)`` (verl's merger itself unpickles
+   without that guard, so a file that fails here is never handed to it);
 2. the merged folder loads as a causal LM with its tokenizer (and, with a catalogue, has every SID token);
 3. each merged tensor equals the tensor rebuilt independently from the shards, cast to the merged
    dtype (verl writes bfloat16), with no tensor missing or extra.
