@@ -23,6 +23,8 @@ import pytest
 from fixtures_model import REPO_ROOT, tiny_catalogue, tiny_model_dir, write_catalogue  # noqa: F401
 from sidreasoner.data.formats import write_split_csv
 from sidreasoner.data.records import SPLITS, ReleasePaths, SequenceRow
+from sidreasoner.release.checkpoints import DEFAULT_REPO
+from sidreasoner.release.data import DRIVE_VIEW_URL
 
 CAT = "Tiny"
 REFUSED = "http://127.0.0.1:9"  # loopback discard port: connection refused, nothing leaves the machine
@@ -84,7 +86,7 @@ def test_data_offline_mode_names_the_link_and_the_layout(tmp_path):
     assert res.returncode == 2
     assert res.stderr.splitlines() == [
         "download_data.py: error: cannot reach the data source (HF_HUB_OFFLINE is set).",
-        f"Download the release by hand from {dd.DRIVE_VIEW_URL}",
+        f"Download the release by hand from {DRIVE_VIEW_URL}",
         "then install it with",
         f"    python scripts/download_data.py --from_local PATH_TO_DOWNLOAD --output_dir {out} --category {CAT}",
         "or put the files in this layout yourself:",
@@ -248,8 +250,8 @@ def test_checkpoints_offline_and_refused(tmp_path):
     assert res.returncode == 2
     assert res.stderr.splitlines()[:3] == [
         "download_checkpoints.py: error: cannot reach the Hugging Face hub (HF_HUB_OFFLINE is set).",
-        f"Download the checkpoints by hand from https://huggingface.co/{dc.DEFAULT_REPO}/tree/main",
-        f"  (on a machine with network: hf download {dc.DEFAULT_REPO} --local-dir DIR)"]
+        f"Download the checkpoints by hand from https://huggingface.co/{DEFAULT_REPO}/tree/main",
+        f"  (on a machine with network: hf download {DEFAULT_REPO} --local-dir DIR)"]
     assert f"--from_local DIR --output_dir {out}" in res.stderr
     res = run_script("download_checkpoints", "--output_dir", out, "--repo_id", "org/model", "--revision", "r2",
                      env={"HF_ENDPOINT": REFUSED})
