@@ -125,6 +125,11 @@ def test_prepare_if_missing_and_overwrite_rules(release, tmp_path):
     said = []
     prepare_rl_data(PrepareConfig(**base, if_missing=True), say=said.append)
     assert (out / "train.parquet").stat().st_mtime_ns == stamp and "kept as it is" in said[0]
+    # the same folder spelled another way (relative vs absolute, a symlink) is the same setting
+    (tmp_path / "alias").symlink_to(release.data_dir)
+    said = []
+    prepare_rl_data(PrepareConfig(**{**base, "data_dir": str(tmp_path / "alias")}, if_missing=True), say=said.append)
+    assert (out / "train.parquet").stat().st_mtime_ns == stamp and "kept as it is" in said[0]
     with pytest.raises(FileExistsError, match=r"train\.parquet exists \(pass --overwrite to replace it, or "
                                               r"--if_missing to keep it\)$"):
         prepare_rl_data(PrepareConfig(**base), say=_quiet)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,16 @@ def _existing_settings(out: Path):
         return None
 
 
+_PATH_SETTINGS = ("data_dir", "info_file")
+
+
+def _changed_settings(old: dict, new: dict) -> dict:
+    """Settings whose value differs; paths compare by the file they name (../data and /abs/data are one)."""
+    def norm(key, value):
+        return os.path.realpath(os.path.expanduser(value)) if key in _PATH_SETTINGS and value else value
+    return {k: v for k, v in new.items() if norm(k, old.get(k)) != norm(k, v)}
+
+
 def _reuse_existing(cfg: PrepareConfig) -> bool:
     """True when the files may be kept as they are; raises when they exist but may not be replaced."""
     paths = output_paths(cfg)
@@ -74,12 +85,12 @@ def _reuse_existing(cfg: PrepareConfig) -> bool:
     old = _existing_settings(Path(cfg.output_dir))
     if cfg.if_missing and old is None and len(present) == len(paths):
         return True  # written by other means (no prepare_config.json): used as they are, the pre-flight checks them
-    same = old is not None and {k: old.get(k) for k in cfg.content_settings()} == cfg.content_settings()
+    same = old is not None and not _changed_settings(old, cfg.content_settings())
     if cfg.if_missing and same:
         return len(present) == len(paths)  # a file missing: rebuild both with the same settings
     if cfg.if_missing:
         diff = f"no {CONFIG_NAME} and a file missing" if old is None else ", ".join(
-            f"{k}: {old.get(k)!r} -> {v!r}" for k, v in cfg.content_settings().items() if old.get(k) != v)
+            f"{k}: {old.get(k)!r} -> {v!r}" for k, v in _changed_settings(old, cfg.content_settings()).items())
         raise FileExistsError(f"{cfg.output_dir} holds RL data written with other settings ({diff}); "
                               f"pass --overwrite to rebuild it or choose another --output_dir")
     raise FileExistsError(f"{present[0]} exists (pass --overwrite to replace it, or --if_missing to keep it)")

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from ..rewards import RewardConfig, compute_reward
 from .data import user_and_system
@@ -44,8 +45,11 @@ def render_records(tokenizer, records: Sequence[dict], think: bool) -> list[str]
 
 @torch.no_grad()
 def sample_completions(model, tokenizer, prompts: Sequence[str], samples: int, temperature: float,
-                       max_new_tokens: int, seed: int, batch_size: int = 8) -> list[list[str]]:
-    """``samples`` sampled completions per prompt (text after the prompt, special tokens skipped)."""
+                       max_new_tokens: int, seed: int, batch_size: int = 8, progress: bool = False) -> list[list[str]]:
+    """``samples`` sampled completions per prompt (text after the prompt, special tokens skipped);
+    temperature 0 decodes greedily (free generation without sampling; then samples must be 1)."""
+    if temperature <= 0 and samples != 1:
+        raise ValueError(f"greedy decoding (temperature 0) gives one completion per prompt; got samples={samples}")
     from ..train.chat import stop_token_id
     stop, pad = stop_token_id(tokenizer), tokenizer.pad_token_id
     device = next(model.parameters()).device
@@ -55,11 +59,13 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], samples: int, t
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = []
     try:
-        for start in range(0, len(prompts), batch_size):
+        for start in tqdm(range(0, len(prompts), batch_size), desc="generating", unit="batch", disable=not progress):
             batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True,
                               add_special_tokens=False).to(device)
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # one draw per batch: repeatable
-            seqs = model.generate(**batch, do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
+            decode = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature > 0 else \
+                dict(do_sample=False)
+            seqs = model.generate(**batch, **decode,
                                   max_new_tokens=max_new_tokens, num_return_sequences=samples,
                                   eos_token_id=stop, pad_token_id=pad)
             texts = tokenizer.batch_decode(seqs[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -72,21 +78,27 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], samples: int, t
 
 def score_completions(records: Sequence[dict], completions: Sequence[Sequence[str]], catalogue,
                       config: Optional[RewardConfig] = None) -> tuple[float, dict]:
-    """Mean reward over every (row, sample) and the mean of each reward component."""
+    """Mean reward over every (row, sample) and the mean of each reward component; with a catalogue also
+    ``closed_and_valid``: the share whose think block is closed AND whose answer is a catalogue SID."""
     results = [compute_reward(c, rec["reward_model"]["ground_truth"], catalogue, config).as_dict()
                for rec, texts in zip(records, completions) for c in texts]
     if not results:
         raise ValueError("no completions to score")
     mean = sum(r["score"] for r in results) / len(results)
-    return mean, {k: sum(r[k] for r in results) / len(results) for k in COMPONENTS}
+    comps = {k: sum(r[k] for r in results) / len(results) for k in COMPONENTS}
+    if catalogue is not None:
+        good = sum(bool(r["think_closed"]) and r["valid_bonus"] > 0 for r in results)
+        comps["closed_and_valid"] = good / len(results)
+    return mean, comps
 
 
 def evaluate_reward(model, tokenizer, records: Sequence[dict], think: bool, catalogue, samples: int = 4,
                     temperature: float = 1.0, max_new_tokens: int = 512, seed: int = 0, batch_size: int = 8,
-                    config: Optional[RewardConfig] = None) -> RewardEvalResult:
+                    config: Optional[RewardConfig] = None, progress: bool = False) -> RewardEvalResult:
     t0 = time.perf_counter()
     prompts = render_records(tokenizer, records, think)
-    completions = sample_completions(model, tokenizer, prompts, samples, temperature, max_new_tokens, seed, batch_size)
+    completions = sample_completions(model, tokenizer, prompts, samples, temperature, max_new_tokens, seed, batch_size,
+                                     progress)
     mean, comps = score_completions(records, completions, catalogue, config)
     return RewardEvalResult(len(records), samples, mean, comps, time.perf_counter() - t0)
 
@@ -97,14 +109,15 @@ def first_rows(records: Sequence[dict], n: int) -> list[dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     a("--model_path", required=True, help="model folder to sample from")
     a("--data_file", required=True, help="RL parquet (rl/prepare_data.py), e.g. valid.parquet")
     a("--info_file", default="", help="catalogue for the validity bonus (empty: no bonus)")
     a("--rows", type=int, default=200, help="first N rows of --data_file (0: all)")
     a("--samples", type=int, default=4, help="sampled completions per prompt")
-    a("--temperature", type=float, default=1.0, help="sampling temperature")
+    a("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy, one completion per prompt)")
     a("--max_new_tokens", type=int, default=512, help="completion budget in tokens")
     a("--batch_size", type=int, default=8, help="prompts per generate call")
     a("--seed", type=int, default=0, help="sampling seed")
@@ -127,7 +140,7 @@ def main(argv=None) -> int:
         model, tokenizer = load_model_and_tokenizer(args.model_path, dtype="float32",
                                                     device="cuda" if torch.cuda.is_available() else "cpu")
         res = evaluate_reward(model, tokenizer, records, think_mode(records, args.data_file), catalogue, args.samples,
-                              args.temperature, args.max_new_tokens, args.seed, args.batch_size)
+                              args.temperature, args.max_new_tokens, args.seed, args.batch_size, progress=True)
     except (DataError, ModelLoadError, ValueError) as e:
         print(f"reward_eval: error: {e}", file=sys.stderr)
         return 2
