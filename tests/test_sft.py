@@ -167,3 +167,17 @@ def test_resuming_with_other_settings_is_announced(tmp_path, capsys):
     warn_config_changes(tmp_path / "sft_config.json", resolve(parse_config(
         ["--base_model", "m", "--category", "C", "--output_dir", str(tmp_path), "--learning_rate", "1e-3"])))
     assert capsys.readouterr().out.splitlines()[1:] == ["  learning_rate: 0.0003 -> 0.001"]
+
+
+@pytest.mark.gpu
+def test_a_few_steps_on_gpu_in_bf16(tiny_model_dir, release, tmp_path):
+    """On a CUDA card the Trainer runs bf16 autocast over fp32 master weights; loss still falls."""
+    cfg = _cfg(tiny_model_dir[0], release, tmp_path, max_steps=6, eval_steps=3, resume_from_checkpoint="none")
+    summary = run_sft(cfg)
+    losses = [json.loads(line)["loss"] for line in open(tmp_path / "log.jsonl") if '"loss"' in line]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    from sidreasoner.train.sft_trainer import training_arguments
+    targs, _ = training_arguments(resolve(cfg), True)
+    assert targs.bf16 and not targs.use_cpu
+    after = _weights(summary["final_checkpoint"])
+    assert all(t.dtype == torch.float32 for t in after.values())  # master weights saved in fp32

@@ -116,3 +116,11 @@ def test_script_help_and_environment_knobs():
     bad = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
                          env={"NGPUS": "x", "PATH": "/usr/bin:/bin"})
     assert bad.returncode == 2 and bad.stderr.strip() == "trl_grpo.py: error: NGPUS must be an integer, got 'x'"
+
+
+@pytest.mark.gpu
+def test_grpo_steps_on_gpu(knobs, tmp_path):
+    from sidreasoner.rl.trl_grpo import run_trl_grpo
+    k = dataclasses.replace(knobs, output_dir=str(tmp_path / "gpu"), device="cuda", eval_rows=0, test_freq=0)
+    summary = run_trl_grpo(k, say=lambda *_: None)
+    assert summary["steps"] == 2 and Path(summary["final_checkpoint"], "config.json").is_file()

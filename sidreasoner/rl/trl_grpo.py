@@ -123,11 +123,12 @@ def _reward_eval_callback(k: RLKnobs, records, catalogue, tokenizer, log):
 
 def save_final(trainer, tokenizer, out_dir: Path) -> Path:
     """Policy + tokenizer as one HF folder, swapped in atomically (a kill never leaves half a model)."""
+    from ..train.model_factory import save_tokenizer
     final, partial = out_dir / FINAL_DIR, out_dir / (FINAL_DIR + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
     trainer.save_model(str(partial))
-    tokenizer.save_pretrained(str(partial))
+    save_tokenizer(tokenizer, partial)
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)

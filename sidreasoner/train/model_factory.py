@@ -250,6 +250,12 @@ def _portable_tokenizer_class(path: Path) -> None:
             path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def save_tokenizer(tokenizer, folder) -> None:
+    """tokenizer.save_pretrained(folder), loadable by transformers 4.x too (see _portable_tokenizer_class)."""
+    tokenizer.save_pretrained(str(folder))
+    _portable_tokenizer_class(Path(folder) / "tokenizer_config.json")
+
+
 def save_model_dir(out_dir, model, tokenizer, meta: Optional[dict] = None, overwrite: bool = False) -> Path:
     """Save model + tokenizer (+ ``sidreasoner_model.json`` with ``meta``) as one HF folder, atomically.
 
@@ -264,8 +270,7 @@ def save_model_dir(out_dir, model, tokenizer, meta: Optional[dict] = None, overw
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes the folder private; the model folder should not be
     try:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        _portable_tokenizer_class(tmp / "tokenizer_config.json")
+        save_tokenizer(tokenizer, tmp)
         if meta is not None:
             (tmp / "sidreasoner_model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         if out.is_dir():

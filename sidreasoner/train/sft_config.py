@@ -68,7 +68,7 @@ class SFTConfig:
     batching: str = _f("group", "group: length-grouped micro-batches inside each optimiser step; pack: one "
                                 "packed row per micro-batch; pad: plain pad-to-longest", choices=BATCHING_MODES)
     attn_implementation: str = _f("sdpa", "attention kernel: sdpa, eager or flash_attention_2")
-    gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, ~30% slower)")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, ~30%% slower)")
     eval_steps: int = _f(0, "evaluate and save every N optimiser steps (0: at the end of every epoch)")
     early_stopping_patience: int = _f(3, "stop after this many evaluations without a better validation loss "
                                          "(0: never stop early)")

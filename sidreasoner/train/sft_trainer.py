@@ -230,6 +230,7 @@ def training_arguments(cfg: SFTConfig, has_valid: bool) -> tuple[TrainingArgumen
 
 def save_final(trainer: Trainer, tokenizer, cfg: SFTConfig, summary: dict) -> str:
     """Best model (loaded at the end of training) + tokenizer + config, swapped in atomically."""
+    from .model_factory import save_tokenizer
     final = Path(cfg.output_dir) / FINAL_DIR
     partial = final.with_name(FINAL_DIR + ".partial")
     if trainer.is_world_process_zero() and partial.exists():
@@ -237,7 +238,7 @@ def save_final(trainer: Trainer, tokenizer, cfg: SFTConfig, summary: dict) -> st
     trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(partial))  # collective under FSDP/DeepSpeed
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(partial))
+        save_tokenizer(tokenizer, partial)
         atomic_write_text(partial / CONFIG_NAME, cfg.to_json() + "\n")
         atomic_write_text(partial / SUMMARY_NAME, json.dumps(summary, indent=1, default=str) + "\n")
         if final.exists():
