@@ -4,7 +4,7 @@ VENV ?= .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench clean-venv
+.PHONY: install test test-all demo bench-office clean-venv
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -25,9 +25,14 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(VPY) -m pytest -m "not gpu"
 
+# The whole pipeline on the embedded demo (about 20 min on 2 CPU cores); results in results/demo/.
+# Knobs are environment variables, e.g. `make demo THREADS=1` or `STAGE1_STEPS=600 make demo`.
 demo: $(STAMP)
-	@echo "make demo: the end-to-end pipeline is not yet available (issue 6)."
-	@echo "Available now: scripts/make_demo_data.py, scripts/build_sids.py, scripts/make_tiny_model.py, scripts/check_data.py."
+	PYTHON=$(abspath $(VPY)) bash run_pipeline.sh
+
+# The Office_Products benchmark (about 1.5 h on 2 CPU cores); needs ../shared/data/Amazon or DATA_DIR.
+bench-office: $(STAMP)
+	$(VPY) benchmarks/office_benchmark.py $(if $(DATA_DIR),--data_dir $(DATA_DIR),)
 
 clean-venv:
 	rm -rf $(VENV)

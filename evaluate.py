@@ -1,9 +1,9 @@
-"""python evaluate.py --base_model checkpoints/stage3/actor_merged --data_dir data/Amazon --category Office_Products --output_dir results/office_nothink
+"""python evaluate.py --base_model checkpoints/grpo_trl_Office_Products/final_checkpoint --data_dir data/Amazon --category Office_Products --output_dir results/office_nothink
 
 Evaluate a SID recommender with trie-constrained beam search (DESIGN.md §4 "Evaluation"): non-thinking
 mode (prompt + empty think block, then the search) or ``--think`` (generate the reasoning, close
 ``</think>``, then the search). Writes ``predictions.jsonl``, ``metrics.json`` (HR@K / NDCG@K),
-``config.json`` and ``run.json`` into ``--output_dir``.
+``config.json``, ``run.json`` and ``examples.md`` (a page of example rows) into ``--output_dir``.
 
 Flags of the reference ``evaluate.py`` work as there (``--base_model --info_file --category
 --test_data_path --result_json_data --batch_size --num_beams --max_new_tokens --length_penalty``).

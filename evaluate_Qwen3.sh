@@ -7,9 +7,10 @@
 # Flags after the script name go last, so they override these defaults (e.g. --limit 100 --resume).
 set -euo pipefail
 cd "$(dirname "$0")"
-BASE_MODEL=${BASE_MODEL:-checkpoints/stage3/actor_merged}
 DATA_DIR=${DATA_DIR:-data/Amazon}
 CATEGORY=${CATEGORY:-Office_Products}
+# default: stage 3 on TRL (RL_training_script.sh BACKEND=trl); verl's is .../grpo_verl_<CAT>/global_step_N/actor_merged
+BASE_MODEL=${BASE_MODEL:-checkpoints/grpo_trl_${CATEGORY}/final_checkpoint}
 SPLIT=${SPLIT:-test}
 NUM_BEAMS=${NUM_BEAMS:-10}
 BATCH_SIZE=${BATCH_SIZE:-8}

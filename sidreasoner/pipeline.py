@@ -5,7 +5,7 @@
     python -m sidreasoner.pipeline --help                  # every knob
 
 Each step runs one of the user-facing entry points (the stage shell scripts, ``evaluate.py``, ...) as a
-subprocess, logs to ``logs/pipeline/<step>.log`` and is skipped when its output already exists, so a
+subprocess, logs to ``RESULTS_DIR/logs/<step>.log`` and is skipped when its output already exists, so a
 rerun after a kill continues where it stopped. Knobs are environment variables with the same names as
 the stage scripts' (``DATA_DIR CATEGORY BASE_MODEL ...``). The last step tables every evaluation
 (stage x mode: HR@K, NDCG@K, invalid rate) under ``RESULTS_DIR`` with a chart.
@@ -22,7 +22,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
+from .data.formats import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
+TIMES_FILE = "step_times.json"  # under RESULTS_DIR: seconds of every step that ran, kept across reruns
 
 
 @dataclass
@@ -35,17 +38,36 @@ class PipelineConfig:
     run_dir: str = field(default="checkpoints/demo", metadata={"help": "where models of every stage go"})
     results_dir: str = field(default="results/demo", metadata={"help": "evaluations, table and chart"})
     seed: int = field(default=0, metadata={"help": "seed of the demo data and the training runs"})
-    stage1_steps: int = field(default=300, metadata={"help": "stage-1 optimiser steps (-1: full epochs)"})
-    stage2_steps: int = field(default=150, metadata={"help": "stage-2 optimiser steps (-1: full epochs)"})
-    rl_steps: int = field(default=20, metadata={"help": "stage-3 GRPO steps (TRL backend)"})
-    batch_size: int = field(default=64, metadata={"help": "SFT examples per optimiser step"})
+    batch_size: int = field(default=32, metadata={"help": "SFT examples per optimiser step"})
     micro_batch_size: int = field(default=32, metadata={"help": "SFT examples per forward pass"})
+    stage1_steps: int = field(default=250, metadata={"help": "stage-1 optimiser steps (-1: STAGE1_EPOCHS epochs)"})
+    stage1_epochs: float = field(default=1.0, metadata={"help": "stage-1 epochs when STAGE1_STEPS is -1"})
     stage1_lr: float = field(default=2e-3, metadata={"help": "stage-1 learning rate (tiny models like it high)"})
-    stage2_lr: float = field(default=5e-4, metadata={"help": "stage-2 learning rate"})
-    eval_limit: int = field(default=500, metadata={"help": "test rows per evaluation (0: the whole split)"})
+    stage1_task_weights: str = field(default="", metadata={
+        "help": "stage-1 task mixture, e.g. next_sid=2,title_history_to_title=0.25 (empty: sft.py's default)"})
+    stage2_steps: int = field(default=200, metadata={"help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs)"})
+    stage2_epochs: float = field(default=1.0, metadata={"help": "stage-2 epochs when STAGE2_STEPS is -1"})
+    stage2_lr: float = field(default=2e-3, metadata={"help": "stage-2 learning rate"})
+    sft_eval_steps: int = field(default=0, metadata={"help": "SFT validation every N steps (0: a third of the "
+                                                             "steps, or 150 when training by epochs)"})
+    warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps (both stages)"})
+    rl_steps: int = field(default=12, metadata={"help": "stage-3 GRPO steps (TRL backend; 0: skip stage 3)"})
+    rl_rollout_n: int = field(default=8, metadata={"help": "stage-3 completions per prompt (the GRPO group)"})
+    rl_batch_size: int = field(default=8, metadata={"help": "stage-3 prompts per step"})
+    rl_lr: float = field(default=1e-4, metadata={"help": "stage-3 learning rate"})
+    rl_max_response_length: int = field(default=224, metadata={
+        "help": "stage-3 longest completion in tokens (room for the reasoning, the SID and the stop token)"})
+    eval_limit: int = field(default=0, metadata={
+        "help": "test rows per non-thinking evaluation (0: the whole split, the rows the baselines score)"})
+    think_eval_limit: int = field(default=200, metadata={"help": "test rows per thinking evaluation (0: whole "
+                                                                 "split); thinking is ~20x slower on CPU"})
     num_beams: int = field(default=10, metadata={"help": "beams = SIDs returned per row"})
-    max_think_tokens: int = field(default=160, metadata={"help": "reasoning budget in thinking mode"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: torch's choice)"})
+    max_think_tokens: int = field(default=192, metadata={
+        "help": "reasoning budget of thinking-mode evaluation in tokens (the demo's reasoning paths: p90 169)"})
+    baselines: str = field(default="popularity", metadata={
+        "help": "comma-separated baselines to table beside the stages: popularity, sasrec"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads per process, exported as OMP_NUM_THREADS "
+                                                      "(0: torch's choice; 1 is fastest on a busy shared CPU)"})
 
     @classmethod
     def from_env(cls) -> "PipelineConfig":
@@ -66,16 +88,85 @@ class Step:
 
 
 def _eval_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
-    """Non-thinking and thinking evaluation of one stage's model on the same test rows."""
+    """Non-thinking and thinking evaluation of one stage's model on the test split (the first N rows)."""
     steps = []
-    for mode, script in (("nothink", "evaluate_Qwen3.sh"), ("think", "evaluate_Qwen3_think.sh")):
+    for mode, script, limit in (("nothink", "evaluate_Qwen3.sh", cfg.eval_limit),
+                                ("think", "evaluate_Qwen3_think.sh", cfg.think_eval_limit)):
         out = Path(cfg.results_dir) / f"{stage}_{mode}"
-        extra = ["--limit", str(cfg.eval_limit)] if cfg.eval_limit else []
+        extra = ["--limit", str(limit)] if limit else []
         extra += ["--threads", str(cfg.threads)] if cfg.threads else []
-        env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": "test", "PYTHON": sys.executable,
-               "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams), "MAX_THINK_TOKENS": str(cfg.max_think_tokens)}
+        env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": "test",
+               "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams)}
+        if mode == "think":
+            env["MAX_THINK_TOKENS"] = str(cfg.max_think_tokens)
         steps.append(Step(f"eval_{stage}_{mode}", out / "metrics.json", ["bash", script] + extra, env))
     return steps
+
+
+def _sft_length(steps: int, epochs: float, eval_steps: int) -> list[str]:
+    """sft.py flags for a run of `steps` optimiser steps, or of `epochs` epochs when steps is negative."""
+    length = ["--num_epochs", str(epochs), "--max_steps", "-1"] if steps < 0 else ["--max_steps", str(steps)]
+    every = eval_steps or (150 if steps < 0 else max(steps // 3, 1))
+    return length + ["--eval_steps", str(every)]
+
+
+def _sft_steps(cfg: PipelineConfig, data: Path, base: Path, run: Path) -> list[Step]:
+    """Stage 1 (+ evals), the template teacher corpus, stage 2 (+ evals)."""
+    py = sys.executable
+    env_sft = {"DATA_DIR": str(data), "CATEGORY": cfg.category, "BATCH_SIZE": str(cfg.batch_size),
+               "MICRO_BATCH_SIZE": str(cfg.micro_batch_size)}
+    common = ["--seed", str(cfg.seed), "--warmup_steps", str(cfg.warmup_steps)]
+    # stage 1: SID-language alignment
+    s1 = run / "stage1"
+    flags = _sft_length(cfg.stage1_steps, cfg.stage1_epochs, cfg.sft_eval_steps) + common
+    flags += ["--task_weights", cfg.stage1_task_weights] if cfg.stage1_task_weights else []
+    steps = [Step("stage1_sft", s1 / "final_checkpoint" / "config.json", ["bash", "sft_Qwen3_enrich.sh"] + flags,
+                  dict(env_sft, BASE_MODEL=str(base), OUTPUT_DIR=str(s1), LEARNING_RATE=str(cfg.stage1_lr),
+                       LOG_FILE=str(s1 / "train.log")))]
+    steps += _eval_steps(cfg, "stage1", s1 / "final_checkpoint", data)
+    # teacher corpus from the offline template teacher: stage 2's reasoning paths
+    corpus = run / "corpus"
+    narrative = corpus / f"{cfg.category}.integrated_narrative.csv"
+    steps.append(Step("teacher_corpus", narrative,
+                      [py, "scripts/synthesize_corpus.py", "--data_dir", str(data), "--category", cfg.category,
+                       "--output_dir", str(corpus), "--teacher", "template", "--seed", str(cfg.seed), "--no_progress"]))
+    # stage 2: reasoning activation, from stage 1's best model
+    s2 = run / "stage2"
+    flags = _sft_length(cfg.stage2_steps, cfg.stage2_epochs, cfg.sft_eval_steps) + common
+    steps.append(Step("stage2_sft", s2 / "final_checkpoint" / "config.json",
+                      ["bash", "sft_reasoning_activation.sh"] + flags,
+                      dict(env_sft, BASE_MODEL=str(s1 / "final_checkpoint"), OUTPUT_DIR=str(s2),
+                           REASONING_FILE=str(narrative), LEARNING_RATE=str(cfg.stage2_lr),
+                           LOG_FILE=str(s2 / "train.log"))))
+    steps += _eval_steps(cfg, "stage2", s2 / "final_checkpoint", data)
+    return steps
+
+
+def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
+    """Stage 3: GRPO on TRL (one machine) from stage 2's model, then evals."""
+    if cfg.rl_steps <= 0:
+        return []
+    s3 = run / "stage3"
+    env = {"BACKEND": "trl", "DATA_DIR": str(data), "CATEGORY": cfg.category,
+           "MODEL_PATH": str(run / "stage2" / "final_checkpoint"), "RL_DATA_DIR": str(run / "rl_data"),
+           "OUTPUT_DIR": str(s3), "ROLLOUT_N": str(cfg.rl_rollout_n), "TRAIN_BATCH_SIZE": str(cfg.rl_batch_size),
+           "MICRO_BATCH_SIZE": str(cfg.rl_rollout_n), "LR": str(cfg.rl_lr),
+           "MAX_RESPONSE_LENGTH": str(cfg.rl_max_response_length), "MAX_STEPS": str(cfg.rl_steps),
+           "SAVE_FREQ": str(max(cfg.rl_steps // 2, 1)), "TEST_FREQ": "0", "SEED": str(cfg.seed),
+           "LOG_FILE": str(s3 / "train.log")}
+    steps = [Step("stage3_grpo", s3 / "final_checkpoint" / "config.json", ["bash", "RL_training_script.sh"], env)]
+    return steps + _eval_steps(cfg, "stage3", s3 / "final_checkpoint", data)
+
+
+def _baseline_step(cfg: PipelineConfig, name: str, data: Path) -> Step:
+    if name not in ("popularity", "sasrec"):
+        raise SystemExit(f"BASELINES: unknown baseline {name!r} (choose from popularity, sasrec)")
+    out = Path(cfg.results_dir) / name
+    cmd = [sys.executable, "-m", "sidreasoner.baselines", name, "--data_dir", str(data), "--category", cfg.category,
+           "--output_dir", str(out), "--num_beams", str(cfg.num_beams)]
+    if name == "sasrec":
+        cmd += ["--seed", str(cfg.seed), "--no_progress"] + (["--threads", str(cfg.threads)] if cfg.threads else [])
+    return Step(f"{name}_baseline", out / "metrics.json", cmd)
 
 
 def plan(cfg: PipelineConfig) -> list[Step]:
@@ -83,49 +174,32 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     py, run = sys.executable, Path(cfg.run_dir)
     data = Path(cfg.data_dir) if cfg.data_dir else Path("data/demo")
     steps: list[Step] = []
-    # 1. demo data (its SIDs come from the SID builder, sidreasoner.sid.build); real data is used as is
+    # demo data (its SIDs come from the SID builder, sidreasoner.sid.build); real data is used as is
     if not cfg.data_dir:
         steps.append(Step("demo_data", data / "info" / f"{cfg.category}_5_2016-10-2018-11.txt",
                           [py, "scripts/make_demo_data.py", "--output_dir", str(data), "--seed", str(cfg.seed),
                            "--category", cfg.category]))
-    steps.append(Step("popularity_baseline", Path(cfg.results_dir) / "popularity" / "metrics.json",
-                      [py, "-m", "sidreasoner.baselines", "popularity", "--data_dir", str(data), "--category",
-                       cfg.category, "--output_dir", str(Path(cfg.results_dir) / "popularity"),
-                       "--num_beams", str(cfg.num_beams)]))
-    # 2. base model: a tiny Qwen3 with a tokenizer trained on the catalogue, unless one is given
+    for name in cfg.baselines.split(","):  # baselines on the same split, in the evaluator's metrics format
+        if name.strip():
+            steps.append(_baseline_step(cfg, name.strip(), data))
+    # base model: a tiny Qwen3 with a tokenizer trained on the catalogue, unless one is given
     base = Path(cfg.base_model) if cfg.base_model else run / "tiny"
     if not cfg.base_model:
         steps.append(Step("tiny_model", base / "config.json",
                           [py, "scripts/make_tiny_model.py", "--data_dir", str(data), "--category", cfg.category,
                            "--output_dir", str(base), "--seed", str(cfg.seed)]))
-    sft_common = ["--max_steps", str(cfg.stage1_steps), "--eval_steps", str(max(cfg.stage1_steps // 3, 1)),
-                  "--seed", str(cfg.seed)]
-    env_sft = {"DATA_DIR": str(data), "CATEGORY": cfg.category, "BATCH_SIZE": str(cfg.batch_size),
-               "MICRO_BATCH_SIZE": str(cfg.micro_batch_size), "PYTHON": py}
-    # 3. stage 1: SID-language alignment
-    s1 = run / "stage1"
-    steps.append(Step("stage1_sft", s1 / "final_checkpoint" / "config.json", ["bash", "sft_Qwen3_enrich.sh"] + sft_common,
-                      dict(env_sft, BASE_MODEL=str(base), OUTPUT_DIR=str(s1), LEARNING_RATE=str(cfg.stage1_lr))))
-    steps += _eval_steps(cfg, "stage1", s1 / "final_checkpoint", data)
-    # 4. teacher corpus (offline template teacher) for stage 2
-    corpus = run / "corpus"
-    narrative = corpus / f"{cfg.category}.integrated_narrative.csv"
-    steps.append(Step("teacher_corpus", narrative,
-                      [py, "scripts/synthesize_corpus.py", "--data_dir", str(data), "--category", cfg.category,
-                       "--output_dir", str(corpus), "--teacher", "template", "--seed", str(cfg.seed), "--no_progress"]))
-    # 5. stage 2: reasoning activation
-    s2 = run / "stage2"
-    s2_flags = ["--max_steps", str(cfg.stage2_steps), "--eval_steps", str(max(cfg.stage2_steps // 3, 1)),
-                "--seed", str(cfg.seed)]
-    steps.append(Step("stage2_sft", s2 / "final_checkpoint" / "config.json", ["bash", "sft_reasoning_activation.sh"] + s2_flags,
-                      dict(env_sft, BASE_MODEL=str(s1 / "final_checkpoint"), OUTPUT_DIR=str(s2),
-                           REASONING_FILE=str(narrative), LEARNING_RATE=str(cfg.stage2_lr))))
-    steps += _eval_steps(cfg, "stage2", s2 / "final_checkpoint", data)
+    steps += _sft_steps(cfg, data, base, run)
+    steps += _rl_steps(cfg, data, run)
+    # every subprocess runs the same Python as the driver and, when asked, with a fixed thread count
+    common = {"PYTHON": py, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}
+    for st in steps:
+        st.env = {**common, **st.env}
     return steps
 
 
-def run_steps(steps: list[Step], log_dir: Path) -> list[dict]:
-    """Run the steps in order, skipping finished ones; stop at the first failure (its log is named)."""
+def run_steps(steps: list[Step], log_dir: Path, times_file: Optional[Path] = None) -> list[dict]:
+    """Run the steps in order, skipping finished ones; stop at the first failure (its log is named).
+    Each finished step's seconds go into ``times_file`` at once, so a killed run keeps the times."""
     log_dir.mkdir(parents=True, exist_ok=True)
     timings = []
     for i, st in enumerate(steps, 1):
@@ -144,20 +218,47 @@ def run_steps(steps: list[Step], log_dir: Path) -> list[dict]:
             tail = "".join(open(log, errors="replace").readlines()[-15:])
             raise SystemExit(f"{head} failed (exit {proc.returncode}) after {secs} s; last lines of {log}:\n{tail}")
         print(f"{head}: {secs} s", flush=True)
+        if times_file is not None:
+            record_time(times_file, st.name, secs)
         timings.append({"step": st.name, "seconds": secs, "status": "ran"})
     return timings
 
 
+def load_times(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record_time(path: Path, step: str, seconds: float) -> None:
+    """Set one step's seconds in the JSON file of step times (the other steps keep theirs)."""
+    times = {**load_times(path), step: seconds}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(times, indent=1) + "\n")
+
+
 def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
-    """Table (stage x mode) + chart of every evaluation under results_dir; step times as JSON."""
-    from .eval.report import load_runs, write_comparison
+    """RESULTS_DIR/results.md: stage x mode table (HR@K, NDCG@K, invalid rate, rows, eval seconds),
+    the chart, and the seconds of every step; pipeline_steps.json holds the config and this run's steps."""
+    from .eval.report import bar_chart, load_runs, markdown_table
     res = Path(cfg.results_dir)
-    order = ["popularity"] + [f"{s}_{m}" for s in ("stage1", "stage2", "stage3") for m in ("nothink", "think")]
+    times = load_times(res / TIMES_FILE)
+    stages = [f"{s}_{m}" for s in ("stage1", "stage2", "stage3") for m in ("nothink", "think")]
+    order = [b.strip() for b in cfg.baselines.split(",") if b.strip()] + stages
     names = [name for name in order if (res / name / "metrics.json").is_file()]
-    metrics = [f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 5, 10) if k <= cfg.num_beams] + ["invalid_rate"]
-    md, _png = write_comparison(load_runs([res / n for n in names], names), metrics, res)
-    (res / "pipeline_steps.json").write_text(json.dumps({"config": asdict(cfg), "steps": timings}, indent=1) + "\n")
-    return md
+    runs = load_runs([res / n for n in names], names)
+    for r in runs:  # the evaluation's wall time as a column (the baseline's step is its whole run)
+        step = f"{r.label}_baseline" if r.label in ("popularity", "sasrec") else f"eval_{r.label}"
+        r.metrics = {**r.metrics, "eval_s": None if times.get(step) is None else round(times[step])}
+    scores = [f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10) if k <= cfg.num_beams]
+    png = bar_chart(runs, scores, res / "results.png", title=f"{cfg.category}: stage x mode")
+    step_rows = "\n".join(f"| {name} | {'—' if s is None else f'{s:.0f}'} |" for name, s in times.items())
+    total = sum(s for s in times.values() if s)
+    text = (f"# Results: {cfg.category}\n\n{markdown_table(runs, scores + ['invalid_rate', 'n', 'eval_s'])}\n"
+            f"n: test rows evaluated; eval_s: seconds of that evaluation.\n\n![chart]({png.name})\n\n"
+            f"## Seconds per step\n\n| step | seconds |\n|---|---:|\n{step_rows}\n| total | {total:.0f} |\n")
+    atomic_write_text(res / "results.md", text)
+    run_record = {"config": asdict(cfg), "steps": timings}
+    atomic_write_text(res / "pipeline_steps.json", json.dumps(run_record, indent=1) + "\n")
+    return res / "results.md"
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -178,7 +279,7 @@ def main(argv: Optional[list] = None) -> None:
             print(f"{st.name}: {env} {' '.join(map(str, st.cmd))}  [done when {st.done} exists]")
         return
     t0 = time.time()
-    timings = run_steps(steps, Path("logs") / "pipeline")
+    timings = run_steps(steps, Path(cfg.results_dir) / "logs", Path(cfg.results_dir) / TIMES_FILE)
     table = summarise(cfg, timings)
     print(Path(table).read_text() if Path(table).is_file() else table)
     print(f"pipeline finished in {time.time() - t0:.0f} s; results in {cfg.results_dir}")

@@ -2,6 +2,7 @@
 
 The full pipeline itself runs in `make demo`; here its plumbing is tested without training anything.
 """
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,61 @@ def test_cli_help_and_dry_run():
     dry = subprocess.run(["bash", "run_pipeline.sh", "--dry_run"], cwd=REPO, capture_output=True, text=True,
                          check=True, env=env).stdout
     assert "stage1_sft:" in dry and "sft_Qwen3_enrich.sh" in dry
+
+
+def test_stage3_follows_stage2_on_trl_and_can_be_turned_off():
+    steps = {s.name: s for s in P.plan(P.PipelineConfig(rl_steps=5))}
+    names = list(steps)
+    assert names.index("eval_stage2_think") < names.index("stage3_grpo") < names.index("eval_stage3_nothink")
+    rl = steps["stage3_grpo"]
+    assert rl.cmd == ["bash", "RL_training_script.sh"]
+    assert rl.env["BACKEND"] == "trl" and rl.env["MAX_STEPS"] == "5"
+    assert rl.env["MODEL_PATH"] == str(Path("checkpoints/demo/stage2/final_checkpoint"))
+    assert steps["eval_stage3_think"].env["BASE_MODEL"] == str(rl.done.parent)
+    assert not [n for n in (s.name for s in P.plan(P.PipelineConfig(rl_steps=0))) if "stage3" in n]
+
+
+def test_epoch_runs_thread_count_and_per_mode_eval_limits():
+    cfg = P.PipelineConfig(stage1_steps=-1, stage1_epochs=2.0, threads=1, eval_limit=0, think_eval_limit=30,
+                           stage1_task_weights="next_sid=2")
+    steps = {s.name: s for s in P.plan(cfg)}
+    s1 = steps["stage1_sft"].cmd
+    assert s1[s1.index("--num_epochs") + 1] == "2.0" and s1[s1.index("--max_steps") + 1] == "-1"
+    assert s1[s1.index("--eval_steps") + 1] == "150" and s1[s1.index("--task_weights") + 1] == "next_sid=2"
+    assert all(st.env["OMP_NUM_THREADS"] == "1" for st in steps.values())
+    assert "--limit" not in steps["eval_stage1_nothink"].cmd
+    think = steps["eval_stage1_think"].cmd
+    assert think[think.index("--limit") + 1] == "30" and "--threads" in think
+    s2 = steps["stage2_sft"].cmd
+    assert s2[s2.index("--max_steps") + 1] == str(cfg.stage2_steps)
+
+
+def test_unknown_baseline_is_a_clear_error():
+    with pytest.raises(SystemExit, match="unknown baseline 'itemknn'"):
+        P.plan(P.PipelineConfig(baselines="popularity,itemknn"))
+
+
+def test_summarise_tables_runs_with_rows_and_step_times(tmp_path):
+    res = tmp_path / "res"
+    for name, hr in (("popularity", 0.1), ("stage1_nothink", 0.25)):
+        (res / name).mkdir(parents=True)
+        m = {"n": 40, "invalid_rate": 0.0, **{f"{f}@{k}": hr for f in ("HR", "NDCG") for k in (1, 3, 5, 10)}}
+        (res / name / "metrics.json").write_text(json.dumps(m))
+    cfg = P.PipelineConfig(results_dir=str(res))
+    # the run that made the evaluations recorded their times; a resumed run skips them and keeps the times
+    P.record_time(res / P.TIMES_FILE, "popularity_baseline", 2.0)
+    P.record_time(res / P.TIMES_FILE, "eval_stage1_nothink", 7.5)
+    md = P.summarise(cfg, [{"step": "popularity_baseline", "seconds": None, "status": "skipped"}]).read_text()
+    assert "| stage1\\_nothink | 0.2500 |" in md.replace("**", "") and "| 0.0000 | 40 | 8 |" in md
+    assert "| eval_stage1_nothink | 8 |" in md and "| total | 10 |" in md
+    assert (res / "results.png").is_file()
+
+
+def test_step_times_are_written_as_each_step_finishes(tmp_path):
+    times = tmp_path / "res" / P.TIMES_FILE
+    made = tmp_path / "made.txt"
+    steps = [P.Step("make", made, [sys.executable, "-c", f"open({str(made)!r}, 'w').write('ok')"]),
+             P.Step("broken", tmp_path / "never", [sys.executable, "-c", "raise SystemExit(1)"])]
+    with pytest.raises(SystemExit):
+        P.run_steps(steps, tmp_path / "logs", times)
+    assert list(json.loads(times.read_text())) == ["make"]  # kept although the run then failed

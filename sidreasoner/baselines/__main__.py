@@ -43,7 +43,8 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .popularity import COUNTS
     from .sasrec import SASRecConfig
-    p = argparse.ArgumentParser(prog="python -m sidreasoner.baselines", description=__doc__.split("\n\n")[1],
+    p = argparse.ArgumentParser(prog="python -m sidreasoner.baselines",
+                                description="\n\n".join(__doc__.split("\n\n")[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="baseline", required=True, metavar="{popularity,sasrec}")
     pop = sub.add_parser("popularity", help="most-popular items of the train split, same list for every row")
