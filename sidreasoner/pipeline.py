@@ -45,7 +45,7 @@ class PipelineConfig:
     stage1_lr: float = field(default=2e-3, metadata={"help": "stage-1 learning rate (tiny models like it high)"})
     stage1_task_weights: str = field(default="", metadata={
         "help": "stage-1 task mixture, e.g. next_sid=2,title_history_to_title=0.25 (empty: sft.py's default)"})
-    stage2_steps: int = field(default=200, metadata={"help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs)"})
+    stage2_steps: int = field(default=160, metadata={"help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs)"})
     stage2_epochs: float = field(default=1.0, metadata={"help": "stage-2 epochs when STAGE2_STEPS is -1"})
     stage2_lr: float = field(default=2e-3, metadata={"help": "stage-2 learning rate"})
     sft_eval_steps: int = field(default=0, metadata={"help": "SFT validation every N steps (0: a third of the "
