@@ -8,8 +8,8 @@ in ``results/office/results.md`` (+ chart), and a JSON line with each row's HR@1
 most-popular (the same-run baseline).
 
 CPU budget, measured on a shared 2-core machine with one torch thread: stage 1 (one epoch, 659
-steps) 37 min, stage 2 (two epochs of the template reasoning corpus, ~280 steps) ~25 min, stage 3
-(20 GRPO steps) ~8 min, SASRec ~1 min, the evaluations ~15 min: about 1.5 hours in all. Thinking-mode rows
+steps) 37 min, stage 2 (two epochs of the template reasoning corpus, 282 steps) 23 min, stage 3 (20 GRPO
+steps) 9 min, SASRec 1 min, the evaluations 10 min: 81 minutes in all. Thinking-mode rows
 are scored on the first ``--think_eval_limit`` test rows (default 1000) because each generates up to
 384 reasoning tokens; non-thinking rows and the baselines use the whole split.
 """

@@ -235,6 +235,22 @@ def record_time(path: Path, step: str, seconds: float) -> None:
     atomic_write_text(path, json.dumps(times, indent=1) + "\n")
 
 
+def _same_rows_table(runs: list, n: int, scores: list[str]) -> str:
+    """Every run re-scored on the test rows 0..n-1 (the ones the thinking evaluations scored), so that
+    modes and baselines are compared on one set of rows; empty when no run covers fewer rows."""
+    from .eval.metrics import compute_metrics, read_predictions
+    from .eval.report import Run, markdown_table
+    if not n or all(r.metrics.get("n", 0) <= n for r in runs):
+        return ""
+    same = []
+    for r in runs:
+        rows = [rec for rec in read_predictions(r.path / "predictions.jsonl")[0] if rec["row"] < n]
+        if rows:
+            same.append(Run(r.label, r.path, {**compute_metrics(rows), "n": len(rows)}))
+    return (f"## The same {n} rows for every run\n\nThe first {n} test rows, the ones thinking mode scored "
+            f"(they need not be as hard as the whole split):\n\n{markdown_table(same, scores + ['n'])}\n")
+
+
 def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
     """RESULTS_DIR/results.md: stage x mode table (HR@K, NDCG@K, invalid rate, rows, eval seconds),
     the chart, and the seconds of every step; pipeline_steps.json holds the config and this run's steps."""
@@ -254,6 +270,7 @@ def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
     total = sum(s for s in times.values() if s)
     text = (f"# Results: {cfg.category}\n\n{markdown_table(runs, scores + ['invalid_rate', 'n', 'eval_s'])}\n"
             f"n: test rows evaluated; eval_s: seconds of that evaluation.\n\n![chart]({png.name})\n\n"
+            f"{_same_rows_table(runs, cfg.think_eval_limit, scores)}\n"
             f"## Seconds per step\n\n| step | seconds |\n|---|---:|\n{step_rows}\n| total | {total:.0f} |\n")
     atomic_write_text(res / "results.md", text)
     run_record = {"config": asdict(cfg), "steps": timings}

@@ -129,3 +129,17 @@ def test_step_times_are_written_as_each_step_finishes(tmp_path):
     with pytest.raises(SystemExit):
         P.run_steps(steps, tmp_path / "logs", times)
     assert list(json.loads(times.read_text())) == ["make"]  # kept although the run then failed
+
+
+def test_results_rescore_every_run_on_the_rows_thinking_mode_scored(tmp_path):
+    res = tmp_path / "res"
+    hits = {"popularity": [0, 1, 2, 3], "stage1_think": [0]}  # rows whose target is ranked first
+    for name, rows in (("popularity", range(4)), ("stage1_think", range(2))):
+        (res / name).mkdir(parents=True)
+        recs = [{"row": i, "user_id": f"u{i}", "target": "<a_1><b_1><c_1>",
+                 "ranked": ["<a_1><b_1><c_1>" if i in hits[name] else "<a_2><b_2><c_2>"]} for i in rows]
+        (res / name / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        (res / name / "metrics.json").write_text(json.dumps({"n": len(recs), "HR@1": len(hits[name]) / len(recs)}))
+    md = P.summarise(P.PipelineConfig(results_dir=str(res), think_eval_limit=2, num_beams=1), []).read_text()
+    same = md[md.index("## The same 2 rows"):]
+    assert "| popularity | **1.0000** | **1.0000** | 2 |" in same and "| stage1\\_think | 0.5000 | 0.5000 | 2 |" in same
