@@ -40,7 +40,7 @@ class PipelineConfig:
     seed: int = field(default=0, metadata={"help": "seed of the demo data and the training runs"})
     batch_size: int = field(default=32, metadata={"help": "SFT examples per optimiser step"})
     micro_batch_size: int = field(default=32, metadata={"help": "SFT examples per forward pass"})
-    stage1_steps: int = field(default=250, metadata={"help": "stage-1 optimiser steps (-1: STAGE1_EPOCHS epochs)"})
+    stage1_steps: int = field(default=320, metadata={"help": "stage-1 optimiser steps (-1: STAGE1_EPOCHS epochs)"})
     stage1_epochs: float = field(default=1.0, metadata={"help": "stage-1 epochs when STAGE1_STEPS is -1"})
     stage1_lr: float = field(default=2e-3, metadata={"help": "stage-1 learning rate (tiny models like it high)"})
     stage1_task_weights: str = field(default="", metadata={
@@ -54,7 +54,7 @@ class PipelineConfig:
     rl_steps: int = field(default=12, metadata={"help": "stage-3 GRPO steps (TRL backend; 0: skip stage 3)"})
     rl_rollout_n: int = field(default=8, metadata={"help": "stage-3 completions per prompt (the GRPO group)"})
     rl_batch_size: int = field(default=8, metadata={"help": "stage-3 prompts per step"})
-    rl_lr: float = field(default=1e-4, metadata={"help": "stage-3 learning rate"})
+    rl_lr: float = field(default=5e-5, metadata={"help": "stage-3 learning rate"})
     rl_max_response_length: int = field(default=224, metadata={
         "help": "stage-3 longest completion in tokens (room for the reasoning, the SID and the stop token)"})
     eval_limit: int = field(default=0, metadata={
