@@ -52,10 +52,8 @@ def main(argv=None) -> None:
                          "(python scripts/download_data.py fetches it)")
     cfg = pipeline.PipelineConfig(data_dir=args.data_dir, threads=args.threads, **{
         **OFFICE_SETTINGS, "think_eval_limit": args.think_eval_limit, "rl_steps": args.rl_steps})
+    print(pipeline.run(cfg).read_text())
     res = Path(cfg.results_dir)
-    timings = pipeline.run_steps(pipeline.plan(cfg), res / "logs", res / pipeline.TIMES_FILE)
-    table = pipeline.summarise(cfg, timings)
-    print(table.read_text())
     metrics = {d.name: json.loads((d / "metrics.json").read_text()) for d in sorted(res.iterdir())
                if (d / "metrics.json").is_file()}
     pop = metrics["popularity"]["HR@10"]

@@ -25,6 +25,7 @@ from typing import Optional
 from .data.formats import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
+BASELINES = ("popularity", "sasrec")  # python -m sidreasoner.baselines <name>
 TIMES_FILE = "step_times.json"  # under RESULTS_DIR: seconds of every step that ran, kept across reruns
 
 
@@ -159,8 +160,8 @@ def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
 
 
 def _baseline_step(cfg: PipelineConfig, name: str, data: Path) -> Step:
-    if name not in ("popularity", "sasrec"):
-        raise SystemExit(f"BASELINES: unknown baseline {name!r} (choose from popularity, sasrec)")
+    if name not in BASELINES:
+        raise SystemExit(f"BASELINES: unknown baseline {name!r} (choose from {', '.join(BASELINES)})")
     out = Path(cfg.results_dir) / name
     cmd = [sys.executable, "-m", "sidreasoner.baselines", name, "--data_dir", str(data), "--category", cfg.category,
            "--output_dir", str(out), "--num_beams", str(cfg.num_beams)]
@@ -262,7 +263,7 @@ def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
     names = [name for name in order if (res / name / "metrics.json").is_file()]
     runs = load_runs([res / n for n in names], names)
     for r in runs:  # the evaluation's wall time as a column (the baseline's step is its whole run)
-        step = f"{r.label}_baseline" if r.label in ("popularity", "sasrec") else f"eval_{r.label}"
+        step = f"{r.label}_baseline" if r.label in BASELINES else f"eval_{r.label}"
         r.metrics = {**r.metrics, "eval_s": None if times.get(step) is None else round(times[step])}
     scores = [f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10) if k <= cfg.num_beams]
     png = bar_chart(runs, scores, res / "results.png", title=f"{cfg.category}: stage x mode")
@@ -278,6 +279,13 @@ def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
     return res / "results.md"
 
 
+def run(cfg: PipelineConfig) -> Path:
+    """Run every unfinished step of the plan, then write and return RESULTS_DIR/results.md."""
+    res = Path(cfg.results_dir)
+    timings = run_steps(plan(cfg), res / "logs", res / TIMES_FILE)
+    return summarise(cfg, timings)
+
+
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in fields(PipelineConfig):
@@ -289,16 +297,13 @@ def main(argv: Optional[list] = None) -> None:
     for f in fields(PipelineConfig):
         if getattr(args, f.name) is not None:
             setattr(cfg, f.name, getattr(args, f.name))
-    steps = plan(cfg)
     if args.dry_run:
-        for st in steps:
+        for st in plan(cfg):
             env = " ".join(f"{k}={v}" for k, v in st.env.items())
             print(f"{st.name}: {env} {' '.join(map(str, st.cmd))}  [done when {st.done} exists]")
         return
     t0 = time.time()
-    timings = run_steps(steps, Path(cfg.results_dir) / "logs", Path(cfg.results_dir) / TIMES_FILE)
-    table = summarise(cfg, timings)
-    print(Path(table).read_text() if Path(table).is_file() else table)
+    print(run(cfg).read_text())
     print(f"pipeline finished in {time.time() - t0:.0f} s; results in {cfg.results_dir}")
 
 

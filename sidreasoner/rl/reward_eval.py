@@ -86,7 +86,7 @@ def score_completions(records: Sequence[dict], completions: Sequence[Sequence[st
         raise ValueError("no completions to score")
     mean = sum(r["score"] for r in results) / len(results)
     comps = {k: sum(r[k] for r in results) / len(results) for k in COMPONENTS}
-    if catalogue is not None:
+    if catalogue is not None and (config or RewardConfig()).valid_bonus > 0:  # the bonus marks catalogue SIDs
         good = sum(bool(r["think_closed"]) and r["valid_bonus"] > 0 for r in results)
         comps["closed_and_valid"] = good / len(results)
     return mean, comps
