@@ -31,8 +31,10 @@ demo: $(STAMP)
 	PYTHON=$(abspath $(VPY)) bash run_pipeline.sh
 
 # The Office_Products benchmark (about 1.5 h on 2 CPU cores); needs ../shared/data/Amazon or DATA_DIR.
+# Other categories of the release layout: CATEGORY=...; stop early: STAGES=1 or 2.
 bench-office: $(STAMP)
-	$(VPY) benchmarks/office_benchmark.py $(if $(DATA_DIR),--data_dir $(DATA_DIR),)
+	$(VPY) benchmarks/office_benchmark.py $(if $(DATA_DIR),--data_dir $(DATA_DIR),) \
+		$(if $(CATEGORY),--category $(CATEGORY),) $(if $(STAGES),--stages $(STAGES),)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -27,6 +27,7 @@ RL_DATA_DIR=${RL_DATA_DIR:-data/rl/${CATEGORY}}                  # train.parquet
 INFO_FILE=${INFO_FILE:-${DATA_DIR}/info/${CATEGORY}_5_2016-10-2018-11.txt}   # catalogue of the validity bonus
 OUTPUT_DIR=${OUTPUT_DIR:-checkpoints/grpo_${BACKEND}_${CATEGORY}}
 THINK=${THINK:-1}                        # 1: thinking-mode prompts; 0: non-thinking
+PROMPT_STYLE=${PROMPT_STYLE:-auto}       # native | compact | auto (the style recorded in MODEL_PATH)
 MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-1024}
 MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-1024}
 # -- GRPO
@@ -71,9 +72,12 @@ run() {  # DRY_RUN=1 prints each command (shell-quoted) instead of running it
     if [ "$DRY_RUN" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
 
+if [ "$PROMPT_STYLE" = auto ]; then
+    PROMPT_STYLE=$("$PYTHON" -c 'import sys; from sidreasoner.train.chat import model_prompt_style as s; print(s(sys.argv[1]))' "$MODEL_PATH")
+fi
 mkdir -p "$(dirname "$LOG_FILE")"
 run "$PYTHON" rl/prepare_data.py --data_dir "$DATA_DIR" --category "$CATEGORY" --output_dir "$RL_DATA_DIR" \
-    --think "$THINK" --info_file "$INFO_FILE" --if_missing
+    --think "$THINK" --prompt_style "$PROMPT_STYLE" --info_file "$INFO_FILE" --if_missing
 
 case "$BACKEND" in
 verl)

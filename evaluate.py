@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="reference compatibility: must hold the SID tokens + stop token (the search stops at the SID's end)")
     a("--length_penalty", type=float, default=0.0, help="HF length penalty on finished beams (paper: 0)")
     a("--think", action="store_true", help="thinking mode: generate reasoning, close </think>, then search")
+    a("--prompt_style", default="auto", choices=["auto", "native", "compact"],
+      help="wording of the prompt (sidreasoner.tasks.prompts); auto: the style recorded in the model folder's "
+           "sft_config.json, native for a folder without one")
     a("--max_think_tokens", type=int, default=512, help="reasoning budget; unclosed reasoning is force-closed")
     a("--num_reasoning_paths", type=int, default=1, help="sampled reasoning paths per row (1 = greedy); beams merged by score")
     a("--temperature", type=float, default=1.0, help="sampling temperature when --num_reasoning_paths > 1")
@@ -81,7 +84,7 @@ def _config(args):
     return EvalConfig(
         base_model=args.base_model, output_dir=out, test_data_path=test, info_file=info, category=args.category,
         split=args.split, batch_size=args.batch_size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-        length_penalty=args.length_penalty, think=args.think, max_think_tokens=args.max_think_tokens,
+        length_penalty=args.length_penalty, think=args.think, prompt_style=args.prompt_style, max_think_tokens=args.max_think_tokens,
         num_reasoning_paths=args.num_reasoning_paths, temperature=args.temperature,
         reasoning_backend=args.reasoning_backend, search=args.search, beam_mode=args.beam_mode, limit=args.limit,
         shard=parse_shard(args.shard) or _torchrun_shard(), resume=args.resume, device=args.device, dtype=args.dtype, seed=args.seed,

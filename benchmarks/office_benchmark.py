@@ -1,17 +1,22 @@
-"""python benchmarks/office_benchmark.py [--data_dir ../shared/data/Amazon] [--threads 1]   (or: make bench-office)
+"""python benchmarks/office_benchmark.py [--data_dir ../shared/data/Amazon] [--category Office_Products]
+                                     [--stages 1|2|3] [--threads 1]   (or: make bench-office)
 
-The Office_Products benchmark: most-popular, SASRec, and the tiny Qwen3 pipeline after each stage in
-both modes, on the test split of the real Amazon 2018 Office_Products data, all on CPU. It is
-``run_pipeline.sh`` with the settings below (every finished step is skipped on a rerun, so a killed
-run continues), then one table of HR@{1,3,5,10} and NDCG@{1,3,5,10} with the seconds each row took,
-in ``results/office/results.md`` (+ chart), and a JSON line with each row's HR@10 relative to
-most-popular (the same-run baseline).
+The Office_Products benchmark (or any category in the release layout, ``--category``): most-popular,
+SASRec and last-item transitions, and the tiny Qwen3 pipeline after each stage (up to ``--stages``) in
+both modes, on the test split of the real Amazon 2018 data, all on CPU. It is ``run_pipeline.sh`` with
+the settings below (every finished step is skipped on a rerun, so a killed run continues), then one table
+of HR@{1,3,5,10} and NDCG@{1,3,5,10} with the seconds each row took, in ``results/<name>/results.md``
+(+ chart), where <name> is the category's first word in lower case (``results/office`` for
+Office_Products; models in ``checkpoints/<name>``). The LAST line printed is ``results/<name>/summary.json``
+as one JSON object: NDCG@10 and HR@10 of every run over all the rows it scored (``ndcg10``, ``hr10``),
+NDCG@10 of every run on the first ``same_rows_n`` test rows, the ones thinking mode scored
+(``same_rows_ndcg10``), and the seconds of every step (``seconds``).
 
-CPU budget, measured on a shared 2-core machine with one torch thread: stage 1 (one epoch, 659
-steps) 37 min, stage 2 (two epochs of the template reasoning corpus, 282 steps) 23 min, stage 3 (20 GRPO
-steps) 9 min, SASRec 1 min, the evaluations 10 min: 81 minutes in all. Thinking-mode rows
-are scored on the first ``--think_eval_limit`` test rows (default 1000) because each generates up to
-384 reasoning tokens; non-thinking rows and the baselines use the whole split.
+CPU budget for Office_Products, measured on a shared 2-core machine with one torch thread: stage 1 (one
+epoch, 659 steps) 37 min, stage 2 (two epochs of the template reasoning corpus, 282 steps) 23 min, stage 3
+(20 GRPO steps) 9 min, SASRec 1 min, the evaluations 10 min: 81 minutes in all (``--stages 1``: about
+40 min). Thinking-mode rows are scored on the first ``--think_eval_limit`` test rows (default 1000)
+because each generates up to 384 reasoning tokens; non-thinking rows and the baselines use the whole split.
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ sys.path.insert(0, str(REPO))
 from sidreasoner import pipeline  # noqa: E402
 
 OFFICE = REPO.parent / "shared" / "data" / "Amazon"
+SPLIT_SUFFIX = "_5_2016-10-2018-11"  # the release's file names: info/<category>_5_2016-10-2018-11.txt
+BENCH_BASELINES = "popularity,sasrec,transitions"  # overrides OFFICE_SETTINGS["baselines"]
 
 # Settings of the measured run. Stage 1 weights next-SID up and the title-generation tasks down: with
 # 1.3M parameters the model cannot learn to write titles, and those tasks otherwise take half the steps.
@@ -39,26 +46,40 @@ OFFICE_SETTINGS = dict(
     eval_limit=0, think_eval_limit=1000, max_think_tokens=384)
 
 
+def short_name(category: str) -> str:
+    """Folder name of a category's runs: its first word in lower case (Office_Products -> office)."""
+    return category.split("_")[0].lower()
+
+
+def build_config(args) -> pipeline.PipelineConfig:
+    """OFFICE_SETTINGS for ``args.category``: its data, its run and results folders, the flags' values."""
+    info = Path(args.data_dir) / "info" / f"{args.category}{SPLIT_SUFFIX}.txt"
+    if not info.is_file():
+        raise SystemExit(f"office_benchmark: {info} not found; point --data_dir at the release folder holding "
+                         f"{args.category} (python scripts/download_data.py --category {args.category} fetches it)")
+    name = short_name(args.category)
+    return pipeline.PipelineConfig(data_dir=str(args.data_dir), threads=args.threads, **{
+        **OFFICE_SETTINGS, "category": args.category, "run_dir": f"checkpoints/{name}",
+        "results_dir": f"results/{name}", "baselines": BENCH_BASELINES, "stages": args.stages,
+        "think_eval_limit": args.think_eval_limit, "rl_steps": args.rl_steps})
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", default=str(OFFICE), help="release folder holding Office_Products")
+    p.add_argument("--data_dir", default=str(OFFICE), help="release folder holding the category "
+                                                           "(default: %(default)s)")
+    p.add_argument("--category", default="Office_Products",
+                   help="category in the release file names, e.g. Office_Products (default: %(default)s)")
+    p.add_argument("--stages", type=int, default=3, choices=(1, 2, 3),
+                   help="stop after this stage and its evaluations (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (1 is fastest on a busy CPU)")
     p.add_argument("--think_eval_limit", type=int, default=1000, help="test rows per thinking evaluation (0: all)")
     p.add_argument("--rl_steps", type=int, default=20, help="stage-3 GRPO steps (0: skip stage 3)")
     args = p.parse_args(argv)
-    info = Path(args.data_dir) / "info" / "Office_Products_5_2016-10-2018-11.txt"
-    if not info.is_file():
-        raise SystemExit(f"office_benchmark: {info} not found; point --data_dir at the release folder "
-                         "(python scripts/download_data.py fetches it)")
-    cfg = pipeline.PipelineConfig(data_dir=args.data_dir, threads=args.threads, **{
-        **OFFICE_SETTINGS, "think_eval_limit": args.think_eval_limit, "rl_steps": args.rl_steps})
+    cfg = build_config(args)
     print(pipeline.run(cfg).read_text())
-    res = Path(cfg.results_dir)
-    metrics = {d.name: json.loads((d / "metrics.json").read_text()) for d in sorted(res.iterdir())
-               if (d / "metrics.json").is_file()}
-    pop = metrics["popularity"]["HR@10"]
-    print(json.dumps({"hr10": {k: round(m["HR@10"], 4) for k, m in metrics.items()},
-                      "hr10_vs_popularity": {k: round(m["HR@10"] / pop, 3) for k, m in metrics.items()}}))
+    summary = json.loads((Path(cfg.results_dir) / pipeline.SUMMARY_FILE).read_text())
+    print(json.dumps(summary), flush=True)  # the last line: the summary for scripts
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@
 Each step runs one of the user-facing entry points (the stage shell scripts, ``evaluate.py``, ...) as a
 subprocess, logs to ``RESULTS_DIR/logs/<step>.log`` and is skipped when its output already exists, so a
 rerun after a kill continues where it stopped. Knobs are environment variables with the same names as
-the stage scripts' (``DATA_DIR CATEGORY BASE_MODEL ...``). The last step tables every evaluation
-(stage x mode: HR@K, NDCG@K, invalid rate) under ``RESULTS_DIR`` with a chart.
+the stage scripts' (``DATA_DIR CATEGORY BASE_MODEL ...``); ``STAGES=1`` or ``2`` stops after that stage's
+evaluations. The last step tables every evaluation and baseline (stage x mode: HR@K, NDCG@K, invalid
+rate; and all of them on the same first test rows) in ``RESULTS_DIR/results.md`` with a chart, and writes
+the headline numbers (NDCG@10, HR@10, same-rows NDCG@10, step seconds) to ``RESULTS_DIR/summary.json``.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ from typing import Optional
 from .data.formats import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINES = ("popularity", "sasrec")  # python -m sidreasoner.baselines <name>
+BASELINES = ("popularity", "sasrec", "transitions")  # python -m sidreasoner.baselines <name>
 TIMES_FILE = "step_times.json"  # under RESULTS_DIR: seconds of every step that ran, kept across reruns
+SUMMARY_FILE = "summary.json"  # under RESULTS_DIR: NDCG@10 / HR@10 per run, same-rows NDCG@10, step seconds
 
 
 @dataclass
@@ -39,6 +42,7 @@ class PipelineConfig:
     run_dir: str = field(default="checkpoints/demo", metadata={"help": "where models of every stage go"})
     results_dir: str = field(default="results/demo", metadata={"help": "evaluations, table and chart"})
     seed: int = field(default=0, metadata={"help": "seed of the demo data and the training runs"})
+    stages: int = field(default=3, metadata={"help": "stop after this stage and its evaluations: 1, 2 or 3"})
     batch_size: int = field(default=32, metadata={"help": "SFT examples per optimiser step"})
     micro_batch_size: int = field(default=32, metadata={"help": "SFT examples per forward pass"})
     stage1_steps: int = field(default=320, metadata={"help": "stage-1 optimiser steps (-1: STAGE1_EPOCHS epochs)"})
@@ -46,6 +50,21 @@ class PipelineConfig:
     stage1_lr: float = field(default=2e-3, metadata={"help": "stage-1 learning rate (tiny models like it high)"})
     stage1_task_weights: str = field(default="", metadata={
         "help": "stage-1 task mixture, e.g. next_sid=2,title_history_to_title=0.25 (empty: sft.py's default)"})
+    # the small-model recipe of stage 1 (README "Stage 1 at small scale"); sft.py's defaults are the paper's
+    prompt_style: str = field(default="compact", metadata={
+        "help": "prompt wording, chosen at stage 1 and inherited by the later stages and the evaluations: compact "
+                "(history SIDs only, for a tiny model from scratch) or native (system prompt + sentence)"})
+    stage1_tasks: str = field(default="next_sid", metadata={
+        "help": "comma-separated stage-1 tasks (empty: all of sft.py's alignment tasks)"})
+    history_loss: bool = field(default=True, metadata={
+        "help": "stage 1's next_sid also supervises the history SIDs (SASRec-style, sft.py --history_loss)"})
+    dropout: float = field(default=0.1, metadata={"help": "SFT dropout (embeddings, attention, MLP outputs)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "SFT AdamW weight decay"})
+    rank_eval_rows: int = field(default=1000, metadata={
+        "help": "valid rows ranked at every stage-1 evaluation; the checkpoint with the best valid NDCG@10 is "
+                "kept and training stops early on it (0: select by validation loss)"})
+    early_stopping_patience: int = field(default=4, metadata={
+        "help": "SFT evaluations without a better selection metric before stopping (0: never)"})
     stage2_steps: int = field(default=160, metadata={"help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs)"})
     stage2_epochs: float = field(default=1.0, metadata={"help": "stage-2 epochs when STAGE2_STEPS is -1"})
     stage2_lr: float = field(default=2e-3, metadata={"help": "stage-2 learning rate"})
@@ -65,8 +84,8 @@ class PipelineConfig:
     num_beams: int = field(default=10, metadata={"help": "beams = SIDs returned per row"})
     max_think_tokens: int = field(default=192, metadata={
         "help": "reasoning budget of thinking-mode evaluation in tokens (the demo's reasoning paths: p90 169)"})
-    baselines: str = field(default="popularity", metadata={
-        "help": "comma-separated baselines to table beside the stages: popularity, sasrec"})
+    baselines: str = field(default="popularity,transitions", metadata={
+        "help": f"comma-separated baselines to table beside the stages: {', '.join(BASELINES)}"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads per process, exported as OMP_NUM_THREADS "
                                                       "(1 suits the tiny model and a busy CPU; 0: torch's choice)"})
 
@@ -76,8 +95,16 @@ class PipelineConfig:
         for f in fields(cls):
             val = os.environ.get(f.name.upper())
             if val not in (None, ""):
-                kw[f.name] = type(f.default)(val)
+                kw[f.name] = _cast(f.default, val)
         return cls(**kw)
+
+
+def _cast(default, text: str):
+    """An environment/command-line string as the type of the field's default (booleans: 1/0, true/false)."""
+    if isinstance(default, bool):
+        from .train.sft_config import str2bool
+        return str2bool(text)
+    return type(default)(text)
 
 
 @dataclass
@@ -111,26 +138,43 @@ def _sft_length(steps: int, epochs: float, eval_steps: int) -> list[str]:
     return length + ["--eval_steps", str(every)]
 
 
-def _sft_steps(cfg: PipelineConfig, data: Path, base: Path, run: Path) -> list[Step]:
-    """Stage 1 (+ evals), the template teacher corpus, stage 2 (+ evals)."""
-    py = sys.executable
+def _sft_common(cfg: PipelineConfig, data: Path) -> tuple[dict, list[str]]:
+    """The environment and sft.py flags both SFT stages share."""
     env_sft = {"DATA_DIR": str(data), "CATEGORY": cfg.category, "BATCH_SIZE": str(cfg.batch_size),
                "MICRO_BATCH_SIZE": str(cfg.micro_batch_size)}
-    common = ["--seed", str(cfg.seed), "--warmup_steps", str(cfg.warmup_steps)]
+    common = ["--seed", str(cfg.seed), "--warmup_steps", str(cfg.warmup_steps), "--dropout", str(cfg.dropout),
+              "--weight_decay", str(cfg.weight_decay), "--early_stopping_patience", str(cfg.early_stopping_patience)]
+    return env_sft, common
+
+
+def _stage1_steps(cfg: PipelineConfig, data: Path, base: Path, run: Path) -> list[Step]:
+    """Stage 1, SID-language alignment, from the base model (+ evals)."""
+    env_sft, common = _sft_common(cfg, data)
     # stage 1: SID-language alignment
     s1 = run / "stage1"
     flags = _sft_length(cfg.stage1_steps, cfg.stage1_epochs, cfg.sft_eval_steps) + common
+    flags += ["--prompt_style", cfg.prompt_style, "--history_loss", str(cfg.history_loss),
+              "--rank_eval_rows", str(cfg.rank_eval_rows)]
+    flags += ["--tasks", cfg.stage1_tasks] if cfg.stage1_tasks else []
     flags += ["--task_weights", cfg.stage1_task_weights] if cfg.stage1_task_weights else []
     steps = [Step("stage1_sft", s1 / "final_checkpoint" / "config.json", ["bash", "sft_Qwen3_enrich.sh"] + flags,
                   dict(env_sft, BASE_MODEL=str(base), OUTPUT_DIR=str(s1), LEARNING_RATE=str(cfg.stage1_lr),
                        LOG_FILE=str(s1 / "train.log")))]
     steps += _eval_steps(cfg, "stage1", s1 / "final_checkpoint", data)
+    return steps
+
+
+def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
+    """The template teacher corpus, stage 2 from stage 1's model (+ evals)."""
+    py = sys.executable
+    env_sft, common = _sft_common(cfg, data)
+    s1 = run / "stage1"
     # teacher corpus from the offline template teacher: stage 2's reasoning paths
     corpus = run / "corpus"
     narrative = corpus / f"{cfg.category}.integrated_narrative.csv"
-    steps.append(Step("teacher_corpus", narrative,
-                      [py, "scripts/synthesize_corpus.py", "--data_dir", str(data), "--category", cfg.category,
-                       "--output_dir", str(corpus), "--teacher", "template", "--seed", str(cfg.seed), "--no_progress"]))
+    steps = [Step("teacher_corpus", narrative,
+                  [py, "scripts/synthesize_corpus.py", "--data_dir", str(data), "--category", cfg.category,
+                   "--output_dir", str(corpus), "--teacher", "template", "--seed", str(cfg.seed), "--no_progress"])]
     # stage 2: reasoning activation, from stage 1's best model
     s2 = run / "stage2"
     flags = _sft_length(cfg.stage2_steps, cfg.stage2_epochs, cfg.sft_eval_steps) + common
@@ -171,7 +215,10 @@ def _baseline_step(cfg: PipelineConfig, name: str, data: Path) -> Step:
 
 
 def plan(cfg: PipelineConfig) -> list[Step]:
-    """The ordered steps: data -> tiny model -> stage 1 -> corpus -> stage 2 -> stage 3, evals after each."""
+    """The ordered steps: data -> tiny model -> stage 1 -> corpus -> stage 2 -> stage 3, evals after each;
+    the steps after stage ``cfg.stages``'s evaluations are left out."""
+    if cfg.stages not in (1, 2, 3):
+        raise SystemExit(f"STAGES must be 1, 2 or 3 (stop after that stage and its evaluations), got {cfg.stages}")
     py, run = sys.executable, Path(cfg.run_dir)
     data = Path(cfg.data_dir) if cfg.data_dir else Path("data/demo")
     steps: list[Step] = []
@@ -189,8 +236,11 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         steps.append(Step("tiny_model", base / "config.json",
                           [py, "scripts/make_tiny_model.py", "--data_dir", str(data), "--category", cfg.category,
                            "--output_dir", str(base), "--seed", str(cfg.seed)]))
-    steps += _sft_steps(cfg, data, base, run)
-    steps += _rl_steps(cfg, data, run)
+    steps += _stage1_steps(cfg, data, base, run)
+    if cfg.stages >= 2:
+        steps += _stage2_steps(cfg, data, run)
+    if cfg.stages >= 3:
+        steps += _rl_steps(cfg, data, run)
     # every subprocess runs the same Python as the driver and, when asked, with a fixed thread count
     common = {"PYTHON": py, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}
     for st in steps:
@@ -236,44 +286,81 @@ def record_time(path: Path, step: str, seconds: float) -> None:
     atomic_write_text(path, json.dumps(times, indent=1) + "\n")
 
 
-def _same_rows_table(runs: list, n: int, scores: list[str]) -> str:
-    """Every run re-scored on the test rows 0..n-1 (the ones the thinking evaluations scored), so that
-    modes and baselines are compared on one set of rows; empty when no run covers fewer rows."""
+def _same_rows(runs: list) -> tuple[int, list]:
+    """(n, runs) with every run re-scored on the test rows 0..n-1, n = the fewest rows any run scored (the
+    ones the thinking evaluations scored), so that modes and baselines are compared on one set of rows.
+    A run without predictions.jsonl keeps its metrics.json when it scored exactly n rows, else is left out."""
     from .eval.metrics import compute_metrics, read_predictions
-    from .eval.report import Run, markdown_table
-    if not n or all(r.metrics.get("n", 0) <= n for r in runs):
-        return ""
+    from .eval.report import Run
+    counts = [r.metrics.get("n") for r in runs]
+    n = min((c for c in counts if isinstance(c, int) and c > 0), default=0)
     same = []
     for r in runs:
-        rows = [rec for rec in read_predictions(r.path / "predictions.jsonl")[0] if rec["row"] < n]
-        if rows:
-            same.append(Run(r.label, r.path, {**compute_metrics(rows), "n": len(rows)}))
-    return (f"## The same {n} rows for every run\n\nThe first {n} test rows, the ones thinking mode scored "
-            f"(they need not be as hard as the whole split):\n\n{markdown_table(same, scores + ['n'])}\n")
+        pred = r.path / "predictions.jsonl"
+        if pred.is_file():
+            rows = [rec for rec in read_predictions(pred)[0] if rec["row"] < n]
+            if rows:
+                same.append(Run(r.label, r.path, {**compute_metrics(rows), "n": len(rows)}))
+        elif r.metrics.get("n") == n:
+            same.append(Run(r.label, r.path, dict(r.metrics)))
+    return n, same
+
+
+def _same_rows_table(runs: list, same: list, n: int, scores: list[str]) -> str:
+    """The same-rows runs as a markdown section; empty when every run scored the same n rows."""
+    from .eval.report import markdown_table
+    if not n or all(r.metrics.get("n", 0) <= n for r in runs):
+        return ""
+    return (f"## The same {n} rows for every run\n\nThe first {n} test rows, the fewest any run scored (the ones "
+            f"thinking mode scored; they need not be as hard as the whole split):\n\n"
+            f"{markdown_table(same, scores + ['n'])}\n")
+
+
+def _summary(runs: list, same: list, n: int, times: dict) -> dict:
+    """summary.json: NDCG@10 / HR@10 per run over all its rows and on the same n rows, step seconds."""
+    def r4(v):
+        return None if v is None else round(v, 4)
+
+    def per_run(rs: list, key: str) -> dict:
+        return {r.label: r4(r.metrics.get(key)) for r in rs}
+
+    return {"ndcg10": per_run(runs, "NDCG@10"), "hr10": per_run(runs, "HR@10"),
+            "same_rows_ndcg10": per_run(same, "NDCG@10"), "same_rows_n": n,
+            "seconds": {step: r4(s) for step, s in times.items()}}
+
+
+def _run_names(cfg: PipelineConfig, res: Path) -> list[str]:
+    """Folders under RESULTS_DIR with a metrics.json: the configured baselines, the other baselines, the
+    stages in order, then any other run folder (by name)."""
+    stages = [f"{s}_{m}" for s in ("stage1", "stage2", "stage3") for m in ("nothink", "think")]
+    order = [b.strip() for b in cfg.baselines.split(",") if b.strip()] + list(BASELINES) + stages
+    found = sorted(d.name for d in res.iterdir() if (d / "metrics.json").is_file()) if res.is_dir() else []
+    return [name for name in dict.fromkeys(order + found) if name in found]
 
 
 def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
     """RESULTS_DIR/results.md: stage x mode table (HR@K, NDCG@K, invalid rate, rows, eval seconds),
-    the chart, and the seconds of every step; pipeline_steps.json holds the config and this run's steps."""
+    the same-rows table, the chart, and the seconds of every step; summary.json holds the headline
+    numbers (:func:`_summary`); pipeline_steps.json holds the config and this run's steps."""
     from .eval.report import bar_chart, load_runs, markdown_table
     res = Path(cfg.results_dir)
     times = load_times(res / TIMES_FILE)
-    stages = [f"{s}_{m}" for s in ("stage1", "stage2", "stage3") for m in ("nothink", "think")]
-    order = [b.strip() for b in cfg.baselines.split(",") if b.strip()] + stages
-    names = [name for name in order if (res / name / "metrics.json").is_file()]
+    names = _run_names(cfg, res)
     runs = load_runs([res / n for n in names], names)
     for r in runs:  # the evaluation's wall time as a column (the baseline's step is its whole run)
         step = f"{r.label}_baseline" if r.label in BASELINES else f"eval_{r.label}"
         r.metrics = {**r.metrics, "eval_s": None if times.get(step) is None else round(times[step])}
+    n, same = _same_rows(runs)  # computed once: the table and summary.json
     scores = [f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10) if k <= cfg.num_beams]
     png = bar_chart(runs, scores, res / "results.png", title=f"{cfg.category}: stage x mode")
     step_rows = "\n".join(f"| {name} | {'—' if s is None else f'{s:.0f}'} |" for name, s in times.items())
     total = sum(s for s in times.values() if s)
     text = (f"# Results: {cfg.category}\n\n{markdown_table(runs, scores + ['invalid_rate', 'n', 'eval_s'])}\n"
             f"n: test rows evaluated; eval_s: seconds of that evaluation.\n\n![chart]({png.name})\n\n"
-            f"{_same_rows_table(runs, cfg.think_eval_limit, scores)}\n"
+            f"{_same_rows_table(runs, same, n, scores)}\n"
             f"## Seconds per step\n\n| step | seconds |\n|---|---:|\n{step_rows}\n| total | {total:.0f} |\n")
     atomic_write_text(res / "results.md", text)
+    atomic_write_text(res / SUMMARY_FILE, json.dumps(_summary(runs, same, n, times), indent=1) + "\n")
     run_record = {"config": asdict(cfg), "steps": timings}
     atomic_write_text(res / "pipeline_steps.json", json.dumps(run_record, indent=1) + "\n")
     return res / "results.md"
@@ -289,7 +376,7 @@ def run(cfg: PipelineConfig) -> Path:
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in fields(PipelineConfig):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=None,
+        parser.add_argument(f"--{f.name}", type=lambda text, d=f.default: _cast(d, text), default=None,
                             help=f"{f.metadata['help']} (env {f.name.upper()}; default {f.default!r})")
     parser.add_argument("--dry_run", action="store_true", help="print the steps and their commands, run nothing")
     args = parser.parse_args(argv)

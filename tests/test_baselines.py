@@ -1,4 +1,5 @@
 """Baselines: most-popular counts and ranking (hand-computed, table-driven), SID dedup of colliding items,
+last-item transitions (counts once per sequence step, ranking with popularity back-off, window; hand-computed),
 SASRec's masks (causal, padding), learning a planted transition, determinism, early stopping, the CLI
 and its run folder (tabled by compare_results.py), bad input, and popularity on the real Office data."""
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from sidreasoner.baselines import popularity as pop
+from sidreasoner.baselines import transitions as tr
 from sidreasoner.baselines.__main__ import main as baselines_main
 from sidreasoner.baselines.common import ItemVocab, load_vocab, top_sids
 from sidreasoner.baselines.sasrec import (IGNORE, SASRec, SASRecConfig, encode_rows, load_sasrec, predict,
@@ -91,6 +93,56 @@ def test_unknown_item_in_train_is_named():
     with pytest.raises(DataError) as e:
         pop.item_counts(bad, HAND_VOCAB, "rows", "train.csv")
     assert str(e.value) == "train.csv, line 7, field 'history_item_id': item id 'Z' is not in the catalogue index.json"
+
+
+# -- last-item transitions -------------------------------------------------------------------------
+# u1's sequence A B C A as its three successive prefixes; u5's first row already has two history items.
+TRANS_TRAIN = [row("u1", "A", "B", 2), row("u1", "AB", "C", 3), row("u1", "ABC", "A", 4), row("u2", "A", "C", 5),
+               row("u3", "A", "B", 6), row("u4", "D", "C", 7), row("u5", "CD", "A", 8)]
+# popularity ("rows"): A 7, C 5, B 4, D 2, E 0 -> plain ranking A, C, B, D (E shares B's SID)
+TRANS_POP = [7, 4, 5, 2, 0]
+
+
+@pytest.mark.parametrize("train, expected", [
+    # A->B: u1 once (not once per later prefix: that would be 3) + u3; u5's first row adds C->D and D->A
+    (TRANS_TRAIN, {"A": {"B": 2, "C": 1}, "B": {"C": 1}, "C": {"A": 1, "D": 1}, "D": {"C": 1, "A": 1}}),
+    # one user A B A B: each step of the sequence once
+    ([row("u", "A", "B"), row("u", "AB", "A"), row("u", "ABA", "B")], {"A": {"B": 2}, "B": {"A": 1}}),
+    # a first row with an empty history has no transition; the user's next row counts its own step
+    ([row("u", "", "A"), row("u", "A", "E"), row("v", "E", "E")], {"A": {"E": 1}, "E": {"E": 1}}),
+])
+def test_transition_counts_once_per_sequence_step(train, expected):
+    succ = tr.transition_counts(train, HAND_VOCAB)
+    pos = {i: n for n, i in enumerate("ABCDE")}
+    assert succ == {pos[a]: {pos[b]: c for b, c in bs.items()} for a, bs in expected.items()}
+
+
+@pytest.mark.parametrize("hist, window, ranked, scores", [
+    # base = max popularity + 1 = 8. Last item A: B 2*8+4, C 1*8+5, then popularity A 7, D 2 (E = B's SID)
+    ("A", 1, [B, C, A, D], [20, 13, 7, 2]),
+    ("DA", 1, [B, C, A, D], [20, 13, 7, 2]),           # window 1: only the last item counts
+    ("C", 1, [A, D, C, B], [15, 10, 5, 4]),             # A, D tie on transitions: popularity breaks it
+    ("B", 1, [C, A, B, D], [13, 7, 4, 2]),              # one successor, the rest by popularity
+    ("AE", 1, [A, C, B, D], [7, 5, 4, 2]),              # E never precedes anything: pure popularity
+    ("", 1, [A, C, B, D], [7, 5, 4, 2]),                # no history: pure popularity
+    ("CB", 1, [C, A, B, D], [13, 7, 4, 2]),
+    # window 2, weights x lcm(1,2)=2: B's successors x2 (C 2), C's x1 (A 1, D 1)
+    ("CB", 2, [C, A, D, B], [21, 15, 10, 4]),
+    # window 3, lcm 6: C x6 (A 6, D 6), B x3 (C 3), A x2 (B 4, C 2) -> A 6, D 6, C 5, B 4
+    ("ABC", 3, [A, D, C, B], [55, 50, 45, 36]),
+])
+def test_transitions_rank_successors_then_popularity(hist, window, ranked, scores):
+    succ = tr.transition_counts(TRANS_TRAIN, HAND_VOCAB)
+    counts = pop.item_counts(TRANS_TRAIN, HAND_VOCAB, "rows")
+    assert counts.tolist() == TRANS_POP
+    [rec] = tr.predict([row("t", hist, "A")], succ, counts, HAND_VOCAB, 4, window)
+    assert rec == {"row": 0, "user_id": "t", "target": A, "ranked": ranked, "scores": [float(x) for x in scores]}
+
+
+@pytest.mark.parametrize("window", [0, 11])
+def test_transitions_window_out_of_range(window):
+    with pytest.raises(ValueError, match=r"window must be 1\.\.10"):
+        tr.predict([row("t", "A", "B")], {}, np.zeros(5), HAND_VOCAB, 3, window)
 
 
 # -- SASRec ----------------------------------------------------------------------------------------
@@ -254,6 +306,25 @@ def test_cli_runs_are_tabled_by_compare_results(release, tmp_path):
                            capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
     assert table.returncode == 0, table.stderr
     assert "popularity" in table.stdout and "sasrec" in table.stdout
+
+
+def test_cli_transitions_learns_the_planted_rule(release, tmp_path, capsys):
+    """90% of next items follow i -> i+1: the last item's successors find them; popularity cannot."""
+    common = ["--data_dir", str(release), "--category", CAT, "--num_beams", "5"]
+    with pytest.raises(SystemExit):
+        baselines_main(["transitions", "--help"])
+    assert "--window" in capsys.readouterr().out
+    assert baselines_main(["popularity", *common, "--output_dir", str(tmp_path / "pop")]) == 0
+    assert baselines_main(["transitions", *common, "--output_dir", str(tmp_path / "tr")]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["baseline"] == "transitions"
+    m, p = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("tr", "pop"))
+    assert m["n"] == 60 and m["num_beams"] == 5 and m["invalid_rate"] == 0.0
+    assert m["HR@1"] > 0.6 and m["HR@1"] > p["HR@1"] + 0.4
+    run = json.loads((tmp_path / "tr" / "run.json").read_text())
+    assert run["transitions"] == 60 * 6  # 6 train rows per user, each its own step once
+    assert json.loads((tmp_path / "tr" / "config.json").read_text())["window"] == 1
+    assert baselines_main(["transitions", *common, "--output_dir", str(tmp_path / "w"), "--window", "12"]) == 2
+    assert "window must be 1..10" in capsys.readouterr().err
 
 
 def test_cli_bad_input_exits_2_with_the_file(release, tmp_path, capsys):

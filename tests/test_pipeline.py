@@ -73,6 +73,29 @@ def test_cli_help_and_dry_run():
     assert "stage1_sft:" in dry and "sft_Qwen3_enrich.sh" in dry
 
 
+@pytest.mark.parametrize("stages, last, absent", [
+    (1, "eval_stage1_think", ["teacher_corpus", "stage2_sft", "eval_stage2_nothink", "stage3_grpo"]),
+    (2, "eval_stage2_think", ["stage3_grpo", "eval_stage3_nothink", "eval_stage3_think"]),
+    (3, "eval_stage3_think", []),
+])
+def test_stages_knob_stops_after_that_stage_and_its_evals(stages, last, absent):
+    full = P.plan(P.PipelineConfig(rl_steps=5))
+    steps = P.plan(P.PipelineConfig(rl_steps=5, stages=stages))
+    names = [s.name for s in steps]
+    assert names[-1] == last and not set(absent) & set(names)
+    assert {"demo_data", "popularity_baseline", "transitions_baseline", "tiny_model", "stage1_sft",
+            "eval_stage1_nothink", "eval_stage1_think"} <= set(names)
+    assert steps == full[:len(steps)]  # the same steps, commands and env as the full plan, cut short
+
+
+def test_stages_knob_from_env_and_out_of_range(monkeypatch):
+    monkeypatch.setenv("STAGES", "1")
+    assert P.PipelineConfig.from_env().stages == 1
+    for bad in (0, 4):
+        with pytest.raises(SystemExit, match=f"STAGES must be 1, 2 or 3 .*got {bad}"):
+            P.plan(P.PipelineConfig(stages=bad))
+
+
 def test_stage3_follows_stage2_on_trl_and_can_be_turned_off():
     steps = {s.name: s for s in P.plan(P.PipelineConfig(rl_steps=5))}
     names = list(steps)
@@ -119,6 +142,9 @@ def test_summarise_tables_runs_with_rows_and_step_times(tmp_path):
     assert "| stage1\\_nothink | 0.2500 |" in md.replace("**", "") and "| 0.0000 | 40 | 8 |" in md
     assert "| eval_stage1_nothink | 8 |" in md and "| total | 10 |" in md
     assert (res / "results.png").is_file()
+    # every run scored the same 40 rows and has no predictions to re-score: its own metrics stand
+    summary = json.loads((res / P.SUMMARY_FILE).read_text())
+    assert summary["same_rows_n"] == 40 and summary["same_rows_ndcg10"] == {"popularity": 0.1, "stage1_nothink": 0.25}
 
 
 def test_step_times_are_written_as_each_step_finishes(tmp_path):
@@ -143,3 +169,69 @@ def test_results_rescore_every_run_on_the_rows_thinking_mode_scored(tmp_path):
     md = P.summarise(P.PipelineConfig(results_dir=str(res), think_eval_limit=2, num_beams=1), []).read_text()
     same = md[md.index("## The same 2 rows"):]
     assert "| popularity | **1.0000** | **1.0000** | 2 |" in same and "| stage1\\_think | 0.5000 | 0.5000 | 2 |" in same
+
+
+def _fake_run(res: Path, name: str, ranks: list) -> None:
+    """A run folder whose row i ranks the target at ranks[i] among 10 distinct SIDs (None: not ranked)."""
+    from sidreasoner.eval.metrics import compute_metrics
+    target = "<a_0><b_0><c_0>"
+    recs = []
+    for i, rank in enumerate(ranks):
+        ranked = [f"<a_{j}><b_1><c_1>" for j in range(1, 11)]
+        if rank:
+            ranked[rank - 1] = target
+        recs.append({"row": i, "user_id": f"u{i}", "target": target, "ranked": ranked})
+    (res / name).mkdir(parents=True)
+    (res / name / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (res / name / "metrics.json").write_text(json.dumps(compute_metrics(recs)))
+
+
+def test_summary_json_has_every_run_on_all_and_on_the_same_rows(tmp_path):
+    res = tmp_path / "res"
+    # NDCG@10 by hand: rank r -> 1/log2(r+1): rank 1 -> 1, rank 3 -> 0.5, rank 7 -> 1/3
+    _fake_run(res, "popularity", [1, None, 3, 1])    # all 4: (1+0+.5+1)/4; first 2: 1/2
+    _fake_run(res, "transitions", [3, 1, None, None])  # all 4: 1.5/4; first 2: 1.5/2
+    _fake_run(res, "stage1_think", [None, 7])          # 2 rows (thinking mode's limit): (1/3)/2
+    (res / "logs").mkdir()  # no metrics.json: not a run
+    P.record_time(res / P.TIMES_FILE, "popularity_baseline", 2.04)
+    P.record_time(res / P.TIMES_FILE, "eval_stage1_think", 12.5)
+    md = P.summarise(P.PipelineConfig(results_dir=str(res)), []).read_text()
+    summary = json.loads((res / P.SUMMARY_FILE).read_text())
+    assert summary == {
+        "ndcg10": {"popularity": 0.625, "transitions": 0.375, "stage1_think": 0.1667},
+        "hr10": {"popularity": 0.75, "transitions": 0.5, "stage1_think": 0.5},
+        "same_rows_ndcg10": {"popularity": 0.5, "transitions": 0.75, "stage1_think": 0.1667},
+        "same_rows_n": 2, "seconds": {"popularity_baseline": 2.04, "eval_stage1_think": 12.5}}
+    same = md[md.index("## The same 2 rows"):]  # the table shows the same re-scored numbers
+    assert "| transitions |" in same and "0.7500 | 2 |" in same.replace("**", "")
+
+
+def test_office_benchmark_category_folders_and_summary_last_line(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("office_benchmark", REPO / "benchmarks" / "office_benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit, match=r"info/Toys_and_Games_5_2016-10-2018-11.txt not found"):
+        bench.main(["--data_dir", str(tmp_path), "--category", "Toys_and_Games"])
+    (tmp_path / "info").mkdir()
+    (tmp_path / "info" / "Toys_and_Games_5_2016-10-2018-11.txt").write_text("")
+    seen = {}
+
+    def fake_run(cfg):  # the pipeline itself is tested above; here only what the benchmark gives it
+        seen["cfg"] = cfg
+        res = tmp_path / cfg.results_dir
+        res.mkdir(parents=True)
+        (res / P.SUMMARY_FILE).write_text(json.dumps({"ndcg10": {"popularity": 0.1}, "same_rows_n": 3}, indent=1))
+        (res / "results.md").write_text("# Results\n")
+        return res / "results.md"
+
+    monkeypatch.setattr(bench.pipeline, "run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    bench.main(["--data_dir", str(tmp_path), "--category", "Toys_and_Games", "--stages", "1"])
+    cfg = seen["cfg"]
+    assert (cfg.category, cfg.stages, cfg.results_dir, cfg.run_dir) == ("Toys_and_Games", 1, "results/toys",
+                                                                         "checkpoints/toys")
+    assert cfg.baselines == "popularity,sasrec,transitions"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"ndcg10": {"popularity": 0.1},
+                                                                              "same_rows_n": 3}
+    assert bench.short_name("Office_Products") == "office"

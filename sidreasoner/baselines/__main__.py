@@ -1,4 +1,5 @@
-"""python -m sidreasoner.baselines {popularity,sasrec} --data_dir DIR --category CAT --output_dir OUT [--split test]
+"""python -m sidreasoner.baselines {popularity,sasrec,transitions} --data_dir DIR --category CAT --output_dir OUT
+       [--split test]
 
 Classic baselines on the same splits, catalogue and metrics as the SID models (DESIGN.md §6): writes
 OUT/predictions.jsonl (the evaluator's record format, ranked SIDs), OUT/metrics.json (HR@K / NDCG@K via
@@ -8,7 +9,9 @@ the evaluator's finalize), OUT/config.json, OUT/run.json (timing) and OUT/exampl
 
 tables them side by side. ``popularity``: most-popular items of the train split. ``sasrec``: SASRec
 trained on the train split with early stopping on valid (also writes OUT/sasrec.pt and
-OUT/train_log.jsonl). Exit status: 0 done, 2 bad flags or bad/missing data (message names file, line, field).
+OUT/train_log.jsonl). ``transitions``: the items that followed the row's last item in train, most
+often first, backed off to most-popular. Exit status: 0 done, 2 bad flags or bad/missing data (message
+names file, line, field).
 """
 from __future__ import annotations
 
@@ -43,10 +46,11 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .popularity import COUNTS
     from .sasrec import SASRecConfig
+    from .transitions import MAX_WINDOW
     p = argparse.ArgumentParser(prog="python -m sidreasoner.baselines",
                                 description="\n\n".join(__doc__.split("\n\n")[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="baseline", required=True, metavar="{popularity,sasrec}")
+    sub = p.add_subparsers(dest="baseline", required=True, metavar="{popularity,sasrec,transitions}")
     pop = sub.add_parser("popularity", help="most-popular items of the train split, same list for every row")
     _common_flags(pop)
     pop.add_argument("--counts", default="rows", choices=COUNTS,
@@ -67,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"{helps[f.name]} (default: %(default)s)", **kw)
     sas.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     sas.add_argument("--no_progress", action="store_true", help="hide the tqdm progress bar")
+    tra = sub.add_parser("transitions", help="successors of the row's last item in train, backed off to "
+                                             "most-popular")
+    _common_flags(tra)
+    tra.add_argument("--window", type=int, default=1,
+                     help=f"last history items whose successors count, the p-th last weighted 1/p "
+                          f"(1..{MAX_WINDOW}; default: %(default)s)")
     return p
 
 
@@ -89,6 +99,24 @@ def run_popularity(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
     check_items(splits[args.split], vocab, paths.split(args.split))  # same checks as SASRec's inputs
     records = predict(splits[args.split], counts, vocab, args.num_beams)
     return records, {"seconds": round(time.perf_counter() - t0, 3), "items_counted": int((counts > 0).sum())}
+
+
+def run_transitions(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
+    from .common import check_items, load_splits, load_vocab
+    from .popularity import item_counts
+    from .transitions import check_window, coverage, predict, transition_counts
+    check_window(args.window)  # a bad flag fails before any data is read
+    t0 = time.perf_counter()
+    vocab = load_vocab(paths)
+    splits = load_splits(paths, dict.fromkeys(["train", args.split]))
+    counts = item_counts(splits["train"], vocab, "rows", paths.split("train"))  # the back-off
+    succ = transition_counts(splits["train"], vocab, paths.split("train"))
+    check_items(splits[args.split], vocab, paths.split(args.split))
+    records = predict(splits[args.split], succ, counts, vocab, args.num_beams, args.window)
+    return records, {"seconds": round(time.perf_counter() - t0, 3), "items_with_successors": len(succ),
+                     "transitions": sum(sum(c.values()) for c in succ.values()),
+                     "distinct_transitions": sum(len(c) for c in succ.values()),
+                     "rows_with_known_last_item": round(coverage(splits[args.split], succ, vocab), 4)}
 
 
 def run_sasrec(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
@@ -132,7 +160,8 @@ def main(argv=None) -> int:
         if args.num_beams < 1:
             raise ValueError(f"--num_beams must be >= 1, got {args.num_beams}")
         ks = _ks(args.ks)
-        records, run = (run_popularity if args.baseline == "popularity" else run_sasrec)(args, paths)
+        runner = {"popularity": run_popularity, "sasrec": run_sasrec, "transitions": run_transitions}[args.baseline]
+        records, run = runner(args, paths)
         config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                   "run_name": args.run_name or args.baseline, "test_data_path": str(paths.split(args.split)),
                   "info_file": str(paths.info), "index_json": str(paths.index_json)}

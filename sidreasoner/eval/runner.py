@@ -25,7 +25,6 @@ from ..data.formats import atomic_write_text, read_split_csv
 from ..data.records import DataError, ReleasePaths, SequenceRow
 from ..sid.index import SIDIndex
 from ..sid.trie import SIDTrie
-from ..tasks.prompts import next_sid_prompt
 from . import predictions as P
 from .beam import BeamResult, constrained_beam_search
 from .reference import reference_beam_search
@@ -34,7 +33,7 @@ from .thinking import close_think, hf_reasoning, open_think, pick_backend, stop_
 log = logging.getLogger(__name__)
 
 #: config fields that change the predictions: a resumed run must agree on all of them
-RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think",
+RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think", "prompt_style",
                  "max_think_tokens", "num_reasoning_paths", "temperature", "seed", "search", "limit",
                  "shard", "batch_size", "dtype")
 
@@ -52,6 +51,7 @@ class EvalConfig:
     max_new_tokens: Optional[int] = None
     length_penalty: float = 0.0
     think: bool = False
+    prompt_style: str = "auto"
     max_think_tokens: int = 512
     num_reasoning_paths: int = 1
     temperature: float = 1.0
@@ -114,9 +114,8 @@ class Evaluator:
         self.backend = pick_backend(cfg.reasoning_backend) if cfg.think else None
 
     def prompt(self, row: SequenceRow) -> str:
-        from ..train.chat import render_prompt
-        text = render_prompt(self.tokenizer, next_sid_prompt(row.history_sids, think=self.cfg.think),
-                             think=self.cfg.think)
+        from ..train.chat import next_sid_prompt_text
+        text = next_sid_prompt_text(self.tokenizer, row.history_sids, self.cfg.think, self.cfg.prompt_style)
         return open_think(text) if self.cfg.think else text
 
     def search(self, texts: Sequence[str]) -> list[BeamResult]:
@@ -224,6 +223,8 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     pred_path = P.predictions_path(out, cfg.shard)
     config_path = out / f"config{cfg.suffix()}.json"
+    from ..train.chat import model_prompt_style
+    cfg.prompt_style = model_prompt_style(cfg.base_model, cfg.prompt_style)  # auto: as the model was trained
     _check_resume(cfg, config_path, pred_path)
     rows = read_split_csv(cfg.test_data_path)
     picked = select_rows(rows, cfg.limit, cfg.shard)

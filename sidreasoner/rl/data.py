@@ -3,7 +3,7 @@
 One row per sequence of the split::
 
     data_source  "sidreasoner/<Category>"   (verl groups validation metrics by it; the reward checks it)
-    prompt       [{"role": "system", ...}, {"role": "user", "content": next_sid_prompt(history, think)}]
+    prompt       the history -> next-SID chat turns of ``next_sid_turns(history, think, style)``
     ability      "sid_recommendation"
     reward_model {"style": "rule", "ground_truth": "<a_1><b_2><c_3>"}
     extra_info   {"split", "index", "user_id", "item_id", "line", "think", "history_len"}
@@ -23,7 +23,7 @@ from ..data.formats import atomic_path
 from ..data.records import DataError, SequenceRow
 from ..sid.spelling import SIDFormatError, format_sid, parse_sid
 from ..tasks.base import SkipLog
-from ..tasks.prompts import SYSTEM_PROMPT, next_sid_prompt
+from ..tasks.prompts import next_sid_turns
 
 DATA_SOURCE_PREFIX = "sidreasoner/"
 ABILITY = "sid_recommendation"
@@ -48,10 +48,10 @@ def category_of(source) -> str:
 
 
 def rl_record(row: SequenceRow, category: str, split: str, index: int, think: bool,
-              system: str = SYSTEM_PROMPT) -> dict:
-    """One parquet row for a split-CSV row (history SIDs -> next SID)."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": next_sid_prompt(row.history_sids, think=think)}]
+              style: str = "native") -> dict:
+    """One parquet row for a split-CSV row (history SIDs -> next SID) in a prompt style."""
+    system, user = next_sid_turns(row.history_sids, think=think, style=style)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
     return {
         "data_source": data_source(category),
         "prompt": messages,
@@ -81,7 +81,8 @@ class SplitReport:
 
 
 def build_split_records(rows: Sequence[SequenceRow], path, category: str, split: str, think: bool,
-                        catalogue: Optional[set] = None, max_rows: int = 0, seed: int = 0) -> tuple[list[dict], SplitReport]:
+                        catalogue: Optional[set] = None, max_rows: int = 0, seed: int = 0,
+                        style: str = "native") -> tuple[list[dict], SplitReport]:
     """Rows of one split -> parquet records. ``max_rows`` > 0 keeps a seeded random subset (in file order)."""
     if split not in RL_SPLITS:
         raise ValueError(f"RL data comes from the {' and '.join(RL_SPLITS)} splits only, not {split!r} "
@@ -103,7 +104,7 @@ def build_split_records(rows: Sequence[SequenceRow], path, category: str, split:
         keep = set(random.Random(seed).sample(range(len(usable)), max_rows))
         report.sampled_out = len(usable) - max_rows
         usable = [r for i, r in enumerate(usable) if i in keep]
-    records = [rl_record(r, category, split, i, think) for i, r in enumerate(usable)]
+    records = [rl_record(r, category, split, i, think, style) for i, r in enumerate(usable)]
     report.written = len(records)
     return records, report
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..data.formats import atomic_write_text, read_info, read_split_csv
 from ..data.records import DataError, ReleasePaths
 from ..sid.spelling import format_sid, parse_sid
+from ..tasks.prompts import check_style
 from .data import RL_SPLITS, build_split_records, write_rl_parquet
 
 CONFIG_NAME = "prepare_config.json"
@@ -36,6 +37,8 @@ class PrepareConfig:
     output_dir: str = _f("", "where train.parquet and valid.parquet go (default data/rl/<category>)")
     think: bool = _f(True, "thinking-mode prompts (ask to think step by step; the chat template opens <think>); "
                            "False: non-thinking prompts")
+    prompt_style: str = _f("native", "wording of the prompts: native or compact (history SIDs only); use the "
+                                     "style the RL model was trained with (its folder's prompt_style.json)")
     max_train_rows: int = _f(0, "keep a seeded random subset of this many train rows (0: all)")
     max_valid_rows: int = _f(0, "keep a seeded random subset of this many valid rows (0: all)")
     seed: int = _f(0, "seed of the row subsets")
@@ -49,6 +52,7 @@ class PrepareConfig:
         c = dataclasses.replace(self)
         c.output_dir = c.output_dir or str(Path("data") / "rl" / c.category)
         c.info_file = c.info_file or str(ReleasePaths(Path(c.data_dir), c.category).info)
+        check_style(c.prompt_style)
         return c
 
     def content_settings(self) -> dict:
@@ -120,7 +124,7 @@ def prepare_rl_data(cfg: PrepareConfig, say=print) -> dict:
         src = release.split(split)
         rows = read_split_csv(src)
         records, rep = build_split_records(rows, src, cfg.category, split, cfg.think, catalogue,
-                                           limits[split], cfg.seed)
+                                           limits[split], cfg.seed, cfg.prompt_style)
         if not records:
             raise DataError(src, f"no usable rows for the RL {split} file ({rep.skips.total} skipped)")
         write_rl_parquet(path, records)

@@ -121,14 +121,17 @@ def _reward_eval_callback(k: RLKnobs, records, catalogue, tokenizer, log):
     return RewardEval()
 
 
-def save_final(trainer, tokenizer, out_dir: Path) -> Path:
-    """Policy + tokenizer as one HF folder, swapped in atomically (a kill never leaves half a model)."""
+def save_final(trainer, tokenizer, out_dir: Path, prompt_style: str = "native") -> Path:
+    """Policy + tokenizer (+ the prompt style of its RL data) as one HF folder, swapped in atomically
+    (a kill never leaves half a model)."""
+    from ..train.chat import write_prompt_style
     from ..train.model_factory import save_tokenizer
     final, partial = out_dir / FINAL_DIR, out_dir / (FINAL_DIR + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
     trainer.save_model(str(partial))
     save_tokenizer(tokenizer, partial)
+    write_prompt_style(partial, prompt_style)
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)
@@ -194,7 +197,8 @@ def run_trl_grpo(knobs: RLKnobs, say=print) -> dict:
     t_train = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - t_train
-    final = save_final(trainer, tokenizer, out)
+    from ..train.chat import model_prompt_style
+    final = save_final(trainer, tokenizer, out, model_prompt_style(k.model_path))
     after = _measure(k, trainer.model, tokenizer, eval_records, catalogue)
     summary = {"final_checkpoint": str(final), "train_prompts": len(train), "prompts_left_out": dropped,
                "steps": trainer.state.global_step, "train_seconds": train_seconds,

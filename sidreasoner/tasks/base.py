@@ -35,6 +35,8 @@ class ChatExample:
     answer: str
     reasoning: Optional[str] = None
     source: str = ""  # "file row N" where the example came from, for messages
+    #: also supervise the SID tokens inside the prompt (the history: each item predicted from the ones before)
+    prompt_sid_loss: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,10 @@ Example = Union[ChatExample, TextExample]
 
 
 def chat(task: str, user: str, answer: str, reasoning: Optional[str] = None, source: str = "",
-         system: Optional[str] = SYSTEM_PROMPT) -> ChatExample:
+         system: Optional[str] = SYSTEM_PROMPT, prompt_sid_loss: bool = False) -> ChatExample:
     """A single-turn recommender example (system prompt + one user message)."""
     msgs = ((("system", system),) if system else ()) + (("user", user),)
-    return ChatExample(task, msgs, answer, reasoning, source)
+    return ChatExample(task, msgs, answer, reasoning, source, prompt_sid_loss)
 
 
 class SkipLog:

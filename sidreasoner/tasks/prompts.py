@@ -2,10 +2,22 @@
 
 Each function returns the *user message* text; ``chat.render_prompt`` wraps it in the chat template.
 SIDs are passed in already spelled (strings from ``sidreasoner.sid.spelling``); titles as stored.
+
+Prompt styles (``--prompt_style``) choose the wording of the history -> next-SID prompt, the one the
+evaluator asks (``next_sid_turns``):
+
+- ``native``: a system prompt and a sentence around the history (~93 tokens on Office with the tiny
+  tokenizer; about 5 of them per history item). Suits pretrained LLMs that read instructions.
+- ``compact``: no system prompt, the user turn is the history SIDs back to back (~35 tokens). A model
+  trained from scratch learns nothing from the wording, and on CPU every prompt token costs time.
+
+The style a model was trained with is saved with it (``sft_config.json``); the evaluator reads it.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
+
+PROMPT_STYLES = ("native", "compact")
 
 SYSTEM_PROMPT = ("You are a recommender system. Items are written as semantic IDs: one token per level, "
                  "like <a_12><b_34><c_56>.")
@@ -30,6 +42,20 @@ def next_sid_prompt(history_sids: Sequence[str], think: bool = False) -> str:
            "next item only." if think else _ANSWER_SID)
     return (f"The user has interacted with these items in chronological order: "
             f"{history_sids_text(history_sids)}. Which item will the user interact with next? {ask}")
+
+
+def check_style(style: str) -> str:
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; choose one of {', '.join(PROMPT_STYLES)}")
+    return style
+
+
+def next_sid_turns(history_sids: Sequence[str], think: bool = False,
+                   style: str = "native") -> tuple[Optional[str], str]:
+    """``(system, user)`` of the history -> next-SID prompt in ``style`` (system None: no system turn)."""
+    if check_style(style) == "compact":
+        return None, "".join(history_sids)
+    return SYSTEM_PROMPT, next_sid_prompt(history_sids, think)
 
 
 def next_title_from_sids_prompt(history_sids: Sequence[str]) -> str:

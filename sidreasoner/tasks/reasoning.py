@@ -1,6 +1,6 @@
 """Stage 2 task: reasoning activation. History SIDs -> ``<think>\\n{reasoning_path}\\n</think>\\n\\n{SID}``.
 
-The prompt is the evaluator's thinking-mode prompt (``next_sid_prompt(history, think=True)``). Rows
+The prompt is the evaluator's thinking-mode prompt (``next_sid_turns(history, think=True, style)``). Rows
 come from the narrative CSV (``reasoning_path``; teacher ``<think>`` removed by the reader);
 validation holds out the same hashed fraction of sequences as stage 1's narrative task.
 """
@@ -16,8 +16,8 @@ class Reasoning(Task):
     name = "reasoning"
     description = "history SIDs -> <think>reasoning_path</think> + next SID"
 
-    def __init__(self, valid_fraction: float = 0.05):
-        self.valid_fraction = valid_fraction
+    def __init__(self, valid_fraction: float = 0.05, style: str = "native"):
+        self.valid_fraction, self.style = valid_fraction, prompts.check_style(style)
 
     def build(self, data: TaskData) -> TaskSplit:
         corpus = data.narratives
@@ -34,8 +34,8 @@ class Reasoning(Task):
             elif not row_sids_known(row, data.index) or known.unknown_in(row.reasoning_path):
                 skips.skip(UNKNOWN_SID, source)
             else:
-                ex = chat(self.name, prompts.next_sid_prompt(row.history_sids, think=True), row.item_sid,
-                          reasoning=row.reasoning_path, source=source)
+                system, user = prompts.next_sid_turns(row.history_sids, think=True, style=self.style)
+                ex = chat(self.name, user, row.item_sid, reasoning=row.reasoning_path, source=source, system=system)
                 (valid if narrative_held_out(row, data, self.valid_fraction) else train).append(ex)
         check_unknown_sids(skips, len(corpus.records), corpus.path)
         return TaskSplit(train, valid, skips)

@@ -5,6 +5,7 @@ interactions, never training rows). Rows that cannot make an example are counted
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Sequence
 
 from ..data.records import DataError, SequenceRow
@@ -75,12 +76,53 @@ def _merge_tagged(into: SkipLog, other: SkipLog, tag: str) -> None:
         into.examples[tag + reason] = list(other.examples.get(reason, []))
 
 
+COVERED = "prefix of a longer row of the same user (supervised there by the history loss)"
+
+
+def covered_rows(rows: Sequence[SequenceRow]) -> set[int]:
+    """Positions of rows whose item sequence (history + target) is a prefix of another row's of the
+    same user: under the history loss the longer row already supervises every one of their items."""
+    by_user: dict[str, list[tuple[int, tuple]]] = {}
+    for i, r in enumerate(rows):
+        by_user.setdefault(r.user_id, []).append((i, tuple(r.history_item_ids) + (r.item_id,)))
+    covered = set()
+    for seqs in by_user.values():
+        seqs.sort(key=lambda s: len(s[1]))
+        for j, (i, seq) in enumerate(seqs):
+            if any(longer[:len(seq)] == seq for _, longer in seqs[j + 1:] if len(longer) > len(seq)):
+                covered.add(i)
+    return covered
+
+
 class NextSID(SequenceTask):
+    """History SIDs -> next SID. ``history_loss``: the training prompts' history SIDs are supervised
+    too (each item predicted from the ones before it, as SASRec trains), and rows that are prefixes
+    of a longer row of the same user are dropped (counted): the longer row covers them, except at the
+    answer position, which ``keep_covered`` keeps supervising for every row (four times the compute)."""
+
     name = "next_sid"
     description = "history SIDs -> next SID"
 
+    def __init__(self, style: str = "native", history_loss: bool = False, keep_covered: bool = False):
+        self.style, self.history_loss, self.keep_covered = prompts.check_style(style), history_loss, keep_covered
+
     def make(self, row, source):
-        return chat(self.name, prompts.next_sid_prompt(row.history_sids, think=False), row.item_sid, source=source)
+        system, user = prompts.next_sid_turns(row.history_sids, think=False, style=self.style)
+        return chat(self.name, user, row.item_sid, source=source, system=system)
+
+    def build(self, data: TaskData) -> TaskSplit:
+        split = super().build(data)
+        if not self.history_loss:
+            return split
+        drop = set() if self.keep_covered else covered_rows(data.train_rows)
+        by_source = {row_source(data.train_path, r, n) for n, r in enumerate(data.train_rows, 1) if n - 1 in drop}
+        train = []
+        for ex in split.train:
+            if ex.source in by_source:
+                split.skips.skip(COVERED, ex.source)
+            else:
+                train.append(dataclasses.replace(ex, prompt_sid_loss=True))
+        return TaskSplit(train, split.valid, split.skips)
 
 
 class NextTitleFromSIDs(SequenceTask):

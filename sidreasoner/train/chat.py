@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+import json
+from pathlib import Path
+
 from ..sid.spelling import split_sid
-from ..tasks.prompts import SYSTEM_PROMPT
+from ..tasks.prompts import PROMPT_STYLES, SYSTEM_PROMPT, check_style, next_sid_turns
 from .chat_template import IM_END
+
+#: the file in a model folder that records the prompt style it was trained with (sft.py and the GRPO
+#: stage write it; the evaluator, stage 2 and the RL data builder read it)
+PROMPT_FILE = "prompt_style.json"
 
 
 def _messages(user_text: str, system: Optional[str]) -> list[dict]:
@@ -27,6 +34,33 @@ def render_prompt(tokenizer, user_text: str, think: bool, system: Optional[str] 
                          "or use a Qwen3 checkpoint)")
     return tokenizer.apply_chat_template(_messages(user_text, system), tokenize=False,
                                          add_generation_prompt=True, enable_thinking=bool(think))
+
+
+def next_sid_prompt_text(tokenizer, history_sids, think: bool, style: str = "native") -> str:
+    """The evaluator's history -> next-SID generation prompt in a prompt style (``tasks.prompts``)."""
+    system, user = next_sid_turns(history_sids, think=think, style=style)
+    return render_prompt(tokenizer, user, think, system)
+
+
+def write_prompt_style(model_dir, style: str) -> None:
+    (Path(model_dir) / PROMPT_FILE).write_text(json.dumps({"prompt_style": check_style(style)}) + "\n")
+
+
+def model_prompt_style(model_dir, requested: str = "auto") -> str:
+    """``requested`` unless it is ``auto``/empty: then the style recorded in the model folder's
+    ``prompt_style.json`` (what the model was trained on), or ``native`` for a folder without one
+    (a base model or a released checkpoint)."""
+    if requested and requested != "auto":
+        return check_style(requested)
+    path = Path(model_dir) / PROMPT_FILE
+    if not path.is_file():
+        return "native"
+    try:
+        style = json.loads(path.read_text(encoding="utf-8")).get("prompt_style") or "native"
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise ValueError(f"{path}: unreadable training config ({e}); pass --prompt_style "
+                         f"({', '.join(PROMPT_STYLES)})") from None
+    return check_style(style)
 
 
 def render_training_example(tokenizer, user_text: str, answer: str, think: bool,

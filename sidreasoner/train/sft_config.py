@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Optional, get_type_hints
 
 from ..data.records import ReleasePaths
+from .chat import model_prompt_style
 
 STAGES = ("alignment", "reasoning")
+LOSS_NORMS = ("token", "example")
+#: prompt styles (sidreasoner.tasks.prompts.PROMPT_STYLES) plus "auto": the base model's recorded style
+PROMPT_STYLE_CHOICES = ("auto", "native", "compact")
 #: how micro-batches are formed (sidreasoner.train.collate); kept here so --help imports no torch
 BATCHING_MODES = ("group", "pack", "pad")
 #: the paper's settings per stage (Qwen3-1.7B, global batch 1024)
@@ -49,6 +53,15 @@ class SFTConfig:
     task_weights: str = _f("", "per-task weights TASK=W,...: W scales the task's examples per epoch "
                                "(0 off, 0.5 half, 2 twice)")
     task_caps: str = _f("", "per-task caps TASK=N,...: at most N training examples per epoch")
+    prompt_style: str = _f("auto", "wording of the history -> next-SID prompt: native (system prompt + sentence) "
+                                   "or compact (history SIDs only, for small models trained from scratch); "
+                                   "auto: the base model's recorded style, else native. Saved with the model "
+                                   "so the evaluator asks in the same words", choices=PROMPT_STYLE_CHOICES)
+    history_loss: bool = _f(False, "next_sid also supervises the history SIDs in its prompts (every item "
+                                   "predicted from the ones before it, as SASRec trains); train rows that are "
+                                   "prefixes of a longer row of the same user are then left out (counted)")
+    keep_covered_rows: bool = _f(False, "with --history_loss, keep those prefix rows too (their answer position "
+                                        "stays supervised; more compute per epoch)")
     general_max_samples: int = _f(60000, "general chat rows sampled from --general_reasoning_path")
     valid_item_fraction: float = _f(0.05, "share of items held out of the item tasks for validation")
     valid_fraction: float = _f(0.05, "share of narrative sequences held out (narrative and reasoning tasks)")
@@ -61,6 +74,18 @@ class SFTConfig:
     lr_scheduler_type: str = _f("cosine", "transformers scheduler name")
     warmup_steps: int = _f(20, "linear warm-up steps")
     weight_decay: float = _f(0.0, "AdamW weight decay")
+    dropout: float = _f(0.0, "dropout on embeddings, attention probabilities and attention/MLP outputs while "
+                             "training (Qwen3 has none of its own; small models from scratch overfit without "
+                             "it). The saved model is plain Qwen3")
+    loss_norm: str = _f("token", "token: every answer token weighs the same (long answers dominate); example: "
+                                 "every example weighs the same (its tokens share the mean answer length)",
+                        choices=LOSS_NORMS)
+    sparse_logits: bool = _f(True, "compute the output layer only where a label is supervised (a single process "
+                                   "without DeepSpeed/FSDP); False: the model's own loss over every position")
+    rank_eval_rows: int = _f(0, "valid rows scored by constrained beam search (non-thinking) at every "
+                                "evaluation; > 0: the best checkpoint and early stopping follow valid NDCG@10 "
+                                "instead of the mean validation loss")
+    rank_eval_beams: int = _f(10, "beams of that search (>= 10)")
     cutoff_len: int = _f(1024, "longest example in tokens; longer ones are left out and counted")
     seed: int = _f(42, "seed for sampling, held-out splits, shuffling and initialisation")
     train_from_scratch: bool = _f(False, "random initialisation from the base model's config")
@@ -132,9 +157,17 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
     """Fill paths from data_dir/category and the stage's defaults; check flag combinations."""
     if not cfg.base_model:
         raise ValueError("--base_model is required (a model folder, e.g. the output of scripts/make_tiny_model.py)")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.loss_norm == "example" and cfg.batching == "pack":
+        raise ValueError("--loss_norm example needs example boundaries in the batch: use --batching group or pad")
+    if cfg.rank_eval_rows < 0 or (cfg.rank_eval_rows and cfg.rank_eval_beams < 10):
+        raise ValueError(f"--rank_eval_rows must be >= 0 and --rank_eval_beams >= 10, got {cfg.rank_eval_rows} "
+                         f"and {cfg.rank_eval_beams}")
     if cfg.batch_size < 1 or cfg.micro_batch_size < 1:
         raise ValueError(f"--batch_size ({cfg.batch_size}) and --micro_batch_size ({cfg.micro_batch_size}) must be >= 1")
     c = dataclasses.replace(cfg)
+    c.prompt_style = model_prompt_style(c.base_model, c.prompt_style)
     for key, value in STAGE_DEFAULTS[c.stage].items():
         if getattr(c, key) is None:
             setattr(c, key, value)

@@ -4,7 +4,8 @@ Chat examples: ``ids = tokenize(prompt) + tokenize(target) + [<|im_end|>]`` wher
 chat template's generation prompt (``chat.render_prompt`` for single-turn examples, so it is the
 evaluator's prompt byte for byte; non-thinking prompts end with the empty think block) and
 ``target`` is the answer (thinking examples: ``<think>\\n{reasoning}\\n</think>\\n\\n{answer}``).
-Labels are ``-100`` over the prompt and the ids over target + stop token. The prompt is tokenised on
+Labels are ``-100`` over the prompt and the ids over target + stop token (examples with
+``prompt_sid_loss`` also keep the labels of the prompt's SID tokens: the history, SASRec-style). The prompt is tokenised on
 its own, exactly as at inference, so the model learns the continuation it will be asked for.
 
 LM examples: ``ids = tokenize(text) + [<|endoftext|>]``, labels = ids (Qwen3 separates plain
@@ -21,6 +22,7 @@ from typing import Iterable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..sid.spelling import is_sid_token
 from ..tasks.base import ChatExample, Example, TextExample
 from .chat import render_prompt, stop_token_id
 from .chat_template import ENDOFTEXT, THINK_CLOSE, THINK_OPEN
@@ -81,6 +83,13 @@ class ExampleEncoder:
         self.tokenizer, self.cutoff_len, self.mask_prompt = tokenizer, cutoff_len, mask_prompt
         self.stop_id = stop_token_id(tokenizer)
         self.doc_end_id = document_end_id(tokenizer)
+        # ids of SID tokens: supervised inside the prompt for examples with prompt_sid_loss
+        self.sid_ids = frozenset(i for t, i in tokenizer.get_vocab().items() if is_sid_token(t))
+
+    def _prompt_labels(self, ex: Example, pre: list) -> list:
+        if isinstance(ex, ChatExample) and ex.prompt_sid_loss:
+            return [i if i in self.sid_ids else IGNORE_INDEX for i in pre]
+        return [IGNORE_INDEX] * len(pre)
 
     def _texts(self, ex: Example) -> tuple[str, str, int]:
         """(unsupervised prefix, supervised text, closing token id)."""
@@ -99,7 +108,7 @@ class ExampleEncoder:
         for ex, pre, tgt, (_, _, end) in zip(batch, prefixes, targets, parts):
             supervised = tgt + [end]
             ids = pre + supervised
-            labels = ids if not self.mask_prompt else [IGNORE_INDEX] * len(pre) + supervised
+            labels = ids if not self.mask_prompt else self._prompt_labels(ex, pre) + supervised
             out.append(Encoded(ids, list(labels), ex.task))
         return out
 
@@ -133,6 +142,11 @@ class TokenizedDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def mean_answer_tokens(self) -> float:
+        """Mean supervised tokens per example (the weight of one example under per-example loss)."""
+        counts = [sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for e in self.items]
+        return sum(counts) / max(len(counts), 1)
 
     def __getitem__(self, i: int) -> dict:
         e = self.items[i]

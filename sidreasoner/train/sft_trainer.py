@@ -24,12 +24,17 @@ from ..data.formats import atomic_write_text
 from ..data.records import DataError
 from ..tasks.mixture import STAGE_TASKS, build_mixture, format_table, make_tasks, parse_task_values
 from ..tasks.sources import DataPaths, load_task_data
+from .chat import write_prompt_style
 from .collate import StepGroupedSampler, make_collator
+from .dropout import add_dropout
+from .loss import supervised_loss
+from .rank_eval import RANK_METRICS, RankingProbe, pick_rows
 from .sft_config import SFTConfig, resolve
 from .sft_data import EncodeStats, ExampleEncoder, TokenizedDataset
 
 FINAL_DIR = "final_checkpoint"
 CONFIG_NAME = "sft_config.json"
+SELECT_METRIC = "ndcg10"  # with --rank_eval_rows: valid NDCG@10 picks the checkpoint
 SUMMARY_NAME = "sft_summary.json"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -119,6 +124,8 @@ def load_model(cfg: SFTConfig, index):
             f"vocabulary {len(tokenizer)}")
     else:
         require_sid_tokens(tokenizer, index.unique_sids(), cfg.base_model)
+    if add_dropout(model, cfg.dropout):
+        say(f"dropout {cfg.dropout} on embeddings, attention and MLP outputs (training only)")
     model.config.use_cache = False
     return model, tokenizer
 
@@ -131,7 +138,8 @@ def task_names(cfg: SFTConfig) -> list[str]:
 def build_datasets(cfg: SFTConfig, data, tokenizer):
     """Mixture -> tokenised train dataset and per-task validation datasets; prints the task table."""
     names = task_names(cfg)
-    tasks = make_tasks(names, cfg.valid_fraction, cfg.general_max_samples)
+    tasks = make_tasks(names, cfg.valid_fraction, cfg.general_max_samples, cfg.prompt_style,
+                       cfg.history_loss, cfg.keep_covered_rows)
     mix = build_mixture(tasks, data, parse_task_values(cfg.task_weights, "--task_weights"),
                         parse_task_values(cfg.task_caps, "--task_caps", int), cfg.max_valid_per_task, cfg.seed)
     say(format_table(mix.table, mix.skips))
@@ -156,11 +164,20 @@ def build_datasets(cfg: SFTConfig, data, tokenizer):
 
 # -- trainer ----------------------------------------------------------------------------------
 class SIDSFTTrainer(Trainer):
-    """Trainer with the step-grouped sampler and one validation loss per task."""
+    """Trainer with the step-grouped sampler, one validation loss per task, the loss over supervised
+    positions only (``sidreasoner.train.loss``) and valid ranking metrics (``rank_eval``)."""
 
-    def __init__(self, *args, group_sampler: Optional[StepGroupedSampler] = None, **kwargs):
-        self.group_sampler = group_sampler
+    def __init__(self, *args, group_sampler: Optional[StepGroupedSampler] = None, sparse_logits: bool = False,
+                 mean_answer_tokens: Optional[float] = None, probe: Optional[RankingProbe] = None, **kwargs):
+        self.group_sampler, self.sparse_logits, self.mean_answer_tokens = group_sampler, sparse_logits, mean_answer_tokens
+        self.probe = probe
         super().__init__(*args, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.sparse_logits:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = supervised_loss(model, inputs, num_items_in_batch, self.mean_answer_tokens)
+        return (loss, {"loss": loss}) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
         return self.group_sampler if self.group_sampler is not None else super()._get_train_sampler(train_dataset)
@@ -181,6 +198,8 @@ class SIDSFTTrainer(Trainer):
             del handler.on_evaluate, self.log  # back to the class methods
         losses = [metrics[f"{metric_key_prefix}_{n}_loss"] for n in sets]
         metrics[f"{metric_key_prefix}_loss"] = sum(losses) / len(losses)
+        if self.probe is not None:
+            metrics.update({f"{metric_key_prefix}_{k}": v for k, v in self.probe(self.model).items()})
         metrics[f"{metric_key_prefix}_runtime"] = sum(metrics.pop(f"{metric_key_prefix}_{n}_runtime", 0) for n in sets)
         metrics = {k: v for k, v in metrics.items() if not k.endswith(("_per_second", "epoch"))}
         self.log(metrics)
@@ -218,7 +237,8 @@ def training_arguments(cfg: SFTConfig, has_valid: bool) -> tuple[TrainingArgumen
         eval_strategy=strategy if has_valid else "no", save_strategy=strategy,
         eval_steps=cfg.eval_steps or None, save_steps=cfg.eval_steps or None,
         save_total_limit=cfg.save_total_limit, load_best_model_at_end=has_valid,
-        metric_for_best_model="eval_loss" if has_valid else None, greater_is_better=False,
+        metric_for_best_model=(f"eval_{SELECT_METRIC}" if cfg.rank_eval_rows else "eval_loss") if has_valid else None,
+        greater_is_better=bool(cfg.rank_eval_rows),
         bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda, dataloader_pin_memory=cuda,
         dataloader_num_workers=cfg.dataloader_num_workers, remove_unused_columns=False,
         gradient_checkpointing=cfg.gradient_checkpointing, ddp_find_unused_parameters=False,
@@ -240,12 +260,38 @@ def save_final(trainer: Trainer, tokenizer, cfg: SFTConfig, summary: dict) -> st
     if trainer.is_world_process_zero():
         save_tokenizer(tokenizer, partial)
         atomic_write_text(partial / CONFIG_NAME, cfg.to_json() + "\n")
+        write_prompt_style(partial, cfg.prompt_style)
         atomic_write_text(partial / SUMMARY_NAME, json.dumps(summary, indent=1, default=str) + "\n")
         if final.exists():
             shutil.rmtree(final)
         os.replace(partial, final)
     trainer.accelerator.wait_for_everyone()
     return str(final)
+
+
+def use_sparse_logits(cfg: SFTConfig) -> bool:
+    """The supervised-positions loss calls the decoder directly, which DDP/DeepSpeed/FSDP wrappers
+    would bypass: only for a single process without them."""
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1 and not (cfg.deepspeed or cfg.fsdp)
+    if cfg.sparse_logits and not single:
+        say("note: --sparse_logits is for a single process; using the model's own loss")
+    if cfg.loss_norm == "example" and not (cfg.sparse_logits and single):
+        raise ValueError("--loss_norm example needs --sparse_logits on a single process")
+    return cfg.sparse_logits and single
+
+
+def make_probe(cfg: SFTConfig, data, tokenizer) -> Optional[RankingProbe]:
+    """The valid-ranking probe of ``--rank_eval_rows`` (None when 0)."""
+    if not cfg.rank_eval_rows:
+        return None
+    from ..data.formats import read_split_csv
+    valid_rows = data.valid_rows or (read_split_csv(cfg.eval_file) if cfg.eval_file else [])
+    if not valid_rows:
+        raise ValueError(f"--rank_eval_rows needs the valid split: {cfg.eval_file or '--eval_file'} has no rows")
+    rows = [r for r in pick_rows(valid_rows, cfg.rank_eval_rows, cfg.seed) if data.index.is_valid_sid(r.item_sid)]
+    say(f"ranking probe: {len(rows)} valid rows, {cfg.rank_eval_beams} beams, selects on valid "
+        f"{RANK_METRICS[SELECT_METRIC]}")
+    return RankingProbe(rows, tokenizer, data.index, cfg.prompt_style, cfg.rank_eval_beams)
 
 
 def run_sft(cfg: SFTConfig) -> dict:
@@ -278,6 +324,7 @@ def run_sft(cfg: SFTConfig) -> dict:
     args, step_size = training_arguments(cfg, bool(valid))
     sampler = (StepGroupedSampler(train.lengths, cfg.micro_batch_size, step_size, cfg.seed)
                if cfg.batching == "group" else None)
+    probe = make_probe(cfg, data, tokenizer)
     callbacks = [JsonlLogCallback(cfg.log_file)]
     if valid and cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
@@ -286,13 +333,16 @@ def run_sft(cfg: SFTConfig) -> dict:
         model=model, args=args, train_dataset=train, eval_dataset=valid or None, processing_class=tokenizer,
         data_collator=make_collator(cfg.batching, pad_id, cfg.attn_implementation,
                                     8 if torch.cuda.is_available() else 1),
-        callbacks=callbacks, group_sampler=sampler)
+        callbacks=callbacks, group_sampler=sampler, probe=probe, sparse_logits=use_sparse_logits(cfg),
+        mean_answer_tokens=train.mean_answer_tokens() if cfg.loss_norm == "example" else None)
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     say(f"resuming from {resume}" if resume else "starting fresh (no checkpoint to resume from)")
     result = trainer.train(resume_from_checkpoint=resume)
     summary.update(train_metrics=result.metrics, best_metric=trainer.state.best_metric,
                    best_checkpoint=trainer.state.best_model_checkpoint,
-                   eval_history=[h for h in trainer.state.log_history if "eval_loss" in h])
+                   eval_history=[h for h in trainer.state.log_history if "eval_loss" in h],
+                   select_metric=args.metric_for_best_model)
     summary["final_checkpoint"] = save_final(trainer, tokenizer, cfg, summary)
-    say(f"best model saved to {summary['final_checkpoint']} (best eval_loss {trainer.state.best_metric})")
+    say(f"best model saved to {summary['final_checkpoint']} (best {args.metric_for_best_model} "
+        f"{trainer.state.best_metric})")
     return summary

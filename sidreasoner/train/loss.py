@@ -1,0 +1,42 @@
+"""The SFT loss over supervised positions only, normalised per token or per example.
+
+A causal LM's own loss computes the output layer at every position and masks most of them away:
+with answer-only labels (a 35-token prompt, a 4-token SID answer) nine tenths of that matrix
+product, the largest one of a small model with a large vocabulary, is wasted. ``supervised_loss``
+runs the decoder, keeps the hidden states of the positions whose next token is supervised, and only
+those go through the output layer.
+
+Normalisation: ``token`` sums the cross-entropy over the step's supervised tokens and divides by
+their count (the Trainer's ``num_items_in_batch``), as the model's own loss does. ``example`` first
+rescales each example's tokens so every example carries ``mean_answer_tokens`` of weight (a 3-token
+SID answer and a 40-token title then count the same), then divides the same way.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def supervised_loss(model, inputs: dict, num_items: Optional[torch.Tensor] = None,
+                    mean_answer_tokens: Optional[float] = None) -> torch.Tensor:
+    """Cross-entropy of ``inputs["labels"]`` (``[B, L]``, -100 = unsupervised) under ``model``.
+
+    ``num_items``: supervised tokens in the whole optimiser step (gradient accumulation); None: this
+    batch's. ``mean_answer_tokens``: per-example normalisation (see module doc); None: per token.
+    """
+    labels = inputs["labels"]
+    kwargs = {k: v for k, v in inputs.items() if k not in ("labels", "use_cache")}
+    hidden = model.get_decoder()(**kwargs, use_cache=False).last_hidden_state  # [B, L, H]
+    target = labels[:, 1:]                                                      # [B, L-1]
+    keep = target != IGNORE_INDEX
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()      # [N, V]
+    ce = F.cross_entropy(logits, target[keep], reduction="none")               # [N]
+    if mean_answer_tokens is not None:
+        per_row = keep.sum(dim=1, keepdim=True).clamp(min=1)                   # [B, 1]
+        ce = ce * (mean_answer_tokens / per_row).expand_as(keep)[keep]
+    denom = num_items if num_items is not None else keep.sum()
+    return ce.sum() / torch.as_tensor(denom, device=ce.device).clamp(min=1)
