@@ -39,6 +39,7 @@ class TinyModelConfig:
     num_kv_heads: int = 2
     intermediate_size: Optional[int] = None  # default: 3 x hidden_size
     max_position_embeddings: int = 2048
+    untied: bool = False
     seed: int = 0
     overwrite: bool = False
 
@@ -57,6 +58,9 @@ def parse_args(argv=None) -> TinyModelConfig:
     p.add_argument("--num_kv_heads", type=int, default=2, help="key/value heads (grouped-query attention, default 2)")
     p.add_argument("--intermediate_size", type=int, default=None, help="MLP width (default 3 x hidden_size)")
     p.add_argument("--max_position_embeddings", type=int, default=2048, help="longest sequence (default 2048)")
+    p.add_argument("--untied", action="store_true",
+                   help="separate output embeddings (tied by default, as Qwen3-1.7B): more parameters for the "
+                        "item-to-item mapping of a model trained from scratch")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace --output_dir if it exists and is not empty")
     return TinyModelConfig(**vars(p.parse_args(argv)))
@@ -97,7 +101,8 @@ def run(cfg: TinyModelConfig) -> dict:
     model = make_tiny_qwen3(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
                             num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
                             intermediate_size=cfg.intermediate_size,
-                            max_position_embeddings=cfg.max_position_embeddings, seed=cfg.seed)
+                            max_position_embeddings=cfg.max_position_embeddings, seed=cfg.seed,
+                            tie_embeddings=not cfg.untied)
     stats = {
         "items": len(items), "indexed_items": len(index), "texts": len(texts), "sid_tokens": len(sid_tokens),
         "tokenizer_size": len(tokenizer), "parameters": count_parameters(model),

@@ -39,14 +39,19 @@ class PipelineConfig:
     data_dir: str = field(default="", metadata={"help": "release data folder; empty: generate the demo data"})
     category: str = field(default="Demo", metadata={"help": "category name in the release layout"})
     base_model: str = field(default="", metadata={"help": "HF model folder/id; empty: build a tiny Qwen3"})
+    tiny_untied: bool = field(default=True, metadata={
+        "help": "the tiny Qwen3 gets output embeddings of its own (make_tiny_model.py --untied): more room to "
+                "learn which item follows which"})
     run_dir: str = field(default="checkpoints/demo", metadata={"help": "where models of every stage go"})
     results_dir: str = field(default="results/demo", metadata={"help": "evaluations, table and chart"})
     seed: int = field(default=0, metadata={"help": "seed of the demo data and the training runs"})
     stages: int = field(default=3, metadata={"help": "stop after this stage and its evaluations: 1, 2 or 3"})
     batch_size: int = field(default=32, metadata={"help": "SFT examples per optimiser step"})
     micro_batch_size: int = field(default=32, metadata={"help": "SFT examples per forward pass"})
-    stage1_steps: int = field(default=320, metadata={"help": "stage-1 optimiser steps (-1: STAGE1_EPOCHS epochs)"})
-    stage1_epochs: float = field(default=1.0, metadata={"help": "stage-1 epochs when STAGE1_STEPS is -1"})
+    stage1_steps: int = field(default=-1, metadata={"help": "stage-1 optimiser steps (-1: STAGE1_EPOCHS epochs)"})
+    stage1_epochs: float = field(default=3.0, metadata={"help": "stage-1 epochs when STAGE1_STEPS is -1"})
+    stage1_eval_steps: int = field(default=190, metadata={
+        "help": "stage-1 validation (and valid ranking) every N steps (0: as SFT_EVAL_STEPS)"})
     stage1_lr: float = field(default=2e-3, metadata={"help": "stage-1 learning rate (tiny models like it high)"})
     stage1_task_weights: str = field(default="", metadata={
         "help": "stage-1 task mixture, e.g. next_sid=2,title_history_to_title=0.25 (empty: sft.py's default)"})
@@ -58,6 +63,11 @@ class PipelineConfig:
         "help": "comma-separated stage-1 tasks (empty: all of sft.py's alignment tasks)"})
     history_loss: bool = field(default=True, metadata={
         "help": "stage 1's next_sid also supervises the history SIDs (SASRec-style, sft.py --history_loss)"})
+    recent_crops: int = field(default=1, metadata={
+        "help": "stage 1's next_sid also trains each row with its history cut to the last 1..N items (0: off)"})
+    keep_covered_rows: bool = field(default=True, metadata={
+        "help": "with HISTORY_LOSS, also train the rows that are prefixes of a longer row of the same user "
+                "(their answer position; sft.py --keep_covered_rows)"})
     dropout: float = field(default=0.1, metadata={"help": "SFT dropout (embeddings, attention, MLP outputs)"})
     weight_decay: float = field(default=0.01, metadata={"help": "SFT AdamW weight decay"})
     rank_eval_rows: int = field(default=1000, metadata={
@@ -152,9 +162,10 @@ def _stage1_steps(cfg: PipelineConfig, data: Path, base: Path, run: Path) -> lis
     env_sft, common = _sft_common(cfg, data)
     # stage 1: SID-language alignment
     s1 = run / "stage1"
-    flags = _sft_length(cfg.stage1_steps, cfg.stage1_epochs, cfg.sft_eval_steps) + common
+    flags = _sft_length(cfg.stage1_steps, cfg.stage1_epochs, cfg.stage1_eval_steps or cfg.sft_eval_steps) + common
     flags += ["--prompt_style", cfg.prompt_style, "--history_loss", str(cfg.history_loss),
-              "--rank_eval_rows", str(cfg.rank_eval_rows)]
+              "--keep_covered_rows", str(cfg.keep_covered_rows), "--recent_crops", str(cfg.recent_crops),
+              "--rank_eval_rows", str(cfg.rank_eval_rows), "--log_file", str(s1 / "train_log.jsonl")]
     flags += ["--tasks", cfg.stage1_tasks] if cfg.stage1_tasks else []
     flags += ["--task_weights", cfg.stage1_task_weights] if cfg.stage1_task_weights else []
     steps = [Step("stage1_sft", s1 / "final_checkpoint" / "config.json", ["bash", "sft_Qwen3_enrich.sh"] + flags,
@@ -178,6 +189,7 @@ def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
     # stage 2: reasoning activation, from stage 1's best model
     s2 = run / "stage2"
     flags = _sft_length(cfg.stage2_steps, cfg.stage2_epochs, cfg.sft_eval_steps) + common
+    flags += ["--log_file", str(s2 / "train_log.jsonl")]  # beside the run: two pipelines never share a log
     steps.append(Step("stage2_sft", s2 / "final_checkpoint" / "config.json",
                       ["bash", "sft_reasoning_activation.sh"] + flags,
                       dict(env_sft, BASE_MODEL=str(s1 / "final_checkpoint"), OUTPUT_DIR=str(s2),
@@ -235,7 +247,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     if not cfg.base_model:
         steps.append(Step("tiny_model", base / "config.json",
                           [py, "scripts/make_tiny_model.py", "--data_dir", str(data), "--category", cfg.category,
-                           "--output_dir", str(base), "--seed", str(cfg.seed)]))
+                           "--output_dir", str(base), "--seed", str(cfg.seed)]
+                          + (["--untied"] if cfg.tiny_untied else [])))
     steps += _stage1_steps(cfg, data, base, run)
     if cfg.stages >= 2:
         steps += _stage2_steps(cfg, data, run)

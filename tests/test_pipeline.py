@@ -24,6 +24,29 @@ def test_env_knobs_override_defaults(monkeypatch):
     assert cfg.stage2_steps == P.PipelineConfig().stage2_steps
 
 
+@pytest.mark.parametrize("text,value", [("0", False), ("false", False), ("1", True), ("True", True)])
+def test_boolean_knobs_parse_from_env(monkeypatch, text, value):
+    monkeypatch.setenv("HISTORY_LOSS", text)
+    assert P.PipelineConfig.from_env().history_loss is value
+
+
+def test_bad_boolean_knob_is_refused(monkeypatch):
+    monkeypatch.setenv("HISTORY_LOSS", "maybe")
+    with pytest.raises(Exception, match="expected a boolean"):
+        P.PipelineConfig.from_env()
+
+
+def test_stage1_gets_the_small_model_recipe_flags():
+    cfg = P.PipelineConfig(prompt_style="compact", stage1_tasks="next_sid", history_loss=False, dropout=0.2,
+                           rank_eval_rows=300)
+    stage1 = next(s for s in P.plan(cfg) if s.name == "stage1_sft")
+    flags = dict(zip(stage1.cmd[2::2], stage1.cmd[3::2]))
+    assert flags["--prompt_style"] == "compact" and flags["--tasks"] == "next_sid"
+    assert (flags["--history_loss"], flags["--dropout"], flags["--rank_eval_rows"]) == ("False", "0.2", "300")
+    stage2 = next(s for s in P.plan(cfg) if s.name == "stage2_sft")
+    assert "--prompt_style" not in stage2.cmd  # stage 2 inherits the style recorded with stage 1's model
+
+
 def test_plan_on_real_data_skips_generation_and_uses_the_stage_scripts():
     cfg = P.PipelineConfig(data_dir="/data/Amazon", category="Office_Products", base_model="/models/qwen")
     names = [s.name for s in P.plan(cfg)]
@@ -110,7 +133,7 @@ def test_stage3_follows_stage2_on_trl_and_can_be_turned_off():
 
 def test_epoch_runs_thread_count_and_per_mode_eval_limits():
     cfg = P.PipelineConfig(stage1_steps=-1, stage1_epochs=2.0, threads=1, eval_limit=0, think_eval_limit=30,
-                           stage1_task_weights="next_sid=2")
+                           stage1_task_weights="next_sid=2", stage1_eval_steps=0)  # 0: SFT_EVAL_STEPS' rule
     steps = {s.name: s for s in P.plan(cfg)}
     s1 = steps["stage1_sft"].cmd
     assert s1[s1.index("--num_epochs") + 1] == "2.0" and s1[s1.index("--max_steps") + 1] == "-1"
@@ -121,6 +144,8 @@ def test_epoch_runs_thread_count_and_per_mode_eval_limits():
     assert think[think.index("--limit") + 1] == "30" and "--threads" in think
     s2 = steps["stage2_sft"].cmd
     assert s2[s2.index("--max_steps") + 1] == str(cfg.stage2_steps)
+    own = {s.name: s for s in P.plan(P.PipelineConfig(stage1_eval_steps=77))}["stage1_sft"].cmd
+    assert own[own.index("--eval_steps") + 1] == "77"
 
 
 def test_unknown_baseline_is_a_clear_error():

@@ -206,3 +206,35 @@ def test_training_selects_on_valid_ndcg_and_records_the_style(tiny_model_dir, re
     # a stage 2 from it inherits the style unless told otherwise
     from sidreasoner.train.sft_config import resolve
     assert resolve(SFTConfig(stage="reasoning", base_model=str(final), category=CATEGORY)).prompt_style == "compact"
+
+
+def test_recent_crops_add_short_history_copies(release):
+    from sidreasoner.sid.index import SIDIndex
+    index = SIDIndex.from_index_json(release.index_json, release.item_json)
+    train = read_split_csv(release.split("train"))
+    data = TaskData(index, train_rows=train, valid_rows=(), train_path=str(release.split("train")))
+    split = NextSID("compact", recent_crops=2).build(data)
+    # per user, histories of 1..4 items: cuts to the last 1 and 2 items where shorter (0 + 1 + 2 + 2)
+    assert len(split.train) == 64 + 16 * 5
+    crops = [ex for ex in split.train if "(last " in ex.source]
+    row = train[3]  # the first user's 4-item history
+    expected = {"".join(row.history_sids[-k:]) for k in (1, 2)}
+    got = {ex.messages[-1][1] for ex in crops if ex.source.startswith(f"{Path(release.split('train')).name} line {row.line} ")}
+    assert got == expected and all(ex.answer == row.item_sid for ex in crops if ex.messages[-1][1] in expected)
+
+
+def test_untied_tiny_model_has_its_own_output_embeddings(tmp_path):
+    from fixtures_model import tiny_catalogue
+    from sidreasoner.train.model_factory import load_model_and_tokenizer, make_tiny_qwen3, save_model_dir
+    from sidreasoner.train.tokenizer import catalogue_texts, train_catalogue_tokenizer
+    items, index = tiny_catalogue()
+    tok = train_catalogue_tokenizer(catalogue_texts(items), 512, index.tokens())
+    tied = make_tiny_qwen3(tok, hidden_size=32, num_layers=1, intermediate_size=64)
+    untied = make_tiny_qwen3(tok, hidden_size=32, num_layers=1, intermediate_size=64, tie_embeddings=False)
+    n = sum(p.numel() for p in tied.parameters())
+    assert sum(p.numel() for p in untied.parameters()) == n + len(tok) * 32
+    save_model_dir(tmp_path / "m", untied, tok, meta={}, overwrite=True)
+    back, _ = load_model_and_tokenizer(str(tmp_path / "m"), dtype=torch.float32)
+    assert not back.config.tie_word_embeddings
+    assert torch.equal(back.get_output_embeddings().weight, untied.get_output_embeddings().weight)
+    assert not torch.equal(back.get_output_embeddings().weight, back.get_input_embeddings().weight)

@@ -28,12 +28,13 @@ TASK_NAMES = STAGE_TASKS["alignment"] + STAGE_TASKS["reasoning"]
 
 
 def make_tasks(names: Sequence[str], valid_fraction: float = 0.05, general_max_samples: int = 60000,
-               prompt_style: str = "native", history_loss: bool = False, keep_covered: bool = False) -> list[Task]:
+               prompt_style: str = "native", history_loss: bool = False, keep_covered: bool = False,
+               recent_crops: int = 0) -> list[Task]:
     """Task objects for ``names`` (in that order); unknown names raise ``ValueError`` listing the known ones.
     ``prompt_style`` words the history -> next-SID prompts (next_sid, reasoning); see ``tasks.prompts``;
     ``history_loss``: next_sid also supervises the history SIDs of its prompts (``NextSID``)."""
     factories = {
-        "next_sid": lambda: NextSID(prompt_style, history_loss, keep_covered), "sid_to_title": SIDToTitle, "title_to_sid": TitleToSID,
+        "next_sid": lambda: NextSID(prompt_style, history_loss, keep_covered, recent_crops), "sid_to_title": SIDToTitle, "title_to_sid": TitleToSID,
         "sid_history_to_title": NextTitleFromSIDs, "title_history_to_title": NextTitleFromTitles,
         "title_history_to_sid": NextSIDFromTitles, "item_text": ItemText,
         "narrative": lambda: Narrative(valid_fraction), "reasoning": lambda: Reasoning(valid_fraction, prompt_style),

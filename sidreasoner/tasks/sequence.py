@@ -103,8 +103,10 @@ class NextSID(SequenceTask):
     name = "next_sid"
     description = "history SIDs -> next SID"
 
-    def __init__(self, style: str = "native", history_loss: bool = False, keep_covered: bool = False):
+    def __init__(self, style: str = "native", history_loss: bool = False, keep_covered: bool = False,
+                 recent_crops: int = 0):
         self.style, self.history_loss, self.keep_covered = prompts.check_style(style), history_loss, keep_covered
+        self.recent_crops = recent_crops
 
     def make(self, row, source):
         system, user = prompts.next_sid_turns(row.history_sids, think=False, style=self.style)
@@ -112,6 +114,7 @@ class NextSID(SequenceTask):
 
     def build(self, data: TaskData) -> TaskSplit:
         split = super().build(data)
+        split.train += self._crops(data)
         if not self.history_loss:
             return split
         drop = set() if self.keep_covered else covered_rows(data.train_rows)
@@ -123,6 +126,22 @@ class NextSID(SequenceTask):
             else:
                 train.append(dataclasses.replace(ex, prompt_sid_loss=True))
         return TaskSplit(train, split.valid, split.skips)
+
+
+    def _crops(self, data: TaskData) -> list[ChatExample]:
+        """Each usable train row again with its history cut to the last 1..recent_crops items (only
+        cuts shorter than the history): what follows an item, whatever came before it. At test time
+        the last item's usual successors are the strongest signal (a large share of the hits of the
+        transitions baseline), and a full-history row alone ties them to one user's earlier items."""
+        out = []
+        for n, row in enumerate(data.train_rows, 1):
+            if self.recent_crops < 1 or self._reason(row, data):
+                continue
+            for k in range(1, min(self.recent_crops, len(row.history_sids) - 1) + 1):
+                cut = dataclasses.replace(row, history_item_ids=row.history_item_ids[-k:],
+                                          history_titles=row.history_titles[-k:], history_sids=row.history_sids[-k:])
+                out.append(self.make(cut, f"{row_source(data.train_path, row, n)} (last {k})"))
+        return out
 
 
 class NextTitleFromSIDs(SequenceTask):

@@ -198,8 +198,9 @@ def _module_name(model, module) -> str:
 
 def make_tiny_qwen3(tokenizer, hidden_size: int = 128, num_layers: int = 4, num_heads: int = 4,
                     num_kv_heads: int = 2, intermediate_size: int = 384, max_position_embeddings: int = 2048,
-                    seed: int = 0):
-    """A randomly initialised Qwen3ForCausalLM (tied embeddings, fp32) sized to ``tokenizer``.
+                    seed: int = 0, tie_embeddings: bool = True):
+    """A randomly initialised Qwen3ForCausalLM (fp32; input and output embeddings tied unless
+    ``tie_embeddings`` is False) sized to ``tokenizer``.
 
     Its generation config stops at ``<|im_end|>`` and pads with ``<|endoftext|>`` (greedy by default).
     """
@@ -212,7 +213,7 @@ def make_tiny_qwen3(tokenizer, hidden_size: int = 128, num_layers: int = 4, num_
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
         head_dim=hidden_size // num_heads, max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True, eos_token_id=eos, pad_token_id=pad, bos_token_id=None,
+        tie_word_embeddings=tie_embeddings, eos_token_id=eos, pad_token_id=pad, bos_token_id=None,
         max_window_layers=num_layers, dtype="float32")
     torch.manual_seed(seed)  # weight init draws from the global generator
     model = Qwen3ForCausalLM(config)

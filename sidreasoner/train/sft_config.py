@@ -60,6 +60,8 @@ class SFTConfig:
     history_loss: bool = _f(False, "next_sid also supervises the history SIDs in its prompts (every item "
                                    "predicted from the ones before it, as SASRec trains); train rows that are "
                                    "prefixes of a longer row of the same user are then left out (counted)")
+    recent_crops: int = _f(0, "next_sid also trains every train row with its history cut to the last 1..N items "
+                              "(what follows an item whatever came before it; 0: off)")
     keep_covered_rows: bool = _f(False, "with --history_loss, keep those prefix rows too (their answer position "
                                         "stays supervised; more compute per epoch)")
     general_max_samples: int = _f(60000, "general chat rows sampled from --general_reasoning_path")
@@ -157,6 +159,8 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
     """Fill paths from data_dir/category and the stage's defaults; check flag combinations."""
     if not cfg.base_model:
         raise ValueError("--base_model is required (a model folder, e.g. the output of scripts/make_tiny_model.py)")
+    if cfg.recent_crops < 0:
+        raise ValueError(f"--recent_crops must be >= 0, got {cfg.recent_crops}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.loss_norm == "example" and cfg.batching == "pack":
