@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 3: GRPO with the hierarchical SID-match reward (DESIGN.md §4), from the stage-2 model.
+# Stage 3: GRPO with the hierarchical SID-match reward, from the stage-2 model.
 #   NGPUS=8 CATEGORY=Office_Products bash RL_training_script.sh               # verl on a GPU node (the paper)
 #   NNODES=2 NGPUS=8 bash RL_training_script.sh trainer.resume_mode=disable   # extra args go to verl (hydra overrides)
 #   BACKEND=trl MODEL_PATH=... ROLLOUT_N=4 TRAIN_BATCH_SIZE=8 bash RL_training_script.sh --max_steps 20   # one machine

@@ -1,6 +1,6 @@
 """python evaluate.py --base_model checkpoints/grpo_trl_Office_Products/final_checkpoint --data_dir data/Amazon --category Office_Products --output_dir results/office_nothink
 
-Evaluate a SID recommender with trie-constrained beam search (DESIGN.md §4 "Evaluation"): non-thinking
+Evaluate a SID recommender with trie-constrained beam search: non-thinking
 mode (prompt + empty think block, then the search) or ``--think`` (generate the reasoning, close
 ``</think>``, then the search). Writes ``predictions.jsonl``, ``metrics.json`` (HR@K / NDCG@K),
 ``config.json``, ``run.json`` and ``examples.md`` (a page of example rows) into ``--output_dir``.
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--base_model", help="model folder (Hugging Face format) with the SID tokens in its tokenizer")
-    a("--data_dir", help="release data folder (DESIGN.md §3); with --category gives the split CSV and info file")
+    a("--data_dir", help="release data folder; with --category gives the split CSV and info file")
     a("--category", default="", help="category name in the release layout, e.g. Office_Products")
     a("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate with --data_dir")
     a("--test_data_path", help="split CSV to evaluate (overrides --data_dir/--split)")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bash evaluate_Qwen3.sh [extra evaluate.py flags]
-# Non-thinking evaluation: prompt + empty think block, trie-constrained beam search (DESIGN.md §4).
+# Non-thinking evaluation: prompt + empty think block, trie-constrained beam search.
 # Knobs (env): BASE_MODEL DATA_DIR CATEGORY SPLIT OUTPUT_DIR NUM_BEAMS BATCH_SIZE PYTHON,
 #   NPROC (processes; >1 runs torchrun, one data-parallel shard per process, merged at the end),
 #   GPUS (comma-separated device ids, exported as CUDA_VISIBLE_DEVICES; default: all visible).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bash evaluate_Qwen3_think.sh [extra evaluate.py flags]
 # Thinking evaluation: generate the reasoning (greedy; NUM_REASONING_PATHS>1 samples at TEMPERATURE),
-# force-close </think>, then the trie-constrained beam search (DESIGN.md §4). vLLM generates the
+# force-close </think>, then the trie-constrained beam search. vLLM generates the
 # reasoning when installed and on GPU. Knobs (env): BASE_MODEL DATA_DIR CATEGORY SPLIT OUTPUT_DIR
 #   NUM_BEAMS BATCH_SIZE MAX_THINK_TOKENS NUM_REASONING_PATHS TEMPERATURE PYTHON,
 #   NPROC (processes; >1 runs torchrun, one data-parallel shard per process, merged at the end),

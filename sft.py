@@ -1,6 +1,6 @@
 """python sft.py --stage alignment --base_model checkpoints/tiny_qwen3 --data_dir data/Amazon --category Office_Products
 
-Supervised fine-tuning for SIDReasoner (DESIGN.md §4):
+Supervised fine-tuning for SIDReasoner:
 
 - ``--stage alignment`` (stage 1): SID tokens are added to the vocabulary and the model learns a
   mixture of SID-language tasks (history -> next SID / title, SID <-> title, teacher corpora, optional

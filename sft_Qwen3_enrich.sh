@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 1: multi-task SID-language alignment SFT (sft.py --stage alignment; DESIGN.md §4).
+# Stage 1: multi-task SID-language alignment SFT (sft.py --stage alignment).
 #   CATEGORY=Office_Products NPROC=4 ./sft_Qwen3_enrich.sh            # the paper's setting on 4 GPUs
 #   BASE_MODEL=checkpoints/tiny_qwen3 ./sft_Qwen3_enrich.sh --max_steps 20   # extra flags go to sft.py
 # Knobs (environment variables, defaults as in the paper: Qwen3-1.7B, batch 1024, lr 3e-4, 10 epochs).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 2: reasoning activation SFT (sft.py --stage reasoning; DESIGN.md §4): from the stage-1 model,
+# Stage 2: reasoning activation SFT (sft.py --stage reasoning): from the stage-1 model,
 # learn <think>reasoning_path</think> + SID from the narrative CSV.
 #   CATEGORY=Office_Products NPROC=4 ./sft_reasoning_activation.sh
 #   BASE_MODEL=checkpoints/my_stage1/final_checkpoint ./sft_reasoning_activation.sh --max_steps 20

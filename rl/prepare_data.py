@@ -1,6 +1,6 @@
 """python rl/prepare_data.py --data_dir data/Amazon --category Office_Products --output_dir data/rl/Office_Products
 
-Write the stage-3 RL data of one category in verl's parquet format (DESIGN.md §3): ``train.parquet``
+Write the stage-3 RL data of one category in verl's parquet format: ``train.parquet``
 from the train split and ``valid.parquet`` from the valid split (the test split is never used), one
 row per sequence: the history -> next-SID prompt in the shared wording (thinking mode by default),
 ``data_source`` = ``sidreasoner/<category>``, the target SID as the rule reward's ground truth.

@@ -1,6 +1,6 @@
 """python scripts/build_sids.py --data_dir data/Amazon --category Office_Products --output_dir data/Amazon_sids
 
-Build semantic IDs for a catalogue (DESIGN.md §4, stage 0): item title + cleaned description ->
+Build semantic IDs for a catalogue: item title + cleaned description ->
 embeddings -> residual quantisation -> collision resolution -> one distinct SID per item. Reads the
 release layout under --data_dir and writes the same layout under --output_dir with the new SIDs:
 ``index/<Cat>.index.json``, ``index/<Cat>.item.json``, ``info/<Cat>_5_2016-10-2018-11.txt`` and the

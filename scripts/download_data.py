@@ -1,6 +1,6 @@
 """python scripts/download_data.py --output_dir data/Amazon [--category Office_Products] [--repo_id ID | --url URL | --from_local PATH]
 
-Fetch the released SIDReasoner / MiniOneRec data into the release layout (DESIGN.md §3), then verify it
+Fetch the released SIDReasoner / MiniOneRec data into the release layout, then verify it
 (every file read and cross-checked by sidreasoner.data.validate, statistics printed) and write
 OUTPUT_DIR/download_<Cat>.json (resolved config + sha256 of every installed file).
 

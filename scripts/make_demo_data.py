@@ -1,6 +1,6 @@
 """python scripts/make_demo_data.py --output_dir data/demo --seed 0
 
-Write a synthetic catalogue and user sequences with planted structure (DESIGN.md §5) in the release
+Write a synthetic catalogue and user sequences with planted structure in the release
 layout: ``{train,valid,test}/<Cat>_5_2016-10-2018-11.csv``, ``index/<Cat>.index.json``,
 ``index/<Cat>.item.json`` and ``info/<Cat>_5_2016-10-2018-11.txt``, with SIDs from the project's SID
 builder (``sidreasoner.sid.build``). It reads its output back with the format readers, checks it,

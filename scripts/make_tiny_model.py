@@ -1,6 +1,6 @@
 """python scripts/make_tiny_model.py --data_dir data/Amazon --category Office_Products --output_dir checkpoints/tiny_qwen3
 
-Build the tiny offline base model (DESIGN.md §5): a byte-level BPE tokenizer trained on the
+Build the tiny offline base model: a byte-level BPE tokenizer trained on the
 catalogue text with Qwen3's special tokens, chat template, ``<think>``/``</think>`` and every SID token
 of the index (ordinary added tokens, one id each), and a randomly initialised Qwen3-architecture
 model sized to it. Reads ``index/<Cat>.item.json`` and ``index/<Cat>.index.json``; writes an ordinary

@@ -1,6 +1,6 @@
 """python scripts/synthesize_corpus.py --data_dir data/Amazon --category Office_Products --teacher template
 
-Writes the teacher corpora of one category (DESIGN.md §3): ``<Cat>.item_enhanced_v2.json`` (a passage
+Writes the teacher corpora of one category: ``<Cat>.item_enhanced_v2.json`` (a passage
 per item with its SID inline) and ``<Cat>.integrated_narrative.csv`` (per training row: a narrative
 with SIDs inline and a reasoning path that ends at the target without its SID), plus the resolved
 config and the statistics as JSON beside them.

@@ -1,4 +1,4 @@
-"""Stage-3 reward (DESIGN.md §4): hierarchical SID prefix match + a validity bonus. Pure Python.
+"""Stage-3 reward: hierarchical SID prefix match + a validity bonus. Pure Python.
 
 ``score = match_reward + valid_bonus`` where, for a completion parsed by ``sid.answer.parse_answer``
 (the SID = first run of SID tokens after the last ``</think>``; unclosed reasoning = no answer):

@@ -1,7 +1,7 @@
 """python -m sidreasoner.baselines {popularity,sasrec,transitions} --data_dir DIR --category CAT --output_dir OUT
        [--split test]
 
-Classic baselines on the same splits, catalogue and metrics as the SID models (DESIGN.md §6): writes
+Classic baselines on the same splits, catalogue and metrics as the SID models: writes
 OUT/predictions.jsonl (the evaluator's record format, ranked SIDs), OUT/metrics.json (HR@K / NDCG@K via
 the evaluator's finalize), OUT/config.json, OUT/run.json (timing) and OUT/examples.md, so
 
@@ -32,7 +32,7 @@ log = logging.getLogger("sidreasoner.baselines")
 def _common_flags(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("--data_dir", required=True, type=Path,
-      help="release folder with train/ valid/ test/ index/ info/ (DESIGN.md §3)")
+      help="release folder with train/ valid/ test/ index/ info/")
     a("--category", required=True, help="category name in the file names, e.g. Office_Products")
     a("--output_dir", required=True, type=Path, help="run folder for predictions.jsonl, metrics.json, config.json")
     a("--split", default="test", choices=SPLITS, help="split to predict and score (default: %(default)s)")

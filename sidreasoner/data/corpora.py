@@ -1,4 +1,4 @@
-"""Teacher corpora (DESIGN.md §3): readers, writers, think-stripping and SID-mention checks.
+"""Teacher corpora: readers, writers, think-stripping and SID-mention checks.
 
 Two files, released by the paper or written by ``scripts/synthesize_corpus.py``:
 

@@ -1,4 +1,4 @@
-"""Synthetic demo catalogue and user sequences with planted, learnable structure (DESIGN.md §5).
+"""Synthetic demo catalogue and user sequences with planted, learnable structure.
 
 The catalogue has departments (the item's category: Office, Kitchen, ...), each with item kinds
 (Printer, Ink Cartridge, ...), brands and attributes (colour, size, pack count). Users have 1-3

@@ -1,4 +1,4 @@
-"""Readers and writers for the release layout (DESIGN.md §3).
+"""Readers and writers for the release layout.
 
 Readers check structure (the file parses, columns exist, list cells are Python literals of the
 right shape) and raise :class:`DataError` naming file, line and field. Cross-file consistency

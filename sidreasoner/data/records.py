@@ -1,4 +1,4 @@
-"""Typed records for the release data (DESIGN.md §3) and the error every reader raises.
+"""Typed records for the release data and the error every reader raises.
 
 Item ids are strings everywhere in the library (index.json keys are strings; the CSVs write numeric
 ids as ints, and the writers keep that spelling for compatibility).

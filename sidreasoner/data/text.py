@@ -1,4 +1,4 @@
-"""Item text for embedding: title + cleaned description (DESIGN.md §4, SID construction).
+"""Item text for embedding: title + cleaned description.
 
 The release stores ``description`` as a Python-literal list *string* (``"['part 1', 'part 2']"``) whose
 parts carry scraped-page junk: HTML tags and comments, CSS rule blocks, entities (sometimes

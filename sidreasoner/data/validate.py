@@ -1,4 +1,4 @@
-"""Cross-file validation of a release folder (DESIGN.md §3, §7).
+"""Cross-file validation of a release folder.
 
 The readers in ``formats`` check each file's structure; this module checks that the files agree:
 every item id in the splits and the info file is in ``index.json``, every SID written next to an

@@ -15,8 +15,8 @@ Only the allowed tokens are scored (a gather over the trie's children, no per-be
 prompt is run once per row, not once per beam. Two ways to share the prompt between beams:
 
 - ``"tree"``: the beams' SID tokens are appended to the row's own cache, one slot per beam per step,
-  with a 4D attention mask so each token sees the prompt, its ancestors and itself (tree attention,
-  DESIGN.md §6). No cache copies at all. Needs an attention implementation that takes a custom mask
+  with a 4D attention mask so each token sees the prompt, its ancestors and itself (tree attention).
+  No cache copies at all. Needs an attention implementation that takes a custom mask
   (``sdpa``, ``eager``).
 - ``"expand"``: the prompt cache is gathered to one row per beam after the prefill and reordered each
   step, like HF does after its prefill (works with any attention implementation, e.g. flash-attention).
@@ -47,8 +47,8 @@ class BeamResult:
 def same_ranking(a: BeamResult, b: BeamResult, tol: float = 1e-5) -> bool:
     """Same ranked SIDs, allowing only swaps between SIDs whose scores differ by less than ``tol``.
 
-    Batched kernels round differently, so two correct searches may order near-tied beams differently
-    (DESIGN.md §9); anything else (another SID, another score) is a real difference.
+    Batched kernels round differently, so two correct searches may order near-tied beams differently;
+    anything else (another SID, another score) is a real difference.
     """
     if len(a.sids) != len(b.sids) or set(a.sids) != set(b.sids):
         return False

@@ -1,4 +1,4 @@
-"""HR@K / NDCG@K over prediction rows (DESIGN.md §3 "Predictions" and "metrics").
+"""HR@K / NDCG@K over prediction rows.
 
 Run: ``python -m sidreasoner.eval.metrics PREDICTIONS.jsonl [--info_file INFO] [--ks 1,5,10] [--output metrics.json]``
 

@@ -1,6 +1,6 @@
 """Predictions JSONL: append per batch, resume after a kill, merge the shards of a sharded run.
 
-One line per evaluated test row (DESIGN.md §3): ``{row, user_id, target, ranked, scores, ...}``;
+One line per evaluated test row: ``{row, user_id, target, ranked, scores, ...}``;
 ``row`` is the row's 0-based position in the split file, the stable key that resume and merge use.
 A job killed while writing leaves at most one partial last line: :func:`load_for_resume` cuts it
 off (and says so) instead of failing; a malformed line anywhere else is an error naming the line.

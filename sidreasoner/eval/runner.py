@@ -1,6 +1,6 @@
 """Evaluation runner: split rows -> prompts -> (reasoning) -> constrained SID search -> predictions + metrics.
 
-Outputs in ``output_dir`` (DESIGN.md §3): ``predictions.jsonl`` (one line per row, appended per batch),
+Outputs in ``output_dir``: ``predictions.jsonl`` (one line per row, appended per batch),
 ``metrics.json`` (``sidreasoner.eval.metrics.compute_metrics`` plus counts), ``config.json`` (the
 resolved config) and ``run.json`` (timing). With ``shard=(i, n)`` the run takes rows i, i+n, ... and
 writes ``predictions.shard{i}of{n}.jsonl`` / ``config.shard{i}of{n}.json``; when the last shard finishes

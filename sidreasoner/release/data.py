@@ -1,5 +1,5 @@
 """The released SIDReasoner / MiniOneRec data: fetch it (a local folder or archive, a Hugging Face repository or an
-archive URL), install one category's files into the release layout (DESIGN.md §3), validate and record them.
+archive URL), install one category's files into the release layout, validate and record them.
 
 Functions taking ``args`` read the flags of ``scripts/download_data.py`` from it (an argparse namespace)."""
 from __future__ import annotations

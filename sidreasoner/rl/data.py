@@ -1,4 +1,4 @@
-"""RL data (DESIGN.md §3): split CSV rows -> verl's parquet rows, and the reader both backends use.
+"""RL data: split CSV rows -> verl's parquet rows, and the reader both backends use.
 
 One row per sequence of the split::
 

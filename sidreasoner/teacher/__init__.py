@@ -1,3 +1,3 @@
-"""Teacher-corpus synthesis (DESIGN.md §3): item passages and sequence narratives / reasoning paths
+"""Teacher-corpus synthesis: item passages and sequence narratives / reasoning paths
 written by an OpenAI-compatible LLM (``client``) or the offline template teacher (``template``),
 checked and written by ``synthesize``."""

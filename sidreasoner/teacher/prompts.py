@@ -1,6 +1,6 @@
 """What the teacher is told: the facts of one item or one training sequence, and the writing rules.
 
-Two corpora (DESIGN.md §3): an item passage (``llm_stage2``) that interleaves the item's SID with what
+Two corpora: an item passage (``llm_stage2``) that interleaves the item's SID with what
 the item is, who buys it and what it goes with; and, per training sequence, an integrated narrative
 (the history with SIDs inline, ending with the purchase of the next item) plus a reasoning path that
 reasons over the history as a recommender would and ends at the next item WITHOUT quoting its SID.

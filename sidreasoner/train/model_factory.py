@@ -1,7 +1,7 @@
 """Model factory: load any HF causal LM, add SID tokens, train only new rows, build the tiny Qwen3.
 
 Real runs load e.g. ``Qwen/Qwen3-1.7B``; the offline default is the tiny Qwen3-architecture model of
-``scripts/make_tiny_model.py`` (DESIGN.md §5). Everything returns ordinary transformers objects.
+``scripts/make_tiny_model.py``. Everything returns ordinary transformers objects.
 """
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ def neutral_generation_config(model) -> dict:
     """Switch off sampling in ``model.generation_config``; return ``{field: old value}`` of what changed.
 
     A checkpoint's ``generation_config.json`` can carry ``do_sample: true``, ``top_k``, ``top_p`` and
-    ``temperature`` (Qwen3's does). Left in place, beam search silently becomes beam sampling
-    (DESIGN.md §9), so every loaded model goes through this one function; callers that sample pass
+    ``temperature`` (Qwen3's does). Left in place, beam search silently becomes beam sampling, so every
+    loaded model goes through this one function; callers that sample pass
     their decoding parameters explicitly.
     """
     gc = getattr(model, "generation_config", None)

@@ -1,4 +1,4 @@
-"""A small byte-level BPE tokenizer trained on a catalogue, shaped like Qwen3's (DESIGN.md §5).
+"""A small byte-level BPE tokenizer trained on a catalogue, shaped like Qwen3's.
 
 Structure copied from Qwen2/Qwen3's ``tokenizer.json`` (NFC normaliser, Qwen's pre-tokenisation
 regex, byte-level BPE, byte-level decoder), so any UTF-8 text encodes without unknown tokens. Ids:
@@ -7,7 +7,7 @@ regex, byte-level BPE, byte-level decoder), so any UTF-8 text encodes without un
 - the learned byte-level BPE vocabulary (``vocab_size`` entries in all, the specials included);
 - ``<think>``, ``</think>`` and then every SID token, as ordinary NON-special added tokens: each is one
   id, and ``decode(..., skip_special_tokens=True)`` keeps them (verl and TRL decode that way before
-  calling rewards, DESIGN.md §9).
+  calling rewards).
 
 The training text is the catalogue (``sidreasoner.data.text.item_text``: title + cleaned
 description) plus, repeated so BPE learns them, the chat scaffolding and prompt wording
