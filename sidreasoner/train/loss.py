@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from .sft_data import IGNORE_INDEX
 
 
 def supervised_loss(model, inputs: dict, num_items: Optional[torch.Tensor] = None,
