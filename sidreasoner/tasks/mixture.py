@@ -34,7 +34,8 @@ def make_tasks(names: Sequence[str], valid_fraction: float = 0.05, general_max_s
     ``prompt_style`` words the history -> next-SID prompts (next_sid, reasoning); see ``tasks.prompts``;
     ``history_loss``: next_sid also supervises the history SIDs of its prompts (``NextSID``)."""
     factories = {
-        "next_sid": lambda: NextSID(prompt_style, history_loss, keep_covered, recent_crops), "sid_to_title": SIDToTitle, "title_to_sid": TitleToSID,
+        "next_sid": lambda: NextSID(prompt_style, history_loss, keep_covered, recent_crops),
+        "sid_to_title": SIDToTitle, "title_to_sid": TitleToSID,
         "sid_history_to_title": NextTitleFromSIDs, "title_history_to_title": NextTitleFromTitles,
         "title_history_to_sid": NextSIDFromTitles, "item_text": ItemText,
         "narrative": lambda: Narrative(valid_fraction), "reasoning": lambda: Reasoning(valid_fraction, prompt_style),

@@ -11,7 +11,7 @@ evaluator asks (``next_sid_turns``):
 - ``compact``: no system prompt, the user turn is the history SIDs back to back (~35 tokens). A model
   trained from scratch learns nothing from the wording, and on CPU every prompt token costs time.
 
-The style a model was trained with is saved with it (``sft_config.json``); the evaluator reads it.
+The style a model was trained with is saved with it (``prompt_style.json``); the evaluator reads it.
 """
 from __future__ import annotations
 

@@ -113,20 +113,16 @@ class NextSID(SequenceTask):
         return chat(self.name, user, row.item_sid, source=source, system=system)
 
     def build(self, data: TaskData) -> TaskSplit:
-        split = super().build(data)
-        split.train += self._crops(data)
-        if not self.history_loss:
-            return split
-        drop = set() if self.keep_covered else covered_rows(data.train_rows)
-        by_source = {row_source(data.train_path, r, n) for n, r in enumerate(data.train_rows, 1) if n - 1 in drop}
-        train = []
-        for ex in split.train:
-            if ex.source in by_source:
-                split.skips.skip(COVERED, ex.source)
-            else:
-                train.append(dataclasses.replace(ex, prompt_sid_loss=True))
+        rows = data.train_rows
+        drop = covered_rows(rows) if self.history_loss and not self.keep_covered else set()
+        drop = {i for i in drop if not self._reason(rows[i], data)}  # an unusable row keeps its own skip reason
+        split = super().build(dataclasses.replace(data, train_rows=[r for i, r in enumerate(rows) if i not in drop]))
+        for i in sorted(drop):
+            split.skips.skip(COVERED, row_source(data.train_path, rows[i], i + 1))
+        train = split.train + self._crops(data)
+        if self.history_loss:
+            train = [dataclasses.replace(ex, prompt_sid_loss=True) for ex in train]
         return TaskSplit(train, split.valid, split.skips)
-
 
     def _crops(self, data: TaskData) -> list[ChatExample]:
         """Each usable train row again with its history cut to the last 1..recent_crops items (only

@@ -25,7 +25,7 @@ RANK_METRICS = {"ndcg10": "NDCG@10", "hr10": "HR@10"}
 
 
 def pick_rows(rows: Sequence[SequenceRow], n: int, seed: int) -> list[SequenceRow]:
-    """A seeded sample of ``n`` rows with a history and a catalogue target (all when ``n >= len``)."""
+    """A seeded sample of ``n`` rows that have a history (all of them when ``n >= len``)."""
     usable = [r for r in rows if r.history_sids]
     if n >= len(usable):
         return usable
