@@ -169,8 +169,8 @@ class SIDSFTTrainer(Trainer):
 
     def __init__(self, *args, group_sampler: Optional[StepGroupedSampler] = None, sparse_logits: bool = False,
                  mean_answer_tokens: Optional[float] = None, probe: Optional[RankingProbe] = None, **kwargs):
-        self.group_sampler, self.sparse_logits, self.mean_answer_tokens = group_sampler, sparse_logits, mean_answer_tokens
-        self.probe = probe
+        self.group_sampler, self.sparse_logits, self.probe = group_sampler, sparse_logits, probe
+        self.mean_answer_tokens = mean_answer_tokens
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
