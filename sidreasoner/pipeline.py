@@ -63,6 +63,8 @@ class PipelineConfig:
         "help": "comma-separated stage-1 tasks (empty: all of sft.py's alignment tasks)"})
     history_loss: bool = field(default=True, metadata={
         "help": "stage 1's next_sid also supervises the history SIDs (SASRec-style, sft.py --history_loss)"})
+    history_loss_weight: float = field(default=1.0, metadata={
+        "help": "weight of the history SIDs' loss relative to the answer's (sft.py --history_loss_weight)"})
     recent_crops: int = field(default=1, metadata={
         "help": "stage 1's next_sid also trains each row with its history cut to the last 1..N items (0: off)"})
     keep_covered_rows: bool = field(default=True, metadata={
@@ -164,6 +166,7 @@ def _stage1_steps(cfg: PipelineConfig, data: Path, base: Path, run: Path) -> lis
     s1 = run / "stage1"
     flags = _sft_length(cfg.stage1_steps, cfg.stage1_epochs, cfg.stage1_eval_steps or cfg.sft_eval_steps) + common
     flags += ["--prompt_style", cfg.prompt_style, "--history_loss", str(cfg.history_loss),
+              "--history_loss_weight", str(cfg.history_loss_weight),
               "--keep_covered_rows", str(cfg.keep_covered_rows), "--recent_crops", str(cfg.recent_crops),
               "--rank_eval_rows", str(cfg.rank_eval_rows), "--log_file", str(s1 / "train_log.jsonl")]
     flags += ["--tasks", cfg.stage1_tasks] if cfg.stage1_tasks else []

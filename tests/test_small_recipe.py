@@ -155,6 +155,30 @@ def test_example_normalisation_weighs_every_example_the_same(model):
     assert torch.allclose(got, expected, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("keep, answer", [
+    ("0110011000", "0000011000"),  # history run, gap, answer run, padding
+    ("0001110000", "0001110000"),  # answer only
+    ("1101000111", "0000000111"),  # two history runs, answer at the end
+    ("0000000000", "0000000000"),  # nothing supervised
+])
+def test_answer_mask_is_the_last_supervised_run(keep, answer):
+    from sidreasoner.train.loss import answer_mask
+    row = torch.tensor([[c == "1" for c in keep]])
+    assert "".join(str(int(x)) for x in answer_mask(row)[0]) == answer
+
+
+def test_history_weight_scales_only_the_prompt_tokens(model):
+    from sidreasoner.train.loss import supervised_loss
+    m, tok = model
+    batch = _batch(tok)  # row 1: target 12 is history (a gap follows), 14 is the answer
+    with torch.no_grad():
+        logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["labels"][:, 1:], reduction="none")
+        expected = (ce[0, 2:5].sum() + 0.25 * ce[1, 0] + ce[1, 2]) / 5
+        got = supervised_loss(m, batch, history_weight=0.25)
+    assert torch.allclose(got, expected, atol=1e-5)
+
 # -- dropout ---------------------------------------------------------------------------------
 def test_dropout_trains_noisy_evaluates_clean_and_saves_plain_qwen3(tiny_model_dir, tmp_path):
     from sidreasoner.train.dropout import add_dropout
@@ -238,3 +262,15 @@ def test_untied_tiny_model_has_its_own_output_embeddings(tmp_path):
     assert not back.config.tie_word_embeddings
     assert torch.equal(back.get_output_embeddings().weight, untied.get_output_embeddings().weight)
     assert not torch.equal(back.get_output_embeddings().weight, back.get_input_embeddings().weight)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--history_loss_weight", "-0.5"], "--history_loss_weight must be >= 0"),
+    (["--history_loss_weight", "0.5", "--batching", "pack"], "needs example boundaries"),
+    (["--loss_norm", "example", "--batching", "pack"], "needs example boundaries"),
+    (["--recent_crops", "-1"], "--recent_crops must be >= 0"),
+])
+def test_bad_loss_flags_are_refused(flags, message):
+    from sidreasoner.train.sft_config import parse_config, resolve
+    with pytest.raises(ValueError, match=message):
+        resolve(parse_config(["--base_model", "m", "--data_dir", "d", "--category", "C"] + flags))

@@ -60,6 +60,9 @@ class SFTConfig:
     history_loss: bool = _f(False, "next_sid also supervises the history SIDs in its prompts (every item "
                                    "predicted from the ones before it, as SASRec trains); train rows that are "
                                    "prefixes of a longer row of the same user are then left out (counted)")
+    history_loss_weight: float = _f(1.0, "weight of the history SIDs' loss relative to the answer's (with "
+                                         "--history_loss; < 1 leaves more of the gradient to the answer "
+                                         "position, where the model is asked at test time)")
     recent_crops: int = _f(0, "next_sid also trains every train row with its history cut to the last 1..N items "
                               "(what follows an item whatever came before it; 0: off)")
     keep_covered_rows: bool = _f(False, "with --history_loss, keep those prefix rows too (their answer position "
@@ -163,8 +166,12 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
         raise ValueError(f"--recent_crops must be >= 0, got {cfg.recent_crops}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.loss_norm == "example" and cfg.batching == "pack":
-        raise ValueError("--loss_norm example needs example boundaries in the batch: use --batching group or pad")
+    if cfg.history_loss_weight < 0:
+        raise ValueError(f"--history_loss_weight must be >= 0, got {cfg.history_loss_weight}")
+    for bad, what in ((cfg.loss_norm == "example", "--loss_norm example"),
+                      (cfg.history_loss_weight != 1.0, "--history_loss_weight other than 1")):
+        if bad and cfg.batching == "pack":
+            raise ValueError(f"{what} needs example boundaries in the batch: use --batching group or pad")
     if cfg.rank_eval_rows < 0 or (cfg.rank_eval_rows and cfg.rank_eval_beams < 10):
         raise ValueError(f"--rank_eval_rows must be >= 0 and --rank_eval_beams >= 10, got {cfg.rank_eval_rows} "
                          f"and {cfg.rank_eval_beams}")

@@ -168,15 +168,16 @@ class SIDSFTTrainer(Trainer):
     positions only (``sidreasoner.train.loss``) and valid ranking metrics (``rank_eval``)."""
 
     def __init__(self, *args, group_sampler: Optional[StepGroupedSampler] = None, sparse_logits: bool = False,
-                 mean_answer_tokens: Optional[float] = None, probe: Optional[RankingProbe] = None, **kwargs):
+                 mean_answer_tokens: Optional[float] = None, probe: Optional[RankingProbe] = None,
+                 history_weight: float = 1.0, **kwargs):
         self.group_sampler, self.sparse_logits, self.probe = group_sampler, sparse_logits, probe
-        self.mean_answer_tokens = mean_answer_tokens
+        self.mean_answer_tokens, self.history_weight = mean_answer_tokens, history_weight
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.sparse_logits:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss = supervised_loss(model, inputs, num_items_in_batch, self.mean_answer_tokens)
+        loss = supervised_loss(model, inputs, num_items_in_batch, self.mean_answer_tokens, self.history_weight)
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
@@ -275,8 +276,10 @@ def use_sparse_logits(cfg: SFTConfig) -> bool:
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1 and not (cfg.deepspeed or cfg.fsdp)
     if cfg.sparse_logits and not single:
         say("note: --sparse_logits is for a single process; using the model's own loss")
-    if cfg.loss_norm == "example" and not (cfg.sparse_logits and single):
-        raise ValueError("--loss_norm example needs --sparse_logits on a single process")
+    for bad, what in ((cfg.loss_norm == "example", "--loss_norm example"),
+                      (cfg.history_loss_weight != 1.0, "--history_loss_weight other than 1")):
+        if bad and not (cfg.sparse_logits and single):
+            raise ValueError(f"{what} needs --sparse_logits on a single process")
     return cfg.sparse_logits and single
 
 
@@ -334,7 +337,8 @@ def run_sft(cfg: SFTConfig) -> dict:
         data_collator=make_collator(cfg.batching, pad_id, cfg.attn_implementation,
                                     8 if torch.cuda.is_available() else 1),
         callbacks=callbacks, group_sampler=sampler, probe=probe, sparse_logits=use_sparse_logits(cfg),
-        mean_answer_tokens=train.mean_answer_tokens() if cfg.loss_norm == "example" else None)
+        mean_answer_tokens=train.mean_answer_tokens() if cfg.loss_norm == "example" else None,
+        history_weight=cfg.history_loss_weight)
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     say(f"resuming from {resume}" if resume else "starting fresh (no checkpoint to resume from)")
     result = trainer.train(resume_from_checkpoint=resume)
