@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
       help="model dtype (auto: bfloat16 on GPU, float32 on CPU)")
     a("--seed", type=int, default=42, help="seed for sampled reasoning paths")
+    a("--compare_nothink", metavar="DIR", default=None,
+      help="with --think: the same model's non-thinking evaluation folder; writes think_effect.json (rows "
+           "thinking helped / hurt / left unchanged, by NDCG@10) and think_effect_rows.jsonl beside the results")
     a("--ks", default=None, help="comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to num_beams)")
     a("--log_level", default="INFO", help="logging level")
     return p
@@ -69,6 +73,8 @@ def _config(args):
     from sidreasoner.data.records import ReleasePaths
     if not args.base_model:
         raise SystemExit("evaluate.py: --base_model is required (a model folder)")
+    if args.compare_nothink and not args.think:
+        raise SystemExit("evaluate.py: --compare_nothink compares a thinking run with a non-thinking one: add --think")
     test, info = args.test_data_path, args.info_file
     if (test is None or info is None) and not (args.data_dir and args.category):
         raise SystemExit("evaluate.py: give --data_dir and --category, or both --test_data_path and --info_file")
@@ -131,12 +137,25 @@ def main(argv=None) -> int:
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(fh)
             metrics = run_evaluation(cfg)
+        effect = _effect(args, metrics)
     except (DataError, TrieError, FileExistsError, ValueError, ModelLoadError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
     if metrics:
         print(format_metrics(metrics))
+    if effect:
+        from sidreasoner.eval.effect import describe
+        print(describe(effect))
     return 0
+
+
+def _effect(args, metrics) -> Optional[dict]:
+    """``--compare_nothink``: helped / hurt / unchanged rows once the run's metrics exist (the last shard)."""
+    if not (args.compare_nothink and metrics):
+        return None
+    from sidreasoner.eval.effect import write_effect
+    out = args.merge_shards or args.output_dir or _config(args).output_dir
+    return write_effect(out, args.compare_nothink)
 
 
 if __name__ == "__main__":

@@ -15,21 +15,18 @@ the headline numbers (NDCG@10, HR@10, same-rows NDCG@10, step seconds) to ``RESU
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
-from .data.formats import atomic_write_text
+from .pipeline_report import SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401 (API)
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINES = ("popularity", "sasrec", "transitions")  # python -m sidreasoner.baselines <name>
-TIMES_FILE = "step_times.json"  # under RESULTS_DIR: seconds of every step that ran, kept across reruns
-SUMMARY_FILE = "summary.json"  # under RESULTS_DIR: NDCG@10 / HR@10 per run, same-rows NDCG@10, step seconds
+from .pipeline_report import BASELINES  # python -m sidreasoner.baselines <name>
 
 
 @dataclass
@@ -63,7 +60,7 @@ class PipelineConfig:
         "help": "comma-separated stage-1 tasks (empty: all of sft.py's alignment tasks)"})
     history_loss: bool = field(default=True, metadata={
         "help": "stage 1's next_sid also supervises the history SIDs (SASRec-style, sft.py --history_loss)"})
-    history_loss_weight: float = field(default=1.0, metadata={
+    history_loss_weight: float = field(default=0.3, metadata={
         "help": "weight of the history SIDs' loss relative to the answer's (sft.py --history_loss_weight)"})
     recent_crops: int = field(default=1, metadata={
         "help": "stage 1's next_sid also trains each row with its history cut to the last 1..N items (0: off)"})
@@ -137,8 +134,9 @@ def _eval_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> lis
         extra += ["--threads", str(cfg.threads)] if cfg.threads else []
         env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": "test",
                "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams)}
-        if mode == "think":
+        if mode == "think":  # also: which rows thinking helped or hurt against the non-thinking list
             env["MAX_THINK_TOKENS"] = str(cfg.max_think_tokens)
+            extra += ["--compare_nothink", str(Path(cfg.results_dir) / f"{stage}_nothink")]
         steps.append(Step(f"eval_{stage}_{mode}", out / "metrics.json", ["bash", script] + extra, env))
     return steps
 
@@ -289,97 +287,6 @@ def run_steps(steps: list[Step], log_dir: Path, times_file: Optional[Path] = Non
             record_time(times_file, st.name, secs)
         timings.append({"step": st.name, "seconds": secs, "status": "ran"})
     return timings
-
-
-def load_times(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def record_time(path: Path, step: str, seconds: float) -> None:
-    """Set one step's seconds in the JSON file of step times (the other steps keep theirs)."""
-    times = {**load_times(path), step: seconds}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(times, indent=1) + "\n")
-
-
-def _same_rows(runs: list) -> tuple[int, list]:
-    """(n, runs) with every run re-scored on the test rows 0..n-1, n = the fewest rows any run scored (the
-    ones the thinking evaluations scored), so that modes and baselines are compared on one set of rows.
-    A run without predictions.jsonl keeps its metrics.json when it scored exactly n rows, else is left out."""
-    from .eval.metrics import compute_metrics, read_predictions
-    from .eval.report import Run
-    counts = [r.metrics.get("n") for r in runs]
-    n = min((c for c in counts if isinstance(c, int) and c > 0), default=0)
-    same = []
-    for r in runs:
-        pred = r.path / "predictions.jsonl"
-        if pred.is_file():
-            rows = [rec for rec in read_predictions(pred)[0] if rec["row"] < n]
-            if rows:
-                same.append(Run(r.label, r.path, {**compute_metrics(rows), "n": len(rows)}))
-        elif r.metrics.get("n") == n:
-            same.append(Run(r.label, r.path, dict(r.metrics)))
-    return n, same
-
-
-def _same_rows_table(runs: list, same: list, n: int, scores: list[str]) -> str:
-    """The same-rows runs as a markdown section; empty when every run scored the same n rows."""
-    from .eval.report import markdown_table
-    if not n or all(r.metrics.get("n", 0) <= n for r in runs):
-        return ""
-    return (f"## The same {n} rows for every run\n\nThe first {n} test rows, the fewest any run scored (the ones "
-            f"thinking mode scored; they need not be as hard as the whole split):\n\n"
-            f"{markdown_table(same, scores + ['n'])}\n")
-
-
-def _summary(runs: list, same: list, n: int, times: dict) -> dict:
-    """summary.json: NDCG@10 / HR@10 per run over all its rows and on the same n rows, step seconds."""
-    def r4(v):
-        return None if v is None else round(v, 4)
-
-    def per_run(rs: list, key: str) -> dict:
-        return {r.label: r4(r.metrics.get(key)) for r in rs}
-
-    return {"ndcg10": per_run(runs, "NDCG@10"), "hr10": per_run(runs, "HR@10"),
-            "same_rows_ndcg10": per_run(same, "NDCG@10"), "same_rows_n": n,
-            "seconds": {step: r4(s) for step, s in times.items()}}
-
-
-def _run_names(cfg: PipelineConfig, res: Path) -> list[str]:
-    """Folders under RESULTS_DIR with a metrics.json: the configured baselines, the other baselines, the
-    stages in order, then any other run folder (by name)."""
-    stages = [f"{s}_{m}" for s in ("stage1", "stage2", "stage3") for m in ("nothink", "think")]
-    order = [b.strip() for b in cfg.baselines.split(",") if b.strip()] + list(BASELINES) + stages
-    found = sorted(d.name for d in res.iterdir() if (d / "metrics.json").is_file()) if res.is_dir() else []
-    return [name for name in dict.fromkeys(order + found) if name in found]
-
-
-def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
-    """RESULTS_DIR/results.md: stage x mode table (HR@K, NDCG@K, invalid rate, rows, eval seconds),
-    the same-rows table, the chart, and the seconds of every step; summary.json holds the headline
-    numbers (:func:`_summary`); pipeline_steps.json holds the config and this run's steps."""
-    from .eval.report import bar_chart, load_runs, markdown_table
-    res = Path(cfg.results_dir)
-    times = load_times(res / TIMES_FILE)
-    names = _run_names(cfg, res)
-    runs = load_runs([res / n for n in names], names)
-    for r in runs:  # the evaluation's wall time as a column (the baseline's step is its whole run)
-        step = f"{r.label}_baseline" if r.label in BASELINES else f"eval_{r.label}"
-        r.metrics = {**r.metrics, "eval_s": None if times.get(step) is None else round(times[step])}
-    n, same = _same_rows(runs)  # computed once: the table and summary.json
-    scores = [f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10) if k <= cfg.num_beams]
-    png = bar_chart(runs, scores, res / "results.png", title=f"{cfg.category}: stage x mode")
-    step_rows = "\n".join(f"| {name} | {'—' if s is None else f'{s:.0f}'} |" for name, s in times.items())
-    total = sum(s for s in times.values() if s)
-    text = (f"# Results: {cfg.category}\n\n{markdown_table(runs, scores + ['invalid_rate', 'n', 'eval_s'])}\n"
-            f"n: test rows evaluated; eval_s: seconds of that evaluation.\n\n![chart]({png.name})\n\n"
-            f"{_same_rows_table(runs, same, n, scores)}\n"
-            f"## Seconds per step\n\n| step | seconds |\n|---|---:|\n{step_rows}\n| total | {total:.0f} |\n")
-    atomic_write_text(res / "results.md", text)
-    atomic_write_text(res / SUMMARY_FILE, json.dumps(_summary(runs, same, n, times), indent=1) + "\n")
-    run_record = {"config": asdict(cfg), "steps": timings}
-    atomic_write_text(res / "pipeline_steps.json", json.dumps(run_record, indent=1) + "\n")
-    return res / "results.md"
 
 
 def run(cfg: PipelineConfig) -> Path:

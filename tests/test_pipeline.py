@@ -226,9 +226,24 @@ def test_summary_json_has_every_run_on_all_and_on_the_same_rows(tmp_path):
         "ndcg10": {"popularity": 0.625, "transitions": 0.375, "stage1_think": 0.1667},
         "hr10": {"popularity": 0.75, "transitions": 0.5, "stage1_think": 0.5},
         "same_rows_ndcg10": {"popularity": 0.5, "transitions": 0.75, "stage1_think": 0.1667},
-        "same_rows_n": 2, "seconds": {"popularity_baseline": 2.04, "eval_stage1_think": 12.5}}
+        "same_rows_n": 2, "seconds": {"popularity_baseline": 2.04, "eval_stage1_think": 12.5},
+        "think_effect": {}}
     same = md[md.index("## The same 2 rows"):]  # the table shows the same re-scored numbers
     assert "| transitions |" in same and "0.7500 | 2 |" in same.replace("**", "")
+
+
+def test_thinking_effect_is_measured_tabled_and_summarised(tmp_path):
+    from sidreasoner.eval.effect import write_effect
+    res = tmp_path / "res"
+    _fake_run(res, "stage1_nothink", [3, 1, None, 2])
+    _fake_run(res, "stage1_think", [1, 1, 4])  # first 3 rows: helped, unchanged, helped
+    write_effect(res / "stage1_think", res / "stage1_nothink")
+    md = P.summarise(P.PipelineConfig(results_dir=str(res)), []).read_text()
+    summary = json.loads((res / P.SUMMARY_FILE).read_text())
+    assert summary["think_effect"] == {"stage1": {"n": 3, "helped": 2, "hurt": 0, "unchanged": 1}}
+    assert "| stage1 | 3 | 2 | 0 | 1 |" in md
+    step = {s.name: s for s in P.plan(P.PipelineConfig(results_dir=str(res)))}["eval_stage1_think"]
+    assert step.cmd[step.cmd.index("--compare_nothink") + 1] == str(res / "stage1_nothink")
 
 
 def test_office_benchmark_category_folders_and_summary_last_line(tmp_path, monkeypatch, capsys):
