@@ -77,6 +77,10 @@ class PipelineConfig:
     stage2_steps: int = field(default=160, metadata={"help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs)"})
     stage2_epochs: float = field(default=1.0, metadata={"help": "stage-2 epochs when STAGE2_STEPS is -1"})
     stage2_lr: float = field(default=2e-3, metadata={"help": "stage-2 learning rate"})
+    stage2_replay: float = field(default=0.0, metadata={
+        "help": "weight of stage 1's next_sid examples replayed in stage 2 beside the reasoning paths (0: "
+                "reasoning only; 0.5: half of them each epoch); with it, stage 2 also selects its checkpoint "
+                "on valid NDCG@10 (RANK_EVAL_ROWS)"})
     sft_eval_steps: int = field(default=0, metadata={"help": "SFT validation every N steps (0: a third of the "
                                                              "steps, or 150 when training by epochs)"})
     warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps (both stages)"})
@@ -157,16 +161,20 @@ def _sft_common(cfg: PipelineConfig, data: Path) -> tuple[dict, list[str]]:
     return env_sft, common
 
 
+def _next_sid_flags(cfg: PipelineConfig) -> list[str]:
+    """How next_sid is trained, in stage 1 and when stage 2 replays it."""
+    return ["--history_loss", str(cfg.history_loss), "--history_loss_weight", str(cfg.history_loss_weight),
+            "--keep_covered_rows", str(cfg.keep_covered_rows), "--recent_crops", str(cfg.recent_crops)]
+
+
 def _stage1_steps(cfg: PipelineConfig, data: Path, base: Path, run: Path) -> list[Step]:
     """Stage 1, SID-language alignment, from the base model (+ evals)."""
     env_sft, common = _sft_common(cfg, data)
     # stage 1: SID-language alignment
     s1 = run / "stage1"
     flags = _sft_length(cfg.stage1_steps, cfg.stage1_epochs, cfg.stage1_eval_steps or cfg.sft_eval_steps) + common
-    flags += ["--prompt_style", cfg.prompt_style, "--history_loss", str(cfg.history_loss),
-              "--history_loss_weight", str(cfg.history_loss_weight),
-              "--keep_covered_rows", str(cfg.keep_covered_rows), "--recent_crops", str(cfg.recent_crops),
-              "--rank_eval_rows", str(cfg.rank_eval_rows), "--log_file", str(s1 / "train_log.jsonl")]
+    flags += ["--prompt_style", cfg.prompt_style] + _next_sid_flags(cfg) + [
+        "--rank_eval_rows", str(cfg.rank_eval_rows), "--log_file", str(s1 / "train_log.jsonl")]
     flags += ["--tasks", cfg.stage1_tasks] if cfg.stage1_tasks else []
     flags += ["--task_weights", cfg.stage1_task_weights] if cfg.stage1_task_weights else []
     steps = [Step("stage1_sft", s1 / "final_checkpoint" / "config.json", ["bash", "sft_Qwen3_enrich.sh"] + flags,
@@ -191,6 +199,9 @@ def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
     s2 = run / "stage2"
     flags = _sft_length(cfg.stage2_steps, cfg.stage2_epochs, cfg.sft_eval_steps) + common
     flags += ["--log_file", str(s2 / "train_log.jsonl")]  # beside the run: two pipelines never share a log
+    if cfg.stage2_replay > 0:  # stage 1's next_sid replayed beside the reasoning task: keeps non-thinking mode
+        flags += ["--tasks", "reasoning,next_sid", "--task_weights", f"next_sid={cfg.stage2_replay}"]
+        flags += _next_sid_flags(cfg) + ["--rank_eval_rows", str(cfg.rank_eval_rows)]
     steps.append(Step("stage2_sft", s2 / "final_checkpoint" / "config.json",
                       ["bash", "sft_reasoning_activation.sh"] + flags,
                       dict(env_sft, BASE_MODEL=str(s1 / "final_checkpoint"), OUTPUT_DIR=str(s2),

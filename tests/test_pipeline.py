@@ -45,6 +45,16 @@ def test_stage1_gets_the_small_model_recipe_flags():
     assert (flags["--history_loss"], flags["--dropout"], flags["--rank_eval_rows"]) == ("False", "0.2", "300")
     stage2 = next(s for s in P.plan(cfg) if s.name == "stage2_sft")
     assert "--prompt_style" not in stage2.cmd  # stage 2 inherits the style recorded with stage 1's model
+    assert "--tasks" not in stage2.cmd and "--rank_eval_rows" not in stage2.cmd  # STAGE2_REPLAY=0: reasoning only
+
+
+def test_stage2_replays_next_sid_with_stage1s_recipe_and_selects_on_ranking():
+    cfg = P.PipelineConfig(stage2_replay=0.5, history_loss_weight=0.25, recent_crops=2, rank_eval_rows=300)
+    stage2 = next(s for s in P.plan(cfg) if s.name == "stage2_sft")
+    flags = dict(zip(stage2.cmd[2::2], stage2.cmd[3::2]))
+    assert (flags["--tasks"], flags["--task_weights"]) == ("reasoning,next_sid", "next_sid=0.5")
+    assert (flags["--history_loss_weight"], flags["--recent_crops"], flags["--rank_eval_rows"]) == (
+        "0.25", "2", "300")
 
 
 def test_plan_on_real_data_skips_generation_and_uses_the_stage_scripts():
