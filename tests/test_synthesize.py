@@ -47,6 +47,8 @@ def test_template_corpus_is_complete_real_and_readable(tmp_path):
         assert [format_sid(m.codes) for m in find_sids(r.text)].count(CATALOGUE[r.item_id][0]) >= 2
     assert (stats["items"]["written"], stats["sequences"]["written"]) == (8, len(rows))
     assert stats["items"]["rejected"] == stats["sequences"]["rejected"] == 0
+    # the reasoning never states the target's title or a brand the history lacks (teacher.leakage)
+    assert stats["sequences"]["target_quoted_share"] == {"title": 0.0, "brand": 0.0}
     n_sids = [len(find_sids(r.text)) for r in enhanced.records]
     assert stats["items"]["lengths"]["sids"]["mean"] == round(sum(n_sids) / len(n_sids), 2)
 
@@ -145,6 +147,7 @@ QUOTING = ("<narrative>Pen <a_3><b_1><c_1>, then <a_3><b_1><c_2>.</narrative>\n"
 def test_vet_sequence_redacts_target_sid_by_default():
     o = vet_sequence(QUOTING, SEQ, INDEX, SynthesisConfig("d", "c"), "stop")
     assert o.problems == [] and o.counts["target_sid_redacted"] == 1
+    assert o.counts["target_title_quoted"] == 1  # the redaction's title gives the answer away: counted
     assert o.value == SequenceDraft("Pen <a_3><b_1><c_1>, then <a_3><b_1><c_2>.",
                                     'After <a_3><b_1><c_1> comes "Scribewell Notebook".')
 

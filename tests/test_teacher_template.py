@@ -10,7 +10,8 @@ import pytest
 from sidreasoner.sid.spelling import find_sids, format_sid
 from sidreasoner.teacher.prompts import (ItemBrief, ItemContext, SequenceContext, SequenceDraft, format_sequence_answer,
                                          item_messages, parse_sequence_answer, repair_messages, sequence_messages)
-from sidreasoner.teacher.template import TemplateTeacher, keywords, short_title, type_phrase
+from sidreasoner.teacher.leakage import quotes_target
+from sidreasoner.teacher.template import TemplateTeacher, short_title, type_phrase
 
 
 def sids_in(text: str) -> list[str]:
@@ -39,11 +40,6 @@ def test_short_title(title, n, want):
     assert short_title(title, n) == want
 
 
-def test_keywords_drop_brand_stop_words_and_short_words():
-    assert keywords(ItemBrief("1", "<a_1>", "Inkwell Ink Cartridge for the Printer, 2 pack", "Inkwell")) == \
-        {"ink", "cartridge", "printer"}
-
-
 PRINTER = ItemBrief("1", "<a_1><b_1><c_1>", "Inkwell Printer, Black", "Inkwell", "Office", "Prints documents at home.")
 INK = ItemBrief("2", "<a_1><b_2><c_1>", "Inkwell Ink Cartridge, Black", "Inkwell", "Office", "Refills an Inkwell printer.")
 PAPER = ItemBrief("3", "<a_2><b_1><c_1>", "Paperline Copy Paper, 500 sheets", "Paperline", "", "Bright white paper.")
@@ -70,13 +66,23 @@ def test_deterministic_by_seed_and_key_not_by_order():
     assert a == b and a != other
 
 
-def test_reasoning_cites_shared_brand_and_overlap_and_ends_at_target_without_its_sid():
+def test_reasoning_uses_only_the_history_and_concludes_at_a_kind():
     ctx = SequenceContext("train row 1", (PAPER, PRINTER), INK)
     draft = TemplateTeacher(seed=0).sequence(ctx)
-    assert sids_in(draft.narrative) == [PAPER.sid, PRINTER.sid, INK.sid]
-    assert INK.sid not in sids_in(draft.reasoning_path)
-    assert f"({PRINTER.sid}) is from Inkwell" in draft.reasoning_path
-    assert draft.reasoning_path.endswith('"Inkwell Ink Cartridge" - Refills an Inkwell printer.')
+    assert sids_in(draft.narrative) == [PAPER.sid, PRINTER.sid, INK.sid]  # the narrative may tell the story
+    path = draft.reasoning_path
+    assert INK.sid not in sids_in(path) and "Ink Cartridge" not in path and "Refills" not in path
+    assert "No other shopper's next purchase after Inkwell Printer <a_1><b_1><c_1> is on record" in path
+    assert path.endswith("a printer.")  # the last item's kind: the level the evidence supports
+    assert quotes_target(path, ctx) == {"title": False, "brand": False}
+
+
+def test_brand_habit_and_recurring_kind_come_from_the_history():
+    pen2 = ItemBrief("5", "<a_3><b_2><c_1>", "Scribewell Ballpoint Pen, Red", "Scribewell")
+    path = TemplateTeacher(seed=0).sequence(SequenceContext("r", (PAPER, PEN, pen2), INK)).reasoning_path
+    assert "2 of the 3 purchases are from Scribewell, so the user leans towards Scribewell." in path
+    assert "Ballpoint pen came up 2 times" in path
+    assert path.endswith("ballpoint pen from Scribewell.")
 
 
 def test_repeat_purchase_names_the_history_copy_by_title_only():
@@ -84,16 +90,31 @@ def test_repeat_purchase_names_the_history_copy_by_title_only():
     draft = TemplateTeacher(seed=0).sequence(ctx)
     assert set(sids_in(draft.reasoning_path)) == {PRINTER.sid}  # the two INK purchases appear by title
     assert "Inkwell Ink Cartridge" in draft.reasoning_path
+    assert quotes_target(draft.reasoning_path, ctx) == {"title": False, "brand": False}  # known from history
 
 
 @pytest.mark.parametrize("n_rows, cited", [(0, False), (1, False), (2, True), (5, True)])
-def test_co_purchase_fact_needs_more_than_this_row(n_rows, cited):
+def test_what_follows_the_last_item_leaves_this_row_out(n_rows, cited):
     follows = {PEN.item_id: Counter({PAPER.item_id: n_rows})} if n_rows else {}
-    draft = TemplateTeacher(seed=0, follows=follows).sequence(SequenceContext("r", (PEN,), PAPER))
-    assert ("Several shoppers who bought Scribewell Ballpoint Pen" in draft.reasoning_path) is cited
+    teacher = TemplateTeacher(seed=0, follows=follows, items={PAPER.item_id: PAPER})
+    path = teacher.sequence(SequenceContext("r", (PEN,), PAPER)).reasoning_path
+    assert ("Shoppers who bought Scribewell Ballpoint Pen <a_3><b_1><c_1> most often bought copy paper "
+            "right after it." in path) is cited
+    assert path.endswith("copy paper." if cited else "ballpoint pen.")
 
 
-# -- the LLM prompts and their answer format (sidreasoner/teacher/prompts.py) ---------------------------
+@pytest.mark.parametrize("path, title, brand", [
+    ("So the next item is Inkwell Ink Cartridge.", True, False),       # target title; brand Inkwell is in history
+    ("Probably something from Paperline.", False, False),              # a history brand
+    ("The user wants toner.", False, False),
+    ("Maybe scribewell ink", False, True),                             # brand the history lacks, any case
+    ("Scribewellness", False, False),                                  # not the whole word
+])
+def test_quotes_target_flags_only_facts_the_history_lacks(path, title, brand):
+    target = ItemBrief("9", "<a_9><b_9><c_9>", "Inkwell Ink Cartridge, Black", "Scribewell")
+    assert quotes_target(path, SequenceContext("r", (PAPER, PRINTER), target)) == {"title": title, "brand": brand}
+
+
 @pytest.mark.parametrize("text, want", [
     ("<narrative>A <a_1></narrative>\n<reasoning_path>B</reasoning_path>", SequenceDraft("A <a_1>", "B")),
     ("intro <narrative> A </narrative><reasoning_path> B ", SequenceDraft("A", "B")),       # unclosed last part

@@ -35,6 +35,7 @@ from ..sid.spelling import find_sid_runs, format_sid, run_codes
 from .client import ChatClient, map_bounded
 from .prompts import (ItemBrief, ItemContext, SequenceContext, SequenceDraft, item_messages,
                       parse_sequence_answer, repair_messages, sequence_messages)
+from .leakage import quotes_target
 from .template import TemplateTeacher, short_title
 
 N_EXAMPLES = 5  # rejected answers kept per corpus to show in the statistics
@@ -122,7 +123,8 @@ def transitions(rows: Sequence[SequenceRow]) -> tuple[dict[str, Counter], dict[s
 
 
 def build_jobs(cfg: SynthesisConfig):
-    """Read the release; return (index, item contexts, sequence contexts, follows, rows skipped)."""
+    """Read the release; return (index, item contexts, sequence contexts, follows, successors' briefs by
+    item id, rows skipped)."""
     paths = cfg.paths()
     index = SIDIndex.from_index_json(paths.index_json)
     brief = _Briefs(read_item_json(paths.item_json))
@@ -142,7 +144,8 @@ def build_jobs(cfg: SynthesisConfig):
         hist = tuple(brief(h, s, t) for h, s, t in zip(r.history_item_ids, r.history_sids, r.history_titles))
         seq_jobs.append((r, SequenceContext(f"{split_path.name} row {i + 1}", hist,
                                             brief(r.item_id, r.item_sid, r.item_title))))
-    return index, item_jobs, seq_jobs, follows, skipped
+    successors = {b: brief(b, index.sid(b)) for after in follows.values() for b in after if b in index}
+    return index, item_jobs, seq_jobs, follows, successors, skipped
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -205,6 +208,8 @@ def vet_sequence(raw: str, ctx: SequenceContext, index: SIDIndex, cfg: Synthesis
         reasoning, n = redact_target(reasoning, ctx.target)
         o.counts["target_sid_redacted"] += n
     reasoning, p2, quoted = check_text(reasoning, index, cfg.max_words, o.counts)
+    for fact, said in quotes_target(reasoning, ctx).items():  # the answer given away (see teacher.leakage)
+        o.counts[f"target_{fact}_quoted"] += said
     o.problems += [f"narrative {p}" for p in p1] + [f"reasoning_path {p}" for p in p2]
     if narrative and not found:
         o.problems.append("no_sid: the narrative writes no SID")
@@ -254,8 +259,8 @@ def synthesize(cfg: SynthesisConfig, client: Optional[ChatClient] = None, progre
     if cfg.target_sid_policy not in ("redact", "reject"):
         raise ValueError(f"target_sid_policy must be 'redact' or 'reject', got {cfg.target_sid_policy!r}")
     t0 = time.perf_counter()
-    index, item_jobs, seq_jobs, follows, skipped = build_jobs(cfg)
-    template = TemplateTeacher(cfg.seed, follows)
+    index, item_jobs, seq_jobs, follows, successors, skipped = build_jobs(cfg)
+    template = TemplateTeacher(cfg.seed, follows, items=successors)
     if client is None:
         item_fn = lambda c: vet_item(template.item_passage(c), c, index, cfg, None)  # noqa: E731
         seq_fn = lambda j: vet_sequence("", j[1], index, cfg, None, template.sequence(j[1]))  # noqa: E731
@@ -280,6 +285,9 @@ def synthesize(cfg: SynthesisConfig, client: Optional[ChatClient] = None, progre
              "sequences": _stats([c for _, c in seq_jobs], seq_out, lambda c: c.label, _seq_measures),
              "outputs": {"item_enhanced": str(enhanced_path), "narrative": str(narrative_path)}}
     stats["sequences"]["skipped"] = dict(skipped)
+    seq = stats["sequences"]  # paths that state the target's title / brand the history lacks (teacher.leakage)
+    seq["target_quoted_share"] = {fact: round(seq["counts"].get(f"target_{fact}_quoted", 0) / max(len(seq_jobs), 1), 4)
+                                  for fact in ("title", "brand")}
     if client is not None:
         stats["requests"] = dict(client.counts)
         if client.cache is not None:

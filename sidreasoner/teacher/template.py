@@ -2,10 +2,11 @@
 
 It answers the same :class:`~sidreasoner.teacher.prompts.ItemContext` / ``SequenceContext`` an LLM
 teacher gets, so ``make demo`` and tests run the whole corpus path offline. The text is plain but true
-to the data: product type words from the title, brand, description snippet, co-purchased items; the
-reasoning path cites the history features that actually connect to the target (shared brand, shared
-title words, co-purchase links, recency) and ends at the target's title and description without its
-SID. Sentence variants are drawn from a per-item / per-row RNG seeded from ``seed`` and the item or
+to the data: product type words from the title, brand, description snippet, co-purchased items. The
+reasoning path uses only what a recommender knows before answering (the history's titles, brands and
+recurring kinds, and what other train rows bought right after the last item) and concludes at the level
+that supports (a kind, a brand); it never quotes the target's title, description or SID, so the SID
+after ``</think>`` is not a copy of something the path already said. Sentence variants are drawn from a per-item / per-row RNG seeded from ``seed`` and the item or
 row key, so output is deterministic and independent of job order.
 """
 from __future__ import annotations
@@ -58,13 +59,6 @@ def type_phrase(title: str, brand: str = "") -> str:
     return " ".join(words[-2:]).lower() if words else "product"
 
 
-def keywords(item: ItemBrief) -> set[str]:
-    """Content words of the title (lower case, brand and stop words removed)."""
-    brand_words = {w.lower() for w in item.brand.split()}
-    return {w.lower() for w in _WORD.findall(item.title)
-            if len(w) > 2 and w.lower() not in _STOP and w.lower() not in brand_words}
-
-
 def _article(phrase: str) -> str:
     """``"stapler"`` -> ``"a stapler"``; plurals (``"gel pens"``) take no article."""
     if phrase.endswith("s") and not phrase.endswith("ss"):
@@ -92,14 +86,14 @@ def _join(parts: Sequence[str]) -> str:
 
 class TemplateTeacher:
     """Deterministic offline teacher. ``follows[a][b]`` counts training rows whose last history item
-    is ``a`` and whose target is ``b``: the co-purchase facts it cites (only when >= 2 rows, i.e. more
-    than the row being written about)."""
+    is ``a`` and whose target is ``b``: the co-purchase facts its reasoning cites (minus the row being
+    written about); ``items`` (item id -> brief) names those successors' kinds."""
 
     name = "template"
 
     def __init__(self, seed: int = 0, follows: Mapping[str, Mapping[str, int]] | None = None,
-                 max_neighbours: int = 3, snippet_words: int = 30):
-        self.seed, self.follows = seed, dict(follows or {})
+                 max_neighbours: int = 3, snippet_words: int = 30, items: Mapping[str, ItemBrief] | None = None):
+        self.seed, self.follows, self.items = seed, dict(follows or {}), dict(items or {})
         self.max_neighbours, self.snippet_words = max_neighbours, snippet_words
 
     # -- item passages --------------------------------------------------------------------------
@@ -147,50 +141,59 @@ class TemplateTeacher:
         return " ".join(out)
 
     def _reasoning(self, ctx: SequenceContext, rng: random.Random) -> str:
+        """What a recommender could reason before the answer: history titles, brands and kinds, and what
+        followed the last item in the train split (this row left out); it concludes at the level that
+        evidence supports (a kind, a brand), never the target's title or description."""
         t = ctx.target
         # A history item that IS the target (repeat purchase) is named by title only: no target SID here.
         cite = [(h, "" if h.sid == t.sid else f" {h.sid}") for h in ctx.history]
-        recent = cite[-3:]
-        named = _join([f"{short_title(h.title, 6)}{s}" for h, s in reversed(recent)])
+        named = _join([f"{short_title(h.title, 6)}{s}" for h, s in reversed(cite[-3:])])
         steps = [f"The history has one item, {named}." if len(cite) == 1 else
                  f"The history has {len(cite)} items; the most recent are {named}."]
-        steps += self._brand_step(cite, t) + self._overlap_step(cite, t) + self._follow_step(cite, t)
-        kind = type_phrase(t.title, t.brand)
-        if len(steps) == 1:
-            last, s = cite[-1]
-            steps.append(f"No strong pattern links the items, so the recent need behind {short_title(last.title, 6)}{s} "
-                         f"({type_phrase(last.title, last.brand)}) matters most.")
+        brand, brand_step = self._brand_habit(cite)
+        kind, kind_step = self._recurring_kind(cite)
+        after, after_step = self._what_follows(cite, t)
+        steps += brand_step + kind_step + after_step
+        last = cite[-1][0]
+        guess = after or kind or type_phrase(last.title, last.brand)
         end = rng.choice(("So the next item is likely", "Putting this together, the user probably wants",
                           "The best next recommendation is therefore"))
-        close = f"{end} {_article(kind)}{' from ' + t.brand if t.brand else ''}: \"{short_title(t.title, 14)}\""
-        snip = _snippet(t.description, 20) if t.description else ""
-        return " ".join(steps) + " " + close + (f" - {snip}" if snip else ".")
+        return " ".join(steps) + f" {end} {_article(guess)}{' from ' + brand if brand else ''}."
 
-    def _brand_step(self, cite, t: ItemBrief) -> list[str]:
-        same = [f"{h.sid}" if s else f"\"{short_title(h.title, 5)}\"" for h, s in cite if t.brand and h.brand == t.brand]
-        if same:
-            share = "Every purchase" if len(same) == len(cite) else f"{len(same)} of the {len(cite)} purchases"
-            return [f"{share} ({_join(same)}) {'is' if len(same) == 1 else 'are'} from {t.brand}, "
-                    f"so the user leans towards {t.brand}."]
+    @staticmethod
+    def _brand_habit(cite) -> tuple[str, list[str]]:
+        """(brand bought at least twice, its sentence)."""
         top = Counter(h.brand for h, _ in cite if h.brand).most_common(1)
-        if top and top[0][1] >= 2:
-            return [f"The user often buys {top[0][0]} but may try another brand for a new need."]
-        return []
+        if not top or top[0][1] < 2:
+            return "", []
+        brand, n = top[0]
+        share = ("Both purchases" if n == 2 else f"All {n} purchases") if n == len(cite) else \
+            f"{n} of the {len(cite)} purchases"
+        return brand, [f"{share} are from {brand}, so the user leans towards {brand}."]
 
-    def _overlap_step(self, cite, t: ItemBrief) -> list[str]:
-        want = keywords(t)
-        for h, s in reversed(cite):  # the most recent item sharing words with the target
-            shared = sorted(keywords(h) & want)
-            if shared:
-                same_type = type_phrase(h.title, h.brand) == type_phrase(t.title, t.brand)
-                why = "a repeat or refill of the same kind of product" if same_type else "a closely related product"
-                return [f"{short_title(h.title, 6)}{s} shares \"{', '.join(shared[:3])}\" with what fits next, "
-                        f"pointing to {why}."]
-        return []
+    @staticmethod
+    def _recurring_kind(cite) -> tuple[str, list[str]]:
+        """(product kind bought at least twice, its sentence)."""
+        kinds = Counter(type_phrase(h.title, h.brand) for h, _ in cite)
+        kind, n = kinds.most_common(1)[0]
+        if n < 2 or kind == "product":
+            return "", []
+        return kind, [f"{kind.capitalize()} came up {n} times: a refill or a related {kind} product is plausible."]
 
-    def _follow_step(self, cite, t: ItemBrief) -> list[str]:
-        for h, s in reversed(cite):
-            if self.follows.get(h.item_id, {}).get(t.item_id, 0) >= 2:
-                return [f"Several shoppers who bought {short_title(h.title, 6)}{s} went on to buy "
-                        f"{_article(type_phrase(t.title, t.brand))} right after it."]
-        return []
+    def _what_follows(self, cite, t: ItemBrief) -> tuple[str, list[str]]:
+        """(most common kind bought right after the last item by other train rows, its sentence); this
+        row's own (last item -> target) pair is not counted."""
+        last, s = cite[-1]
+        counts = Counter(self.follows.get(last.item_id, {}))
+        counts[t.item_id] -= 1
+        kinds: Counter = Counter()
+        for item_id, n in counts.items():
+            item = self.items.get(item_id)
+            if n > 0 and item is not None:
+                kinds[type_phrase(item.title, item.brand)] += n
+        if not kinds:
+            return "", [f"No other shopper's next purchase after {short_title(last.title, 6)}{s} is on record, "
+                        f"so the recent need ({type_phrase(last.title, last.brand)}) matters most."]
+        top = [k for k, _ in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))[:2]]
+        return top[0], [f"Shoppers who bought {short_title(last.title, 6)}{s} most often bought "
+                        f"{' or '.join(top)} right after it."]
