@@ -203,3 +203,22 @@ def test_script_missing_data_is_a_clear_error(tmp_path):
     res = _script("--data_dir", str(tmp_path / "nowhere"), "--category", "Tiny", "--output_dir", str(tmp_path / "o"))
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: {tmp_path / 'nowhere' / 'index' / 'Tiny.index.json'}: file not found"
+
+
+def test_leakage_cli_reports_any_corpus(tmp_path, capsys):
+    from sidreasoner.data.corpora import NarrativeRow, write_narratives
+    from sidreasoner.teacher import leakage
+    write_tiny_release(tmp_path / "data")
+    synthesize(_cfg(tmp_path))
+    own = tmp_path / "out" / "Tiny.integrated_narrative.csv"
+    assert leakage.main(["--data_dir", str(tmp_path / "data"), "--category", "Tiny", "--narrative", str(own)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["title"] == 0.0
+    # a model teacher's paths: one names the target (Scribewell Notebook), one a brand the history has
+    leaky = tmp_path / "leaky.csv"
+    write_narratives(leaky, [
+        NarrativeRow(("<a_3><b_1><c_1>",), "<a_3><b_1><c_2>", "n", "After the pen, the Scribewell Notebook."),
+        NarrativeRow(("<a_3><b_1><c_1>",), "<a_3><b_1><c_2>", "n", "More from Scribewell, probably."),
+        NarrativeRow(("<a_9><b_9><c_9>",), "<a_3><b_1><c_2>", "n", "Unknown history item.")])
+    assert leakage.main(["--data_dir", str(tmp_path / "data"), "--category", "Tiny", "--narrative", str(leaky)]) == 0
+    share = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert share == {"paths": 2, "title": 0.5, "brand": 0.0, "unknown_sid": 1, "empty_reasoning": 0}
