@@ -12,9 +12,9 @@ as one JSON object: NDCG@10 and HR@10 of every run over all the rows it scored (
 NDCG@10 of every run on the first ``same_rows_n`` test rows, the ones thinking mode scored
 (``same_rows_ndcg10``), and the seconds of every step (``seconds``).
 
-CPU budget for Office_Products, measured on a shared 2-core machine with one torch thread:
-``--stages 1`` took 27 minutes (SASRec 82 s, stage 1 1,461 s for 16 epochs with a valid-ranking
-evaluation after each, the test evaluations 46 s). With the earlier one-epoch mixture stage 1, stage 2 (two epochs of
+CPU budget for Office_Products, measured on a shared 2-core machine with two torch threads:
+``--stages 1`` took 24 minutes (SASRec 199 s beside another job, stage 1 1,184 s for 16 epochs with a
+valid-ranking evaluation after each, the test evaluations 52 s). With the earlier one-epoch mixture stage 1, stage 2 (two epochs of
 the template reasoning corpus) took 23 min and stage 3 (20 GRPO steps) 9 min. Thinking-mode rows are
 scored on the first ``--think_eval_limit`` test rows (default 1000) because each generates up to 384
 reasoning tokens; non-thinking rows and the baselines use the whole split.
@@ -40,7 +40,7 @@ BENCH_BASELINES = "popularity,sasrec,transitions"  # overrides OFFICE_SETTINGS["
 # scale"), with a larger batch and longer run for the larger data set: Office has 9,484 train rows,
 # 16,555 stage-1 examples with the crops (259 steps an epoch at batch 64; one valid-ranking evaluation
 # an epoch), and early stopping ends the run after four evaluations without a better valid NDCG@10.
-# 16 epochs were chosen over 10 on valid (best NDCG@10 0.1207 vs 0.1175).
+# 16 epochs were chosen over 10 on valid (best NDCG@10 0.1207 vs 0.1175, before the history loss weight).
 OFFICE_SETTINGS = dict(
     category="Office_Products", run_dir="checkpoints/office", results_dir="results/office",
     baselines="popularity,sasrec", batch_size=64, micro_batch_size=64,
