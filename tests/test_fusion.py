@@ -1,0 +1,60 @@
+"""Fusion of thinking and non-thinking lists (sidreasoner.eval.fusion): scores by hand, the weight chosen
+on valid, the CLI's files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sidreasoner.data.records import DataError
+from sidreasoner.eval import fusion as F
+
+A, B, C, T = "<a_1><b_1><c_1>", "<a_2><b_2><c_2>", "<a_3><b_3><c_3>", "<a_9><b_9><c_9>"
+
+
+def rec(row, ranked, scores, target=T):
+    return {"row": row, "user_id": f"u{row}", "target": target, "ranked": ranked, "scores": scores}
+
+
+@pytest.mark.parametrize("weight, ranked, scores", [
+    (0.0, [A, B, C], [-1.0, -2.0, -2.0]),     # non-thinking list; C (think only) at the non-thinking floor -2
+    (1.0, [C, A, B], [-0.5, -1.5, -1.5]),     # thinking list; B (non-thinking only) at the thinking floor
+    (0.5, [A, C, B], [-1.25, -1.25, -1.75]),  # A: .5*-1.5 + .5*-1; C: .5*-.5 + .5*-2 (floor); ties by SID
+])
+def test_fuse_row_by_hand(weight, ranked, scores):
+    think = rec(0, [C, A], [-0.5, -1.5])
+    nothink = rec(0, [A, B], [-1.0, -2.0])
+    got = F.fuse_row(think, nothink, weight, k=3)
+    assert got["ranked"] == ranked and got["scores"] == pytest.approx(scores)
+
+
+def test_rows_without_scores_are_refused():
+    with pytest.raises(DataError, match="needs a score for every ranked SID"):
+        F.fuse_row(rec(0, [A], []), rec(0, [A], [-1.0]), 0.5, 10)
+
+
+def _run(folder, records):
+    folder.mkdir(parents=True)
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_weight_chosen_on_valid_never_below_nonthinking_there(tmp_path):
+    # valid: thinking puts the target second, non-thinking first -> w = 0 wins
+    _run(tmp_path / "vt", [rec(0, [A, T], [-1.0, -1.1]), rec(1, [B, T], [-1.0, -3.0])])
+    _run(tmp_path / "vn", [rec(0, [T, A], [-1.0, -2.0]), rec(1, [T, B], [-1.0, -1.5])])
+    _run(tmp_path / "tt", [rec(0, [T], [-0.1])])
+    _run(tmp_path / "tn", [rec(0, [A, T], [-1.0, -1.2]), rec(7, [A], [-1.0])])  # thinking scored a subset
+    out = tmp_path / "fused"
+    assert F.main(["--valid", str(tmp_path / "vt"), str(tmp_path / "vn"), "--test", str(tmp_path / "tt"),
+                   str(tmp_path / "tn"), "--output_dir", str(out)]) == 0
+    record = json.loads((out / "fusion.json").read_text())
+    assert record["weight"] == 0.0 and record["valid_ndcg10"]["0.0"] == 1.0 > record["valid_ndcg10"]["1.0"]
+    rows = [json.loads(l) for l in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["ranked"] for r in rows] == [[A, T]]  # w = 0: the non-thinking list of the scored row
+    assert json.loads((out / "metrics.json").read_text())["n"] == 1
+
+
+def test_cli_needs_a_way_to_pick_the_weight(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        F.main(["--test", "a", "b", "--output_dir", str(tmp_path)])
+    assert "give --valid THINK_DIR NOTHINK_DIR" in capsys.readouterr().err
