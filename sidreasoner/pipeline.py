@@ -95,6 +95,9 @@ class PipelineConfig:
     think_eval_limit: int = field(default=200, metadata={"help": "test rows per thinking evaluation (0: whole "
                                                                  "split); thinking is ~20x slower on CPU"})
     num_beams: int = field(default=10, metadata={"help": "beams = SIDs returned per row"})
+    fusion_valid_rows: int = field(default=200, metadata={
+        "help": "after stages 2 and 3: valid rows evaluated in both modes to choose the weight that fuses the "
+                "thinking and non-thinking test lists (RESULTS_DIR/<stage>_fused; 0: no fusion)"})
     max_think_tokens: int = field(default=192, metadata={
         "help": "reasoning budget of thinking-mode evaluation in tokens (the demo's reasoning paths: p90 169)"})
     baselines: str = field(default="popularity,transitions", metadata={
@@ -142,6 +145,28 @@ def _eval_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> lis
             env["MAX_THINK_TOKENS"] = str(cfg.max_think_tokens)
             extra += ["--compare_nothink", str(Path(cfg.results_dir) / f"{stage}_nothink")]
         steps.append(Step(f"eval_{stage}_{mode}", out / "metrics.json", ["bash", script] + extra, env))
+    return steps
+
+
+def _fusion_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
+    """Both modes on the first FUSION_VALID_ROWS valid rows, then the test lists fused with the weight
+    that scores best there (``sidreasoner.eval.fusion``; weight 0 = non-thinking mode) into
+    RESULTS_DIR/<stage>_fused."""
+    if cfg.fusion_valid_rows <= 0:
+        return []
+    res, steps = Path(cfg.results_dir), []
+    for mode, script in (("nothink", "evaluate_Qwen3.sh"), ("think", "evaluate_Qwen3_think.sh")):
+        out = res / "valid" / f"{stage}_{mode}"
+        extra = ["--limit", str(cfg.fusion_valid_rows)] + (["--threads", str(cfg.threads)] if cfg.threads else [])
+        env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": "valid",
+               "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams), "MAX_THINK_TOKENS": str(cfg.max_think_tokens)}
+        steps.append(Step(f"valid_{stage}_{mode}", out / "metrics.json", ["bash", script] + extra, env))
+    fused = res / f"{stage}_fused"
+    steps.append(Step(f"fuse_{stage}", fused / "metrics.json",
+                      [sys.executable, "-m", "sidreasoner.eval.fusion",
+                       "--valid", str(res / "valid" / f"{stage}_think"), str(res / "valid" / f"{stage}_nothink"),
+                       "--test", str(res / f"{stage}_think"), str(res / f"{stage}_nothink"),
+                       "--num_beams", str(cfg.num_beams), "--output_dir", str(fused)]))
     return steps
 
 
@@ -208,7 +233,7 @@ def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
                            REASONING_FILE=str(narrative), LEARNING_RATE=str(cfg.stage2_lr),
                            LOG_FILE=str(s2 / "train.log"))))
     steps += _eval_steps(cfg, "stage2", s2 / "final_checkpoint", data)
-    return steps
+    return steps + _fusion_steps(cfg, "stage2", s2 / "final_checkpoint", data)
 
 
 def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
@@ -224,7 +249,8 @@ def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
            "SAVE_FREQ": str(max(cfg.rl_steps // 2, 1)), "TEST_FREQ": "0", "SEED": str(cfg.seed),
            "LOG_FILE": str(s3 / "train.log")}
     steps = [Step("stage3_grpo", s3 / "final_checkpoint" / "config.json", ["bash", "RL_training_script.sh"], env)]
-    return steps + _eval_steps(cfg, "stage3", s3 / "final_checkpoint", data)
+    model = s3 / "final_checkpoint"
+    return steps + _eval_steps(cfg, "stage3", model, data) + _fusion_steps(cfg, "stage3", model, data)
 
 
 def _baseline_step(cfg: PipelineConfig, name: str, data: Path) -> Step:

@@ -98,7 +98,7 @@ def _effects_table(effects: dict) -> str:
 def _run_names(cfg: PipelineConfig, res: Path) -> list[str]:
     """Folders under RESULTS_DIR with a metrics.json: the configured baselines, the other baselines, the
     stages in order, then any other run folder (by name)."""
-    stages = [f"{s}_{m}" for s in ("stage1", "stage2", "stage3") for m in ("nothink", "think")]
+    stages = [f"{s}_{m}" for s in ("stage1", "stage2", "stage3") for m in ("nothink", "think", "fused")]
     order = [b.strip() for b in cfg.baselines.split(",") if b.strip()] + list(BASELINES) + stages
     found = sorted(d.name for d in res.iterdir() if (d / "metrics.json").is_file()) if res.is_dir() else []
     return [name for name in dict.fromkeys(order + found) if name in found]

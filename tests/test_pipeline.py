@@ -108,8 +108,8 @@ def test_cli_help_and_dry_run():
 
 @pytest.mark.parametrize("stages, last, absent", [
     (1, "eval_stage1_think", ["teacher_corpus", "stage2_sft", "eval_stage2_nothink", "stage3_grpo"]),
-    (2, "eval_stage2_think", ["stage3_grpo", "eval_stage3_nothink", "eval_stage3_think"]),
-    (3, "eval_stage3_think", []),
+    (2, "fuse_stage2", ["stage3_grpo", "eval_stage3_nothink", "eval_stage3_think"]),
+    (3, "fuse_stage3", []),
 ])
 def test_stages_knob_stops_after_that_stage_and_its_evals(stages, last, absent):
     full = P.plan(P.PipelineConfig(rl_steps=5))
@@ -285,3 +285,21 @@ def test_office_benchmark_category_folders_and_summary_last_line(tmp_path, monke
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"ndcg10": {"popularity": 0.1},
                                                                               "same_rows_n": 3}
     assert bench.short_name("Office_Products") == "office"
+
+
+def test_fusion_steps_choose_on_valid_and_fuse_the_test_lists(tmp_path):
+    res = tmp_path / "res"
+    steps = {s.name: s for s in P.plan(P.PipelineConfig(results_dir=str(res), fusion_valid_rows=50))}
+    for stage in ("stage2", "stage3"):
+        for mode in ("nothink", "think"):
+            valid = steps[f"valid_{stage}_{mode}"]
+            assert valid.env["SPLIT"] == "valid" and valid.env["OUTPUT_DIR"] == str(res / "valid" / f"{stage}_{mode}")
+            assert valid.cmd[valid.cmd.index("--limit") + 1] == "50"
+        fuse = steps[f"fuse_{stage}"].cmd
+        assert fuse[fuse.index("--valid") + 1:fuse.index("--valid") + 3] == [
+            str(res / "valid" / f"{stage}_think"), str(res / "valid" / f"{stage}_nothink")]
+        assert fuse[fuse.index("--output_dir") + 1] == str(res / f"{stage}_fused")
+    names = list(steps)
+    assert names.index("eval_stage2_think") < names.index("valid_stage2_think") < names.index("fuse_stage2")
+    assert not any(n.startswith(("valid_", "fuse_")) for n in
+                   (s.name for s in P.plan(P.PipelineConfig(results_dir=str(res), fusion_valid_rows=0))))
