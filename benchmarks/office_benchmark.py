@@ -45,7 +45,7 @@ OFFICE_SETTINGS = dict(
     category="Office_Products", run_dir="checkpoints/office", results_dir="results/office",
     baselines="popularity,sasrec", batch_size=64, micro_batch_size=64,
     stage1_steps=-1, stage1_epochs=16.0, stage1_lr=2e-3, stage1_eval_steps=259,
-    stage2_steps=-1, stage2_epochs=2.0, stage2_lr=2e-3, sft_eval_steps=150, warmup_steps=30,
+    stage2_steps=-1, stage2_epochs=2.0, sft_eval_steps=150, warmup_steps=30,  # stage 2: the pipeline's lr, replay
     rl_steps=20, rl_lr=1e-4, rl_max_response_length=416,
     # the corpus's reasoning paths are 162 tokens on average (p99 269); the tiny model's own run longer
     eval_limit=0, think_eval_limit=1000, max_think_tokens=384)

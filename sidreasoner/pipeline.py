@@ -76,8 +76,9 @@ class PipelineConfig:
         "help": "SFT evaluations without a better selection metric before stopping (0: never)"})
     stage2_steps: int = field(default=160, metadata={"help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs)"})
     stage2_epochs: float = field(default=1.0, metadata={"help": "stage-2 epochs when STAGE2_STEPS is -1"})
-    stage2_lr: float = field(default=2e-3, metadata={"help": "stage-2 learning rate"})
-    stage2_replay: float = field(default=0.0, metadata={
+    stage2_lr: float = field(default=2e-4, metadata={
+        "help": "stage-2 learning rate (a tenth of stage 1's: 2e-3 erased stage 1's non-thinking skill)"})
+    stage2_replay: float = field(default=0.5, metadata={
         "help": "weight of stage 1's next_sid examples replayed in stage 2 beside the reasoning paths (0: "
                 "reasoning only; 0.5: half of them each epoch); with it, stage 2 also selects its checkpoint "
                 "on valid NDCG@10 (RANK_EVAL_ROWS)"})

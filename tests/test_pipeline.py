@@ -45,7 +45,8 @@ def test_stage1_gets_the_small_model_recipe_flags():
     assert (flags["--history_loss"], flags["--dropout"], flags["--rank_eval_rows"]) == ("False", "0.2", "300")
     stage2 = next(s for s in P.plan(cfg) if s.name == "stage2_sft")
     assert "--prompt_style" not in stage2.cmd  # stage 2 inherits the style recorded with stage 1's model
-    assert "--tasks" not in stage2.cmd and "--rank_eval_rows" not in stage2.cmd  # STAGE2_REPLAY=0: reasoning only
+    reasoning_only = next(s for s in P.plan(P.PipelineConfig(stage2_replay=0)) if s.name == "stage2_sft")
+    assert "--tasks" not in reasoning_only.cmd and "--rank_eval_rows" not in reasoning_only.cmd
 
 
 def test_stage2_replays_next_sid_with_stage1s_recipe_and_selects_on_ranking():
