@@ -17,7 +17,7 @@ def rec(row, ranked, scores, target=T):
 
 
 @pytest.mark.parametrize("weight, ranked, scores", [
-    (0.0, [A, B, C], [-1.0, -2.0, -2.0]),     # non-thinking list; C (think only) at the non-thinking floor -2
+    (0.0, [A, B, C], [-1.0, -2.0, -2.0]),     # non-thinking list; C (think only) at the floor -2, after B
     (1.0, [C, A, B], [-0.5, -1.5, -1.5]),     # thinking list; B (non-thinking only) at the thinking floor
     (0.5, [A, C, B], [-1.25, -1.25, -1.75]),  # A: .5*-1.5 + .5*-1; C: .5*-.5 + .5*-2 (floor); ties by SID
 ])
@@ -26,6 +26,14 @@ def test_fuse_row_by_hand(weight, ranked, scores):
     nothink = rec(0, [A, B], [-1.0, -2.0])
     got = F.fuse_row(think, nothink, weight, k=3)
     assert got["ranked"] == ranked and got["scores"] == pytest.approx(scores)
+
+
+@pytest.mark.parametrize("weight, mode", [(0.0, "nothink"), (1.0, "think")])
+def test_end_weights_give_back_a_list_exactly_even_on_ties(weight, mode):
+    think = rec(0, [A, B], [-1.0, -2.0])       # A < B as strings: a SID-only tie-break would put A first
+    nothink = rec(0, [C, B], [-1.0, -3.0])     # A gets the non-thinking floor -3, tying with B
+    want = {"think": think, "nothink": nothink}[mode]["ranked"]
+    assert F.fuse_row(think, nothink, weight, k=2)["ranked"] == want
 
 
 def test_rows_without_scores_are_refused():

@@ -35,9 +35,12 @@ def fuse_row(think: dict, nothink: dict, weight: float, k: int) -> dict:
         raise DataError(f"row {think['row']}", "fusion needs a score for every ranked SID (evaluate.py writes them)")
     floor_t, floor_n = min(t.values(), default=0.0), min(n.values(), default=0.0)
     fused = {sid: weight * t.get(sid, floor_t) + (1 - weight) * n.get(sid, floor_n) for sid in {*t, *n}}
-    best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-    return {**nothink, "ranked": [s for s, _ in best], "scores": [round(v, 6) for _, v in best],
-            "fusion_weight": weight}
+    # ties: a SID scored by both lists, then by the weighted-up one, before one that only has a floor,
+    # so that w = 0 and w = 1 give back the non-thinking and the thinking list exactly
+    weighted_up = n if weight <= 0.5 else t
+    best = sorted(fused, key=lambda sid: (-fused[sid], (sid not in t) + (sid not in n), sid not in weighted_up,
+                                          sid))[:k]
+    return {**nothink, "ranked": best, "scores": [round(fused[sid], 6) for sid in best], "fusion_weight": weight}
 
 
 def paired(think_dir, nothink_dir) -> list[tuple[dict, dict]]:
