@@ -67,7 +67,8 @@ def corpus_share(narrative_csv, data_dir, category: str) -> dict:
             counts["unknown_sid" if None in briefs else "empty_reasoning"] += 1
             continue
         counts["paths"] += 1
-        for fact, said in quotes_target(row.reasoning_path, SequenceContext("", tuple(briefs[:-1]), briefs[-1])).items():
+        ctx = SequenceContext("", tuple(briefs[:-1]), briefs[-1])
+        for fact, said in quotes_target(row.reasoning_path, ctx).items():
             counts[fact] += said
     n = max(counts["paths"], 1)
     return {"paths": counts["paths"], "title": round(counts["title"] / n, 4), "brand": round(counts["brand"] / n, 4),

@@ -6,8 +6,9 @@ to the data: product type words from the title, brand, description snippet, co-p
 reasoning path uses only what a recommender knows before answering (the history's titles, brands and
 recurring kinds, and what other train rows bought right after the last item) and concludes at the level
 that supports (a kind, a brand); it never quotes the target's title, description or SID, so the SID
-after ``</think>`` is not a copy of something the path already said. Sentence variants are drawn from a per-item / per-row RNG seeded from ``seed`` and the item or
-row key, so output is deterministic and independent of job order.
+after ``</think>`` is not a copy of something the path already said. Sentence variants are drawn from a
+per-item / per-row RNG seeded from ``seed`` and the item or row key, so output is deterministic and
+independent of job order.
 """
 from __future__ import annotations
 
