@@ -66,3 +66,29 @@ def test_cli_needs_a_way_to_pick_the_weight(tmp_path, capsys):
     with pytest.raises(SystemExit):
         F.main(["--test", "a", "b", "--output_dir", str(tmp_path)])
     assert "give --valid THINK_DIR NOTHINK_DIR" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("nothink_scores, threshold, thought", [
+    ([-1.0, -1.2], 0.5, True),    # margin 0.2 <= 0.5: unsure, take the thinking list
+    ([-1.0, -1.2], 0.2, True),    # at the threshold: thinks
+    ([-1.0, -3.0], 0.5, False),   # margin 2.0: sure, keep the non-thinking list
+    ([-1.0, -1.2], -1.0, False),  # threshold -1: never think
+    ([-1.0], 9.0, False),         # one SID: infinitely sure
+])
+def test_adaptive_thinks_only_when_unsure(nothink_scores, threshold, thought):
+    think, nothink = rec(0, [C, A], [-0.5, -0.6]), rec(0, [A, B][:len(nothink_scores)], nothink_scores)
+    got = F.adaptive_row(think, nothink, threshold, k=10)
+    assert got["thought"] is thought and got["ranked"] == (think if thought else nothink)["ranked"]
+
+
+def test_adaptive_cli_chooses_a_threshold_on_valid(tmp_path):
+    # valid: thinking is right exactly where non-thinking is unsure (rows 0, 1), wrong where it is sure
+    _run(tmp_path / "vt", [rec(0, [T], [-1.0]), rec(1, [T], [-1.0]), rec(2, [A], [-1.0]), rec(3, [A], [-1.0])])
+    _run(tmp_path / "vn", [rec(0, [A, T], [-1.0, -1.1]), rec(1, [B, T], [-1.0, -1.05]),
+                           rec(2, [T, A], [-1.0, -4.0]), rec(3, [T, B], [-1.0, -5.0])])
+    out = tmp_path / "ad"
+    assert F.main(["--method", "adaptive", "--valid", str(tmp_path / "vt"), str(tmp_path / "vn"),
+                   "--test", str(tmp_path / "vt"), str(tmp_path / "vn"), "--output_dir", str(out)]) == 0
+    record = json.loads((out / "fusion.json").read_text())
+    assert record["valid_ndcg10"]["-1.0"] < 1.0 and record["valid_ndcg10"][str(record["weight"])] == 1.0
+    assert record["thought_share"] == 0.5
