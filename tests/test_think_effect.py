@@ -46,8 +46,14 @@ def test_thinking_on_a_subset_and_ndcg_on_the_shared_rows():
     assert [r["row"] for r in out["rows"]] == [1, 0]  # best gain first
 
 
+def test_rows_the_nonthinking_run_lacks_are_left_out_and_counted():
+    out = E.think_effect([rec(0, [T]), rec(9, [T])], [rec(0, [X, T])])
+    assert (out["n"], out["helped"], out["not_in_nothink"]) == (1, 1, 1)
+    assert "1 thinking rows left out" in E.describe(out)
+
+
 @pytest.mark.parametrize("think, nothink, message", [
-    ([rec(5, [T])], [rec(0, [T])], "row 5 of the thinking run is not in the non-thinking run"),
+    ([rec(5, [T])], [rec(0, [T])], "no row of the thinking run is in the non-thinking run"),
     ([rec(0, [T])], [rec(0, [T], target=X)], "targets differ"),
 ])
 def test_mismatched_runs_are_refused(think, nothink, message):

@@ -7,7 +7,8 @@ non-thinking list on the same rows.
 A row is *helped* when the target's NDCG@K contribution (``1 / log2(rank + 1)`` inside the top K, else 0)
 is higher in the thinking list than in the non-thinking one, *hurt* when lower, *unchanged* otherwise
 (same rank, or missed by both). Rows are matched by their ``row`` field (the split's row number), so the
-thinking run may score a subset (``--limit``) of the non-thinking run's rows. Writes
+thinking run may score a subset (``--limit``) of the non-thinking run's rows; thinking rows the other run
+did not score are left out and counted. Writes
 ``THINK_DIR/think_effect.json`` (the counts and both NDCG@K on the shared rows) and
 ``THINK_DIR/think_effect_rows.jsonl`` (every helped or hurt row with both ranks, best gain first).
 """
@@ -37,15 +38,15 @@ def gain(rank: Optional[int], k: int) -> float:
 def think_effect(think: Sequence[dict], nothink: Sequence[dict], k: int = 10, source: str = "") -> dict:
     """Counts of helped / hurt / unchanged rows and the changed rows (see module doc).
 
-    Raises DataError when a thinking row has no non-thinking twin or the twins disagree on the target
-    (the two runs scored different splits)."""
+    Thinking rows the non-thinking run did not score are left out and counted (``not_in_nothink``).
+    Raises DataError when no row is shared or twins disagree on the target (different splits)."""
     base = {r["row"]: r for r in nothink}
+    shared = [r for r in sorted(think, key=lambda r: r["row"]) if r["row"] in base]
+    if think and not shared:
+        raise DataError(source, "no row of the thinking run is in the non-thinking run: score the same split")
     changed, unchanged, sums = [], 0, [0.0, 0.0]
-    for r in sorted(think, key=lambda r: r["row"]):
-        twin = base.get(r["row"])
-        if twin is None:
-            raise DataError(source, f"row {r['row']} of the thinking run is not in the non-thinking run: "
-                                    "score the same split (thinking may use --limit, not other rows)")
+    for r in shared:
+        twin = base[r["row"]]
         if twin["target"] != r["target"]:
             raise DataError(source, f"row {r['row']}: targets differ ({twin['target']} vs {r['target']}); "
                                     "the two runs scored different splits")
@@ -57,12 +58,12 @@ def think_effect(think: Sequence[dict], nothink: Sequence[dict], k: int = 10, so
             continue
         changed.append({"row": r["row"], "user_id": r.get("user_id"), "target": r["target"],
                         "rank_nothink": ranks[0], "rank_think": ranks[1], "gain": round(g1 - g0, 6)})
-    n = len(think)
+    n = len(shared)
     changed.sort(key=lambda c: (-c["gain"], c["row"]))
     return {"k": k, "n": n, "helped": sum(c["gain"] > 0 for c in changed),
             "hurt": sum(c["gain"] < 0 for c in changed), "unchanged": unchanged,
             f"NDCG@{k}_nothink": sums[0] / n if n else None, f"NDCG@{k}_think": sums[1] / n if n else None,
-            "rows": changed}
+            "not_in_nothink": len(think) - n, "rows": changed}
 
 
 def write_effect(think_dir, nothink_dir, k: int = 10) -> dict:
@@ -81,9 +82,11 @@ def write_effect(think_dir, nothink_dir, k: int = 10) -> dict:
 
 def describe(effect: dict) -> str:
     k = effect["k"]
+    left = effect.get("not_in_nothink", 0)
     return (f"thinking vs non-thinking on {effect['n']} rows (NDCG@{k}): helped {effect['helped']}, "
             f"hurt {effect['hurt']}, unchanged {effect['unchanged']}; NDCG@{k} "
-            f"{effect[f'NDCG@{k}_nothink']:.4f} -> {effect[f'NDCG@{k}_think']:.4f}")
+            f"{effect[f'NDCG@{k}_nothink']:.4f} -> {effect[f'NDCG@{k}_think']:.4f}"
+            + (f"; {left} thinking rows left out: not in the non-thinking run" if left else ""))
 
 
 def main(argv=None) -> int:
