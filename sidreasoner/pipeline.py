@@ -23,10 +23,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
-from .pipeline_report import SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401 (API)
+# BASELINES: python -m sidreasoner.baselines <name>; the rest is this module's API for its callers too
+from .pipeline_report import BASELINES, SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
-from .pipeline_report import BASELINES  # python -m sidreasoner.baselines <name>
 
 
 @dataclass
@@ -132,21 +132,26 @@ class Step:
     env: dict = field(default_factory=dict)
 
 
+def _eval_step(cfg: PipelineConfig, name: str, mode: str, out: Path, model: Path, data: Path, split: str,
+               limit: int, extra: tuple = ()) -> Step:
+    """One ``evaluate_Qwen3[_think].sh`` run of ``model`` on the first ``limit`` rows (0: all) of ``split``."""
+    script = "evaluate_Qwen3_think.sh" if mode == "think" else "evaluate_Qwen3.sh"
+    args = (["--limit", str(limit)] if limit else []) + (["--threads", str(cfg.threads)] if cfg.threads else [])
+    env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": split,
+           "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams)}
+    if mode == "think":
+        env["MAX_THINK_TOKENS"] = str(cfg.max_think_tokens)
+    return Step(name, out / "metrics.json", ["bash", script] + args + list(extra), env)
+
+
 def _eval_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
-    """Non-thinking and thinking evaluation of one stage's model on the test split (the first N rows)."""
-    steps = []
-    for mode, script, limit in (("nothink", "evaluate_Qwen3.sh", cfg.eval_limit),
-                                ("think", "evaluate_Qwen3_think.sh", cfg.think_eval_limit)):
-        out = Path(cfg.results_dir) / f"{stage}_{mode}"
-        extra = ["--limit", str(limit)] if limit else []
-        extra += ["--threads", str(cfg.threads)] if cfg.threads else []
-        env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": "test",
-               "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams)}
-        if mode == "think":  # also: which rows thinking helped or hurt against the non-thinking list
-            env["MAX_THINK_TOKENS"] = str(cfg.max_think_tokens)
-            extra += ["--compare_nothink", str(Path(cfg.results_dir) / f"{stage}_nothink")]
-        steps.append(Step(f"eval_{stage}_{mode}", out / "metrics.json", ["bash", script] + extra, env))
-    return steps
+    """Non-thinking and thinking evaluation of one stage's model on the test split (the first N rows); the
+    thinking one also counts the rows it helped or hurt against the non-thinking list."""
+    res = Path(cfg.results_dir)
+    return [_eval_step(cfg, f"eval_{stage}_nothink", "nothink", res / f"{stage}_nothink", model, data, "test",
+                       cfg.eval_limit),
+            _eval_step(cfg, f"eval_{stage}_think", "think", res / f"{stage}_think", model, data, "test",
+                       cfg.think_eval_limit, ("--compare_nothink", str(res / f"{stage}_nothink")))]
 
 
 def _fusion_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
@@ -155,17 +160,13 @@ def _fusion_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> l
     RESULTS_DIR/<stage>_fused."""
     if cfg.fusion_valid_rows <= 0:
         return []
-    res, steps = Path(cfg.results_dir), []
-    for mode, script in (("nothink", "evaluate_Qwen3.sh"), ("think", "evaluate_Qwen3_think.sh")):
-        out = res / "valid" / f"{stage}_{mode}"
-        extra = ["--limit", str(cfg.fusion_valid_rows)] + (["--threads", str(cfg.threads)] if cfg.threads else [])
-        env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": "valid",
-               "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams), "MAX_THINK_TOKENS": str(cfg.max_think_tokens)}
-        steps.append(Step(f"valid_{stage}_{mode}", out / "metrics.json", ["bash", script] + extra, env))
+    res, valid = Path(cfg.results_dir), Path(cfg.results_dir) / "valid"
+    steps = [_eval_step(cfg, f"valid_{stage}_{mode}", mode, valid / f"{stage}_{mode}", model, data, "valid",
+                        cfg.fusion_valid_rows) for mode in ("nothink", "think")]
     fused = res / f"{stage}_fused"
     steps.append(Step(f"fuse_{stage}", fused / "metrics.json",
                       [sys.executable, "-m", "sidreasoner.eval.fusion",
-                       "--valid", str(res / "valid" / f"{stage}_think"), str(res / "valid" / f"{stage}_nothink"),
+                       "--valid", str(valid / f"{stage}_think"), str(valid / f"{stage}_nothink"),
                        "--test", str(res / f"{stage}_think"), str(res / f"{stage}_nothink"),
                        "--num_beams", str(cfg.num_beams), "--output_dir", str(fused)]))
     return steps
