@@ -68,11 +68,7 @@ def think_effect(think: Sequence[dict], nothink: Sequence[dict], k: int = 10, so
 
 def write_effect(think_dir, nothink_dir, k: int = 10) -> dict:
     """``think_effect`` of two evaluation folders, written into ``think_dir``; returns the counts."""
-    think_path, nothink_path = Path(think_dir) / P.PREDICTIONS, Path(nothink_dir) / P.PREDICTIONS
-    for path in (think_path, nothink_path):
-        if not path.is_file():
-            raise DataError(path, "predictions file not found (run evaluate.py into that folder first)")
-    effect = think_effect(P.read_records(think_path), P.read_records(nothink_path), k, str(think_path))
+    effect = think_effect(P.read_run(think_dir), P.read_run(nothink_dir), k, str(Path(think_dir) / P.PREDICTIONS))
     rows = effect.pop("rows")
     effect.update(think_dir=str(think_dir), nothink_dir=str(nothink_dir))
     atomic_write_text(Path(think_dir) / EFFECT_FILE, json.dumps(effect, indent=1) + "\n")

@@ -74,13 +74,7 @@ def thresholds_of(pairs) -> list[float]:
 
 def paired(think_dir, nothink_dir) -> list[tuple[dict, dict]]:
     """(thinking, non-thinking) records of the rows both runs scored, by row."""
-    recs = []
-    for d in (think_dir, nothink_dir):
-        path = Path(d) / P.PREDICTIONS
-        if not path.is_file():
-            raise DataError(path, "predictions file not found (run evaluate.py into that folder first)")
-        recs.append({r["row"]: r for r in P.read_records(path)})
-    think, nothink = recs
+    think, nothink = ({r["row"]: r for r in P.read_run(d)} for d in (think_dir, nothink_dir))
     missing = sorted(set(think) - set(nothink))
     if missing:
         raise DataError(Path(think_dir) / P.PREDICTIONS, f"rows {missing[:5]} are not in {nothink_dir}")

@@ -59,6 +59,14 @@ def read_records(path) -> list[dict]:
     return records
 
 
+def read_run(folder) -> list[dict]:
+    """The rows of an evaluation folder's predictions file; a missing file is a DataError naming it."""
+    path = Path(folder) / PREDICTIONS
+    if not path.is_file():
+        raise DataError(path, "predictions file not found (run evaluate.py into that folder first)")
+    return read_records(path)
+
+
 def load_for_resume(path) -> dict[int, dict]:
     """Rows already in ``path`` keyed by ``row``; a partial last line is truncated away (logged)."""
     path = Path(path)

@@ -51,10 +51,10 @@ def corpus_share(narrative_csv, data_dir, category: str) -> dict:
     from ..data.formats import read_item_json
     from ..data.records import ReleasePaths
     from ..sid.index import SIDIndex
-    from .synthesize import _Briefs
+    from .synthesize import ItemBriefs
     paths = ReleasePaths(Path(data_dir), category)
     index = SIDIndex.from_index_json(paths.index_json)
-    brief = _Briefs(read_item_json(paths.item_json))
+    brief = ItemBriefs(read_item_json(paths.item_json))
 
     def item(sid):
         ids = index.sid_to_items.get(sid)

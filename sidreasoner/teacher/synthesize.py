@@ -78,7 +78,7 @@ class Outcome:
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-class _Briefs:
+class ItemBriefs:
     """Cleaned item metadata, built once per (item, SID): descriptions are costly to clean."""
 
     def __init__(self, items: dict[str, Item]):
@@ -127,7 +127,7 @@ def build_jobs(cfg: SynthesisConfig):
     item id, rows skipped)."""
     paths = cfg.paths()
     index = SIDIndex.from_index_json(paths.index_json)
-    brief = _Briefs(read_item_json(paths.item_json))
+    brief = ItemBriefs(read_item_json(paths.item_json))
     split_path = paths.split(cfg.split)
     rows = read_split_csv(split_path)
     check_rows(rows, index, split_path)
