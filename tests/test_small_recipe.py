@@ -179,6 +179,22 @@ def test_history_weight_scales_only_the_prompt_tokens(model):
         got = supervised_loss(m, batch, history_weight=0.25)
     assert torch.allclose(got, expected, atol=1e-5)
 
+
+def test_label_smoothing_mixes_in_the_uniform_target(model):
+    """Per supervised token: (1 - e) x -log p(target) + e x the mean of -log p over the vocabulary."""
+    from sidreasoner.train.loss import supervised_loss
+    m, tok = model
+    batch = _batch(tok)
+    with torch.no_grad():
+        logp = torch.log_softmax(m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1], -1)
+        target = batch["labels"][:, 1:]
+        keep = target != -100
+        nll = -logp[keep].gather(-1, target[keep].unsqueeze(-1)).squeeze(-1)
+        expected = ((0.9 * nll + 0.1 * -logp[keep].mean(-1)).sum() / keep.sum())
+        got = supervised_loss(m, batch, label_smoothing=0.1)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 # -- dropout ---------------------------------------------------------------------------------
 def test_dropout_trains_noisy_evaluates_clean_and_saves_plain_qwen3(tiny_model_dir, tmp_path):
     from sidreasoner.train.dropout import add_dropout
@@ -266,6 +282,7 @@ def test_untied_tiny_model_has_its_own_output_embeddings(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--history_loss_weight", "-0.5"], "--history_loss_weight must be >= 0"),
+    (["--label_smoothing", "1.0"], r"--label_smoothing must be in \[0, 1\)"),
     (["--history_loss_weight", "0.5", "--batching", "pack"], "needs example boundaries"),
     (["--loss_norm", "example", "--batching", "pack"], "needs example boundaries"),
     (["--recent_crops", "-1"], "--recent_crops must be >= 0"),

@@ -27,12 +27,14 @@ from .sft_data import IGNORE_INDEX
 
 
 def supervised_loss(model, inputs: dict, num_items: Optional[torch.Tensor] = None,
-                    mean_answer_tokens: Optional[float] = None, history_weight: float = 1.0) -> torch.Tensor:
+                    mean_answer_tokens: Optional[float] = None, history_weight: float = 1.0,
+                    label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of ``inputs["labels"]`` (``[B, L]``, -100 = unsupervised) under ``model``.
 
     ``num_items``: supervised tokens in the whole optimiser step (gradient accumulation); None: this
     batch's. ``mean_answer_tokens``: per-example normalisation (see module doc); None: per token.
-    ``history_weight``: weight of supervised prompt tokens (see module doc).
+    ``history_weight``: weight of supervised prompt tokens (see module doc). ``label_smoothing``:
+    as ``torch.nn.functional.cross_entropy``'s, over the whole vocabulary.
     """
     labels = inputs["labels"]
     kwargs = {k: v for k, v in inputs.items() if k not in ("labels", "use_cache")}
@@ -40,7 +42,7 @@ def supervised_loss(model, inputs: dict, num_items: Optional[torch.Tensor] = Non
     target = labels[:, 1:]                                                      # [B, L-1]
     keep = target != IGNORE_INDEX
     logits = model.get_output_embeddings()(hidden[:, :-1][keep]).float()      # [N, V]
-    ce = F.cross_entropy(logits, target[keep], reduction="none")               # [N]
+    ce = F.cross_entropy(logits, target[keep], reduction="none", label_smoothing=label_smoothing)  # [N]
     if mean_answer_tokens is not None:
         per_row = keep.sum(dim=1, keepdim=True).clamp(min=1)                   # [B, 1]
         ce = ce * (mean_answer_tokens / per_row).expand_as(keep)[keep]

@@ -63,6 +63,8 @@ class SFTConfig:
     history_loss_weight: float = _f(1.0, "weight of the history SIDs' loss relative to the answer's (with "
                                          "--history_loss; < 1 leaves more of the gradient to the answer "
                                          "position, where the model is asked at test time)")
+    label_smoothing: float = _f(0.0, "label smoothing of the SFT cross-entropy (0: off): the target keeps 1 - e of "
+                                     "the probability mass, the rest is spread over the vocabulary")
     recent_crops: int = _f(0, "next_sid also trains every train row with its history cut to the last 1..N items "
                               "(what follows an item whatever came before it; 0: off)")
     keep_covered_rows: bool = _f(False, "with --history_loss, keep those prefix rows too (their answer position "
@@ -166,6 +168,8 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
         raise ValueError(f"--recent_crops must be >= 0, got {cfg.recent_crops}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ValueError(f"--label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
     if cfg.history_loss_weight < 0:
         raise ValueError(f"--history_loss_weight must be >= 0, got {cfg.history_loss_weight}")
     for bad, what in ((cfg.loss_norm == "example", "--loss_norm example"),

@@ -169,15 +169,17 @@ class SIDSFTTrainer(Trainer):
 
     def __init__(self, *args, group_sampler: Optional[StepGroupedSampler] = None, sparse_logits: bool = False,
                  mean_answer_tokens: Optional[float] = None, probe: Optional[RankingProbe] = None,
-                 history_weight: float = 1.0, **kwargs):
+                 history_weight: float = 1.0, label_smoothing: float = 0.0, **kwargs):
         self.group_sampler, self.sparse_logits, self.probe = group_sampler, sparse_logits, probe
         self.mean_answer_tokens, self.history_weight = mean_answer_tokens, history_weight
+        self.label_smoothing = label_smoothing
         super().__init__(*args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.sparse_logits:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        loss = supervised_loss(model, inputs, num_items_in_batch, self.mean_answer_tokens, self.history_weight)
+        loss = supervised_loss(model, inputs, num_items_in_batch, self.mean_answer_tokens, self.history_weight,
+                               self.label_smoothing)
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
@@ -234,7 +236,9 @@ def training_arguments(cfg: SFTConfig, has_valid: bool) -> tuple[TrainingArgumen
         per_device_train_batch_size=cfg.micro_batch_size, per_device_eval_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=accum, num_train_epochs=cfg.num_epochs, max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay, optim="adamw_torch", logging_steps=cfg.logging_steps,
+        weight_decay=cfg.weight_decay, optim="adamw_torch",
+        # the model's own loss path (no --sparse_logits) smooths through the Trainer's label smoother
+        label_smoothing_factor=0.0 if use_sparse_logits(cfg) else cfg.label_smoothing, logging_steps=cfg.logging_steps,
         eval_strategy=strategy if has_valid else "no", save_strategy=strategy,
         eval_steps=cfg.eval_steps or None, save_steps=cfg.eval_steps or None,
         save_total_limit=cfg.save_total_limit, load_best_model_at_end=has_valid,
@@ -338,7 +342,7 @@ def run_sft(cfg: SFTConfig) -> dict:
                                     8 if torch.cuda.is_available() else 1),
         callbacks=callbacks, group_sampler=sampler, probe=probe, sparse_logits=use_sparse_logits(cfg),
         mean_answer_tokens=train.mean_answer_tokens() if cfg.loss_norm == "example" else None,
-        history_weight=cfg.history_loss_weight)
+        history_weight=cfg.history_loss_weight, label_smoothing=cfg.label_smoothing)
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     say(f"resuming from {resume}" if resume else "starting fresh (no checkpoint to resume from)")
     result = trainer.train(resume_from_checkpoint=resume)
