@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--compare_nothink", metavar="DIR", default=None,
       help="with --think: the same model's non-thinking evaluation folder; writes think_effect.json (rows "
            "thinking helped / hurt / left unchanged, by NDCG@10) and think_effect_rows.jsonl beside the results")
+    a("--calibrate", type=float, default=0.0, metavar="ALPHA",
+      help="calibrated SID scores (LICD-style): every search step subtracts ALPHA x the token's log-probability "
+           "under the same prompt with an empty history, so SIDs the model favours whatever the history get "
+           "less of a head start; predictions also carry each SID's prior. 0: plain scores. Choose ALPHA on "
+           "valid (python -m sidreasoner.eval.fusion --method calibrated does it on saved lists)")
     a("--ks", default=None, help="comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to num_beams)")
     a("--log_level", default="INFO", help="logging level")
     return p
@@ -84,6 +89,9 @@ def _config(args):
     mode = "think" if args.think else "nothink"
     out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
     ks = [int(k) for k in args.ks.split(",")] if args.ks else None
+    if args.calibrate < 0 or (args.calibrate and args.search == "reference"):
+        raise SystemExit(f"evaluate.py: --calibrate must be >= 0 and needs --search ours, got {args.calibrate} "
+                         f"with --search {args.search}")
     for name in ("batch_size", "num_beams", "max_think_tokens", "num_reasoning_paths"):
         if getattr(args, name) < 1:
             raise SystemExit(f"evaluate.py: --{name} must be >= 1, got {getattr(args, name)}")
@@ -94,7 +102,7 @@ def _config(args):
         num_reasoning_paths=args.num_reasoning_paths, temperature=args.temperature,
         reasoning_backend=args.reasoning_backend, search=args.search, beam_mode=args.beam_mode, limit=args.limit,
         shard=parse_shard(args.shard) or _torchrun_shard(), resume=args.resume, device=args.device, dtype=args.dtype, seed=args.seed,
-        ks=ks, result_json_data=args.result_json_data)
+        ks=ks, result_json_data=args.result_json_data, calibrate=args.calibrate)
 
 
 def _torchrun_shard():

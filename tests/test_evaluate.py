@@ -126,6 +126,27 @@ def test_full_run_counts_unknown_targets(full_run, release):
     assert run["rows_evaluated"] == N_ROWS and run["rows_resumed"] == 0
 
 
+def test_calibrated_run_scores_plain_minus_alpha_prior(full_run, release, tmp_path):
+    """--calibrate 0.5: every SID both runs returned scores plain - 0.5 x its recorded prior, and the
+    config records alpha (a resumed run must agree on it)."""
+    out, _ = full_run
+    cal = tmp_path / "cal"
+    run_evaluation(config(release, cal, calibrate=0.5))
+    plain, got = by_row(out), by_row(cal)
+    shared = 0
+    for row, rec in got.items():
+        assert len(rec["prior"]) == len(rec["ranked"]) == 5 and rec["scores"] == sorted(rec["scores"], reverse=True)
+        before = dict(zip(plain[row]["ranked"], plain[row]["scores"]))
+        for sid, s, p in zip(rec["ranked"], rec["scores"], rec["prior"]):
+            if sid in before:
+                shared += 1
+                assert s == pytest.approx(before[sid] - 0.5 * p, abs=1e-4)
+    assert shared >= N_ROWS  # the two lists overlap on every row
+    assert json.loads((cal / "config.json").read_text())["calibrate"] == 0.5
+    with pytest.raises(ValueError, match="calibrate: 0.5 -> 0.2"):
+        run_evaluation(config(release, cal, calibrate=0.2, resume=True))
+
+
 def test_resume_after_kill_gives_the_same_metrics(full_run, release, tmp_path):
     out, metrics = full_run
     lines = (out / "predictions.jsonl").read_text().splitlines(keepends=True)
@@ -261,6 +282,9 @@ def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
         (["--output_dir", str(tmp_path / "b"), "--shard", "2/2"],
          "--shard must look like i/n with 0 <= i < n (e.g. 0/4), got '2/2'"),
     ]
+    for argv in (["--calibrate", "-0.1"], ["--calibrate", "0.2", "--search", "reference"]):
+        with pytest.raises(SystemExit, match="--calibrate must be >= 0 and needs --search ours"):
+            evaluate.main(common + ["--output_dir", str(tmp_path / "c")] + argv)
     for argv, message in cases:
         assert evaluate.main(common + argv) == 2
         assert capsys.readouterr().err.strip().splitlines()[-1] == f"evaluate.py: error: {message}"

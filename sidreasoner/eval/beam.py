@@ -150,12 +150,15 @@ class _Finished:
 
 
 def _select(logits, nodes, scores, trie: SIDTrie, K: int, step: int, length_penalty: float,
-            finished: _Finished, done: torch.Tensor):
-    """One HF-equivalent beam step over the allowed candidates. Returns the running beams (trimmed)."""
+            finished: _Finished, done: torch.Tensor, bias: Optional[torch.Tensor] = None):
+    """One HF-equivalent beam step over the allowed candidates. Returns the running beams (trimmed).
+    ``bias``: ``[n_nodes]`` subtracted from the log-probability of the edge into each node."""
     R, B, _ = logits.shape
     tok, child, valid = trie.candidates(nodes)  # [R, B, C]
     C = tok.shape[-1]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, tok)
+    if bias is not None:
+        logp = logp - bias[child]
     total = torch.where(valid, scores.unsqueeze(-1) + logp, NEG_INF).reshape(R, B * C)
     n_top = min(2 * K, B * C)
     top_s, top_i = total.topk(n_top, dim=1)  # sorted, best first
@@ -178,18 +181,22 @@ def _select(logits, nodes, scores, trie: SIDTrie, K: int, step: int, length_pena
     run_s, run_j = run_s[:, :n_keep], run_j[:, :n_keep]
     best = run_s[:, 0] if n_keep else torch.full((R,), NEG_INF, device=top_s.device)
     # HF's heuristic: a row is done once its best running beam cannot beat the worst finished one.
-    done = done | ~(best / gen_len ** length_penalty > finished.worst())
+    # It assumes scores only fall; a bias can raise them, so a biased search runs to the end.
+    if bias is None:
+        done = done | ~(best / gen_len ** length_penalty > finished.worst())
     return (top_child.gather(1, run_j), run_s, top_parent.gather(1, run_j), top_tok.gather(1, run_j), done)
 
 
 @torch.no_grad()
 def constrained_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie,
                             num_beams: int, length_penalty: float = 0.0, mode: str = "auto",
-                            max_steps: Optional[int] = None) -> list[BeamResult]:
+                            max_steps: Optional[int] = None, bias: Optional[torch.Tensor] = None) -> list[BeamResult]:
     """Ranked catalogue SIDs for each left-padded prompt row (``input_ids``/``attention_mask``: ``[R, L]``).
 
     Returns, per row, up to ``num_beams`` distinct SIDs best first (``min(num_beams, items)`` for a
-    catalogue where no SID is a prefix of another) with their scores.
+    catalogue where no SID is a prefix of another) with their scores. ``bias`` (``[trie.n_nodes]``,
+    e.g. ``alpha`` x ``sidreasoner.eval.calibration.edge_prior``) is subtracted from every step's
+    log-probability, so a SID's score becomes ``log p(SID) - sum of its edges' bias``.
     """
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
@@ -199,6 +206,8 @@ def constrained_beam_search(model, input_ids: torch.Tensor, attention_mask: torc
                          f"only {vocab} rows: the model and tokenizer do not belong together")
     device = input_ids.device
     trie.to(device)
+    if bias is not None:
+        bias = bias.to(device=device, dtype=torch.float32)
     mode = pick_mode(model, mode)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=prompt_positions(attention_mask),
                 use_cache=True, logits_to_keep=1)
@@ -212,7 +221,7 @@ def constrained_beam_search(model, input_ids: torch.Tensor, attention_mask: torc
     done = torch.zeros(R, dtype=torch.bool, device=device)
     for step in range(max_steps or trie.max_depth + 1):
         nodes, scores, parents, tokens, done = _select(logits, nodes, scores, trie, num_beams, step,
-                                                       length_penalty, finished, done)
+                                                       length_penalty, finished, done, bias)
         if nodes.shape[1] == 0 or bool(done.all()):
             break
         logits = decoder.step(tokens, parents, step)

@@ -17,6 +17,11 @@ first SID minus its second's, in log-probability) is at most a threshold, else t
 The threshold is chosen on valid among -1 (never think: margins are >= 0) and the 10th..50th
 percentiles of the valid margins;
 ``fusion.json`` records it and the share of test rows that thought.
+
+``--method calibrated --prior PRIOR.json``: the thinking list re-ranked by ``score - alpha * prior``
+(``sidreasoner.eval.calibration``: the SID's log-probability under the empty-history prompt), alpha
+chosen on valid among 0 (the plain list), 0.1, 0.2, 0.3, 0.5 (``--weights`` changes the grid). Pass the
+same folder twice to calibrate a non-thinking run.
 """
 from __future__ import annotations
 
@@ -24,11 +29,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..data.formats import atomic_write_text
 from ..data.records import DataError
 from . import predictions as P
+from .calibration import DEFAULT_ALPHAS, calibrate_row, load_prior
 from .metrics import compute_metrics
 
 DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -81,35 +87,59 @@ def paired(think_dir, nothink_dir) -> list[tuple[dict, dict]]:
     return [(think[i], nothink[i]) for i in sorted(think)]
 
 
+def calibrated_rows(prior: dict):
+    """The ``calibrated`` method over ``prior`` (SID -> log p0): re-ranks the thinking list."""
+    def row(think: dict, nothink: dict, alpha: float, k: int) -> dict:
+        try:
+            return calibrate_row(think, prior, alpha, k)
+        except ValueError as e:
+            raise DataError("calibration", str(e)) from None
+    return row
+
+
 METHODS = {"fusion": fuse_row, "adaptive": adaptive_row}
 
 
-def ndcg10(pairs: Sequence[tuple[dict, dict]], value: float, k: int, method: str = "fusion") -> float:
-    rows = [METHODS[method](t, n, value, k) for t, n in pairs]
-    return compute_metrics(rows, ks=[10], num_beams=k)["NDCG@10"]
+def method_row(method: str, prior: Optional[dict] = None):
+    if method == "calibrated":
+        if prior is None:
+            raise ValueError("--method calibrated needs --prior (python -m sidreasoner.eval.calibration writes it)")
+        return calibrated_rows(prior)
+    return METHODS[method]
 
 
-def choose_weight(pairs, weights: Sequence[float], k: int, method: str = "fusion") -> tuple[float, dict]:
-    """The weight (or threshold) with the best NDCG@10 on ``pairs``; ties: the smaller one, which is
-    closer to non-thinking mode."""
-    scores = {w: ndcg10(pairs, w, k, method) for w in weights}
+def ndcg10(pairs: Sequence[tuple[dict, dict]], value: float, k: int, method: str = "fusion",
+           prior: Optional[dict] = None) -> float:
+    row = method_row(method, prior)
+    return compute_metrics([row(t, n, value, k) for t, n in pairs], ks=[10], num_beams=k)["NDCG@10"]
+
+
+def choose_weight(pairs, weights: Sequence[float], k: int, method: str = "fusion",
+                  prior: Optional[dict] = None) -> tuple[float, dict]:
+    """The weight (threshold, alpha) with the best NDCG@10 on ``pairs``; ties: the smaller one, which is
+    closer to the plain non-thinking (fusion, adaptive) or uncalibrated (calibrated) list."""
+    scores = {w: ndcg10(pairs, w, k, method, prior) for w in weights}
     best = max(weights, key=lambda w: (scores[w], -w))
     return best, scores
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default="fusion", choices=sorted(METHODS),
+    p.add_argument("--method", default="fusion", choices=sorted([*METHODS, "calibrated"]),
                    help="fusion: weighted scores of both lists; adaptive: the thinking list only where the "
-                        "non-thinking margin is at most a threshold (default: %(default)s)")
+                        "non-thinking margin is at most a threshold; calibrated: the thinking list re-ranked "
+                        "by score - alpha x its empty-history prior (--prior) (default: %(default)s)")
+    p.add_argument("--prior", help="with --method calibrated: the SID prior JSON of the evaluated model "
+                                   "(python -m sidreasoner.eval.calibration)")
     p.add_argument("--valid", nargs=2, metavar=("THINK_DIR", "NOTHINK_DIR"),
                    help="the model's valid-split evaluations in both modes: the weight is chosen on them")
     p.add_argument("--test", nargs=2, required=True, metavar=("THINK_DIR", "NOTHINK_DIR"),
                    help="the evaluations to fuse with the chosen weight")
     p.add_argument("--weight", type=float, default=None,
                    help="use this weight (adaptive: margin threshold) instead of choosing on --valid")
-    p.add_argument("--weights", default=",".join(map(str, DEFAULT_WEIGHTS)),
-                   help="fusion weights tried on valid (default: %(default)s)")
+    p.add_argument("--weights", default=None,
+                   help="fusion weights (calibrated: alphas) tried on valid, comma-separated (default: "
+                        f"{','.join(map(str, DEFAULT_WEIGHTS))}; calibrated {','.join(map(str, DEFAULT_ALPHAS))})")
     p.add_argument("--num_beams", type=int, default=10, help="SIDs kept per fused list (default: %(default)s)")
     p.add_argument("--output_dir", required=True, help="folder for the fused predictions.jsonl, metrics.json")
     return p
@@ -118,12 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _candidates(p, args, valid_pairs) -> list[float]:
     if args.method == "adaptive":
         return thresholds_of(valid_pairs)
+    grid = DEFAULT_ALPHAS if args.method == "calibrated" else DEFAULT_WEIGHTS
     try:
-        weights = [float(w) for w in args.weights.split(",")]
+        weights = [float(w) for w in args.weights.split(",")] if args.weights else list(grid)
     except ValueError:
         p.error(f"--weights: expected comma-separated numbers, got {args.weights!r}")
-    if any(not 0 <= w <= 1 for w in weights):
+    if args.method == "fusion" and any(not 0 <= w <= 1 for w in weights):
         p.error("weights must lie in [0, 1]")
+    if args.method == "calibrated" and any(w < 0 for w in weights):
+        p.error("calibration alphas must be >= 0")
     return weights
 
 
@@ -134,14 +167,18 @@ def main(argv=None) -> int:
         p.error("give --valid THINK_DIR NOTHINK_DIR to choose the weight, or --weight")
     if args.method == "fusion" and args.weight is not None and not 0 <= args.weight <= 1:
         p.error("weights must lie in [0, 1]")
+    if (args.method == "calibrated") != bool(args.prior):
+        p.error("--prior goes with --method calibrated, and --method calibrated needs --prior")
     try:
-        record = {"method": args.method, "valid": args.valid, "test": args.test}
+        prior = load_prior(args.prior) if args.prior else None
+        record = {"method": args.method, "valid": args.valid, "test": args.test, "prior": args.prior}
         weight = args.weight
         if weight is None:
             valid = paired(*args.valid)
-            weight, scores = choose_weight(valid, _candidates(p, args, valid), args.num_beams, args.method)
+            weight, scores = choose_weight(valid, _candidates(p, args, valid), args.num_beams, args.method, prior)
             record["valid_ndcg10"] = {str(w): round(v, 4) for w, v in scores.items()}
-        fused = [METHODS[args.method](t, n, weight, args.num_beams) for t, n in paired(*args.test)]
+        row = method_row(args.method, prior)
+        fused = [row(t, n, weight, args.num_beams) for t, n in paired(*args.test)]
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 #: config fields that change the predictions: a resumed run must agree on all of them
 RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think", "prompt_style",
                  "max_think_tokens", "num_reasoning_paths", "temperature", "seed", "search", "limit",
-                 "shard", "batch_size", "dtype")
+                 "shard", "batch_size", "dtype", "calibrate")
 
 
 @dataclass
@@ -66,6 +66,7 @@ class EvalConfig:
     seed: int = 42
     ks: Optional[list[int]] = None
     result_json_data: Optional[str] = None
+    calibrate: float = 0.0  # alpha of sidreasoner.eval.calibration (0: plain beam scores)
 
     @classmethod
     def from_release(cls, data_dir, category: str, split: str = "test", **kw) -> "EvalConfig":
@@ -112,6 +113,11 @@ class Evaluator:
     def __init__(self, cfg: EvalConfig, model, tokenizer, trie: SIDTrie, stop_id: int):
         self.cfg, self.model, self.tokenizer, self.trie, self.stop_id = cfg, model, tokenizer, trie, stop_id
         self.backend = pick_backend(cfg.reasoning_backend) if cfg.think else None
+        self.bias, self.prior = None, None
+        if cfg.calibrate:
+            from .calibration import edge_prior, sid_prior
+            edge = edge_prior(model, tokenizer, trie, cfg.prompt_style)
+            self.bias, self.prior = cfg.calibrate * edge, sid_prior(trie, edge)
 
     def prompt(self, row: SequenceRow) -> str:
         from ..train.chat import next_sid_prompt_text
@@ -124,7 +130,7 @@ class Evaluator:
         if c.search == "reference":
             return reference_beam_search(self.model, ids, mask, self.trie, c.num_beams, c.length_penalty)
         return constrained_beam_search(self.model, ids, mask, self.trie, c.num_beams, c.length_penalty,
-                                       mode=c.beam_mode)
+                                       mode=c.beam_mode, bias=self.bias)
 
     def reason(self, prompts: Sequence[str], seed: int):
         c = self.cfg
@@ -152,6 +158,8 @@ class Evaluator:
                     rec["reasoning_paths"] = [p.text for p in ps]
         for rec, res in zip(records, results):
             rec["ranked"], rec["scores"] = res.sids, [round(s, 6) for s in res.scores]
+            if self.prior is not None:  # scores are calibrated: plain = score + calibrate * prior
+                rec["prior"] = [round(self.prior[s], 6) for s in res.sids]
         return records
 
 

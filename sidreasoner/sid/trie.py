@@ -146,6 +146,10 @@ class SIDTrie:
             node = self._children[node].get(int(tok), END)
         return node
 
+    def children_of(self, node: int) -> dict[int, int]:
+        """``{token id: child node}`` of ``node`` (the stop token leads to ``END``)."""
+        return self._children[node]
+
     def allowed(self, prefix_ids: Sequence[int]) -> list[int]:
         """Token ids allowed after ``prefix_ids`` (generated ids only, no prompt); never empty."""
         return list(self._children[self.node_of(prefix_ids)])
