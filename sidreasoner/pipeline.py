@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 # BASELINES: python -m sidreasoner.baselines <name>; the rest is this module's API for its callers too
+from .data.records import ReleasePaths
 from .pipeline_report import BASELINES, SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,17 +156,21 @@ def _eval_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> lis
 
 
 def _fusion_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
-    """Both modes on the first FUSION_VALID_ROWS valid rows, then the test lists fused with the weight
-    that scores best there (``sidreasoner.eval.fusion``; weight 0 = non-thinking mode) into
-    RESULTS_DIR/<stage>_fused."""
+    """Both modes on the first FUSION_VALID_ROWS valid rows and the model's empty-history SID prior,
+    then the thinking-mode decoding that scores best there (``sidreasoner.eval.fusion --method best``:
+    fusion, adaptive thinking or calibrated scores, each with its weight chosen there; fusion weight 0
+    is non-thinking mode) applied to the test lists, into RESULTS_DIR/<stage>_fused."""
     if cfg.fusion_valid_rows <= 0:
         return []
     res, valid = Path(cfg.results_dir), Path(cfg.results_dir) / "valid"
     steps = [_eval_step(cfg, f"valid_{stage}_{mode}", mode, valid / f"{stage}_{mode}", model, data, "valid",
                         cfg.fusion_valid_rows) for mode in ("nothink", "think")]
-    fused = res / f"{stage}_fused"
+    fused, prior = res / f"{stage}_fused", valid / f"{stage}_prior.json"
+    steps.append(Step(f"prior_{stage}", prior, [sys.executable, "-m", "sidreasoner.eval.calibration",
+                                                "--model_path", str(model), "--info_file",
+                                                str(ReleasePaths(data, cfg.category).info), "--output", str(prior)]))
     steps.append(Step(f"fuse_{stage}", fused / "metrics.json",
-                      [sys.executable, "-m", "sidreasoner.eval.fusion",
+                      [sys.executable, "-m", "sidreasoner.eval.fusion", "--method", "best", "--prior", str(prior),
                        "--valid", str(valid / f"{stage}_think"), str(valid / f"{stage}_nothink"),
                        "--test", str(res / f"{stage}_think"), str(res / f"{stage}_nothink"),
                        "--num_beams", str(cfg.num_beams), "--output_dir", str(fused)]))

@@ -95,6 +95,30 @@ def _effects_table(effects: dict) -> str:
             f":\n\n| model | rows | helped | hurt | unchanged |\n|---|---:|---:|---:|---:|\n{rows}\n\n")
 
 
+def _decodings(res: Path) -> dict:
+    """``{stage: fusion.json}`` of each ``<stage>_fused`` run: the decoding chosen on valid."""
+    out = {}
+    for stage in ("stage2", "stage3"):
+        path = res / f"{stage}_fused" / "fusion.json"
+        if path.is_file():
+            d = json.loads(path.read_text())
+            out[stage] = {k: d.get(k) for k in ("method", "weight", "valid_by_method", "thought_share")
+                          if d.get(k) is not None}
+    return out
+
+
+def _decoding_table(decodings: dict) -> str:
+    rows = [f"| {stage} | {m} | {v['weight']} | {v['valid_ndcg10']:.4f} | {'**yes**' if m == d['method'] else ''} |"
+            for stage, d in decodings.items() for m, v in (d.get("valid_by_method") or {}).items()]
+    if not rows:
+        return ""
+    return ("## Thinking-mode decoding chosen on valid\n\n`<stage>_fused` is the test split decoded with the "
+            "method that scored best on the valid rows (`python -m sidreasoner.eval.fusion --method best`; "
+            "fusion weight 0 and adaptive threshold -1 are the non-thinking list, calibration alpha 0 the "
+            "thinking one):\n\n| model | method | weight | valid NDCG@10 | chosen |\n|---|---|---:|---:|---|\n"
+            + "\n".join(rows) + "\n\n")
+
+
 def _run_names(cfg: PipelineConfig, res: Path) -> list[str]:
     """Folders under RESULTS_DIR with a metrics.json: the configured baselines, the other baselines, the
     stages in order, then any other run folder (by name)."""
@@ -117,17 +141,17 @@ def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
         step = f"{r.label}_baseline" if r.label in BASELINES else f"eval_{r.label}"
         r.metrics = {**r.metrics, "eval_s": None if times.get(step) is None else round(times[step])}
     n, same = _same_rows(runs)  # computed once: the table and summary.json
-    effects = _think_effects(res)
+    effects, decodings = _think_effects(res), _decodings(res)
     scores = [f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10) if k <= cfg.num_beams]
     png = bar_chart(runs, scores, res / "results.png", title=f"{cfg.category}: stage x mode")
     step_rows = "\n".join(f"| {name} | {'—' if s is None else f'{s:.0f}'} |" for name, s in times.items())
     total = sum(s for s in times.values() if s)
     text = (f"# Results: {cfg.category}\n\n{markdown_table(runs, scores + ['invalid_rate', 'n', 'eval_s'])}\n"
             f"n: test rows evaluated; eval_s: seconds of that evaluation.\n\n![chart]({png.name})\n\n"
-            f"{_same_rows_table(runs, same, n, scores)}\n{_effects_table(effects)}"
+            f"{_same_rows_table(runs, same, n, scores)}\n{_effects_table(effects)}{_decoding_table(decodings)}"
             f"## Seconds per step\n\n| step | seconds |\n|---|---:|\n{step_rows}\n| total | {total:.0f} |\n")
     atomic_write_text(res / "results.md", text)
-    summary = {**_summary(runs, same, n, times), "think_effect": effects}
+    summary = {**_summary(runs, same, n, times), "think_effect": effects, "decoding": decodings}
     atomic_write_text(res / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     run_record = {"config": asdict(cfg), "steps": timings}
     atomic_write_text(res / "pipeline_steps.json", json.dumps(run_record, indent=1) + "\n")

@@ -92,3 +92,20 @@ def test_adaptive_cli_chooses_a_threshold_on_valid(tmp_path):
     record = json.loads((out / "fusion.json").read_text())
     assert record["valid_ndcg10"]["-1.0"] < 1.0 and record["valid_ndcg10"][str(record["weight"])] == 1.0
     assert record["thought_share"] == 0.5
+
+
+def test_best_method_takes_the_one_that_scores_best_on_valid(tmp_path):
+    # valid: thinking is right only where non-thinking is unsure (adaptive scores 1.0; fusion cannot:
+    # on row 2 the confident non-thinking list is right and the thinking one puts T nowhere)
+    _run(tmp_path / "vt", [rec(0, [T], [-0.1]), rec(1, [T], [-0.1]), rec(2, [A], [-0.1])])
+    _run(tmp_path / "vn", [rec(0, [A, T], [-1.0, -1.01]), rec(1, [B, T], [-1.0, -1.01]),
+                           rec(2, [T, A], [-1.0, -9.0])])
+    out = tmp_path / "best"
+    assert F.main(["--method", "best", "--valid", str(tmp_path / "vt"), str(tmp_path / "vn"),
+                   "--test", str(tmp_path / "vt"), str(tmp_path / "vn"), "--output_dir", str(out)]) == 0
+    record = json.loads((out / "fusion.json").read_text())
+    assert record["asked"] == "best" and record["method"] == "adaptive"
+    assert set(record["valid_by_method"]) == {"fusion", "adaptive"}  # no --prior: no calibrated
+    assert record["valid_by_method"]["adaptive"]["valid_ndcg10"] == 1.0 > record["valid_by_method"]["fusion"]["valid_ndcg10"]
+    with pytest.raises(SystemExit):
+        F.main(["--method", "best", "--weight", "0.5", "--test", "a", "b", "--output_dir", str(out)])

@@ -238,9 +238,21 @@ def test_summary_json_has_every_run_on_all_and_on_the_same_rows(tmp_path):
         "hr10": {"popularity": 0.75, "transitions": 0.5, "stage1_think": 0.5},
         "same_rows_ndcg10": {"popularity": 0.5, "transitions": 0.75, "stage1_think": 0.1667},
         "same_rows_n": 2, "seconds": {"popularity_baseline": 2.04, "eval_stage1_think": 12.5},
-        "think_effect": {}}
+        "think_effect": {}, "decoding": {}}
     same = md[md.index("## The same 2 rows"):]  # the table shows the same re-scored numbers
     assert "| transitions |" in same and "0.7500 | 2 |" in same.replace("**", "")
+
+
+def test_decoding_chosen_on_valid_is_tabled_and_summarised(tmp_path):
+    res = tmp_path / "res"
+    _fake_run(res, "stage2_fused", [1])
+    choice = {"method": "adaptive", "weight": 0.2, "thought_share": 0.3,
+              "valid_by_method": {"fusion": {"weight": 0.0, "valid_ndcg10": 0.11},
+                                  "adaptive": {"weight": 0.2, "valid_ndcg10": 0.12}}}
+    (res / "stage2_fused" / "fusion.json").write_text(json.dumps({**choice, "valid": ["a", "b"]}))
+    md = P.summarise(P.PipelineConfig(results_dir=str(res)), []).read_text()
+    assert json.loads((res / P.SUMMARY_FILE).read_text())["decoding"] == {"stage2": choice}
+    assert "| stage2 | adaptive | 0.2 | 0.1200 | **yes** |" in md and "| stage2 | fusion | 0.0 | 0.1100 |  |" in md
 
 
 def test_thinking_effect_is_measured_tabled_and_summarised(tmp_path):
@@ -300,7 +312,11 @@ def test_fusion_steps_choose_on_valid_and_fuse_the_test_lists(tmp_path):
         assert fuse[fuse.index("--valid") + 1:fuse.index("--valid") + 3] == [
             str(res / "valid" / f"{stage}_think"), str(res / "valid" / f"{stage}_nothink")]
         assert fuse[fuse.index("--output_dir") + 1] == str(res / f"{stage}_fused")
+        assert fuse[fuse.index("--method") + 1] == "best"
+        prior = steps[f"prior_{stage}"]
+        assert fuse[fuse.index("--prior") + 1] == prior.cmd[prior.cmd.index("--output") + 1] == str(prior.done)
     names = list(steps)
     assert names.index("eval_stage2_think") < names.index("valid_stage2_think") < names.index("fuse_stage2")
+    assert names.index("prior_stage2") < names.index("fuse_stage2")
     assert not any(n.startswith(("valid_", "fuse_")) for n in
                    (s.name for s in P.plan(P.PipelineConfig(results_dir=str(res), fusion_valid_rows=0))))

@@ -18,6 +18,9 @@ The threshold is chosen on valid among -1 (never think: margins are >= 0) and th
 percentiles of the valid margins;
 ``fusion.json`` records it and the share of test rows that thought.
 
+``--method best`` (what the pipeline runs): each method's weight chosen on valid, then the method
+with the best valid NDCG@10; ``fusion.json`` records every method's choice.
+
 ``--method calibrated --prior PRIOR.json``: the thinking list re-ranked by ``score - alpha * prior``
 (``sidreasoner.eval.calibration``: the SID's log-probability under the empty-history prompt), alpha
 chosen on valid among 0 (the plain list), 0.1, 0.2, 0.3, 0.5 (``--weights`` changes the grid). Pass the
@@ -125,10 +128,12 @@ def choose_weight(pairs, weights: Sequence[float], k: int, method: str = "fusion
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default="fusion", choices=sorted([*METHODS, "calibrated"]),
+    p.add_argument("--method", default="fusion", choices=sorted([*METHODS, "calibrated", "best"]),
                    help="fusion: weighted scores of both lists; adaptive: the thinking list only where the "
                         "non-thinking margin is at most a threshold; calibrated: the thinking list re-ranked "
-                        "by score - alpha x its empty-history prior (--prior) (default: %(default)s)")
+                        "by score - alpha x its empty-history prior (--prior); best: each of them (calibrated "
+                        "with --prior) chosen on valid, then the one that scores best there "
+                        "(default: %(default)s)")
     p.add_argument("--prior", help="with --method calibrated: the SID prior JSON of the evaluated model "
                                    "(python -m sidreasoner.eval.calibration)")
     p.add_argument("--valid", nargs=2, metavar=("THINK_DIR", "NOTHINK_DIR"),
@@ -145,19 +150,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _candidates(p, args, valid_pairs) -> list[float]:
-    if args.method == "adaptive":
+def _candidates(p, args, valid_pairs, method: str) -> list[float]:
+    if method == "adaptive":
         return thresholds_of(valid_pairs)
-    grid = DEFAULT_ALPHAS if args.method == "calibrated" else DEFAULT_WEIGHTS
+    grid = DEFAULT_ALPHAS if method == "calibrated" else DEFAULT_WEIGHTS
     try:
         weights = [float(w) for w in args.weights.split(",")] if args.weights else list(grid)
     except ValueError:
         p.error(f"--weights: expected comma-separated numbers, got {args.weights!r}")
-    if args.method == "fusion" and any(not 0 <= w <= 1 for w in weights):
+    if method == "fusion" and any(not 0 <= w <= 1 for w in weights):
         p.error("weights must lie in [0, 1]")
-    if args.method == "calibrated" and any(w < 0 for w in weights):
+    if method == "calibrated" and any(w < 0 for w in weights):
         p.error("calibration alphas must be >= 0")
     return weights
+
+
+def choose_method(p, args, valid, prior) -> tuple[str, float, dict]:
+    """``(method, weight, record)``: ``--method``'s weight chosen on ``valid``, or with ``best`` the
+    method (fusion, adaptive, then calibrated when a prior is given; ties: the earlier one) whose own
+    choice scores best there."""
+    methods = [args.method] if args.method != "best" else ["fusion", "adaptive"] + (["calibrated"] if prior else [])
+    grids = {}
+    for m in methods:
+        weight, scores = choose_weight(valid, _candidates(p, args, valid, m), args.num_beams, m, prior)
+        grids[m] = (weight, {str(w): round(v, 4) for w, v in scores.items()})
+    method = max(methods, key=lambda m: (grids[m][1][str(grids[m][0])], -methods.index(m)))
+    record = {"valid_ndcg10": grids[method][1]}
+    if args.method == "best":
+        record["valid_by_method"] = {m: {"weight": w, "valid_ndcg10": g[str(w)]} for m, (w, g) in grids.items()}
+    return method, grids[method][0], record
 
 
 def main(argv=None) -> int:
@@ -167,30 +188,31 @@ def main(argv=None) -> int:
         p.error("give --valid THINK_DIR NOTHINK_DIR to choose the weight, or --weight")
     if args.method == "fusion" and args.weight is not None and not 0 <= args.weight <= 1:
         p.error("weights must lie in [0, 1]")
-    if (args.method == "calibrated") != bool(args.prior):
-        p.error("--prior goes with --method calibrated, and --method calibrated needs --prior")
+    if args.method == "best" and (args.weight is not None or args.weights):
+        p.error("--method best chooses every method's weight on --valid: leave out --weight and --weights")
+    if (args.method == "calibrated" and not args.prior) or (args.prior and args.method not in ("calibrated", "best")):
+        p.error("--prior goes with --method calibrated or best, and --method calibrated needs --prior")
     try:
         prior = load_prior(args.prior) if args.prior else None
-        record = {"method": args.method, "valid": args.valid, "test": args.test, "prior": args.prior}
-        weight = args.weight
+        method, weight, record = args.method, args.weight, {}
         if weight is None:
-            valid = paired(*args.valid)
-            weight, scores = choose_weight(valid, _candidates(p, args, valid), args.num_beams, args.method, prior)
-            record["valid_ndcg10"] = {str(w): round(v, 4) for w, v in scores.items()}
-        row = method_row(args.method, prior)
+            method, weight, record = choose_method(p, args, paired(*args.valid), prior)
+        row = method_row(method, prior)
         fused = [row(t, n, weight, args.num_beams) for t, n in paired(*args.test)]
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.method == "adaptive":
+    record = {"method": method, "weight": weight, "asked": args.method, "valid": args.valid, "test": args.test,
+              "prior": args.prior, **record}
+    if method == "adaptive":
         record["thought_share"] = round(sum(r["thought"] for r in fused) / max(len(fused), 1), 4)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / P.PREDICTIONS, "".join(json.dumps(r) + "\n" for r in fused))
     metrics = compute_metrics(fused, num_beams=args.num_beams)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-    atomic_write_text(out / "fusion.json", json.dumps({**record, "weight": weight}, indent=1) + "\n")
-    print(f"{args.method} {weight}: NDCG@10 {metrics['NDCG@10']:.4f} on {metrics['n']} rows -> {out}")
+    atomic_write_text(out / "fusion.json", json.dumps(record, indent=1) + "\n")
+    print(f"{method} {weight}: NDCG@10 {metrics['NDCG@10']:.4f} on {metrics['n']} rows -> {out}")
     return 0
 
 
