@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max_think_tokens", type=int, default=512, help="reasoning budget; unclosed reasoning is force-closed")
     a("--num_reasoning_paths", type=int, default=1, help="sampled reasoning paths per row (1 = greedy); beams merged by score")
     a("--temperature", type=float, default=1.0, help="sampling temperature when --num_reasoning_paths > 1")
+    a("--repetition_penalty", type=float, default=1.0,
+      help="repetition penalty of the reasoning's generation (1: off, as the release decodes; ~1.3 stops the loops "
+           "a tiny model falls into when it reasons greedily)")
     a("--reasoning_backend", default="auto", choices=["auto", "hf", "vllm"],
       help="reasoning generator: vLLM when installed and on GPU (auto), else HF generate")
     a("--search", default="ours", choices=["ours", "reference"],
@@ -89,6 +92,8 @@ def _config(args):
     mode = "think" if args.think else "nothink"
     out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
     ks = [int(k) for k in args.ks.split(",")] if args.ks else None
+    if args.repetition_penalty <= 0:
+        raise SystemExit(f"evaluate.py: --repetition_penalty must be > 0 (1: off), got {args.repetition_penalty}")
     if args.calibrate < 0 or (args.calibrate and args.search == "reference"):
         raise SystemExit(f"evaluate.py: --calibrate must be >= 0 and needs --search ours, got {args.calibrate} "
                          f"with --search {args.search}")
@@ -100,6 +105,7 @@ def _config(args):
         split=args.split, batch_size=args.batch_size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
         length_penalty=args.length_penalty, think=args.think, prompt_style=args.prompt_style, max_think_tokens=args.max_think_tokens,
         num_reasoning_paths=args.num_reasoning_paths, temperature=args.temperature,
+        repetition_penalty=args.repetition_penalty,
         reasoning_backend=args.reasoning_backend, search=args.search, beam_mode=args.beam_mode, limit=args.limit,
         shard=parse_shard(args.shard) or _torchrun_shard(), resume=args.resume, device=args.device, dtype=args.dtype, seed=args.seed,
         ks=ks, result_json_data=args.result_json_data, calibrate=args.calibrate)

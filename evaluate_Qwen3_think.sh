@@ -3,7 +3,7 @@
 # Thinking evaluation: generate the reasoning (greedy; NUM_REASONING_PATHS>1 samples at TEMPERATURE),
 # force-close </think>, then the trie-constrained beam search. vLLM generates the
 # reasoning when installed and on GPU. Knobs (env): BASE_MODEL DATA_DIR CATEGORY SPLIT OUTPUT_DIR
-#   NUM_BEAMS BATCH_SIZE MAX_THINK_TOKENS NUM_REASONING_PATHS TEMPERATURE PYTHON,
+#   NUM_BEAMS BATCH_SIZE MAX_THINK_TOKENS NUM_REASONING_PATHS TEMPERATURE REPETITION_PENALTY PYTHON,
 #   NPROC (processes; >1 runs torchrun, one data-parallel shard per process, merged at the end),
 #   GPUS (comma-separated device ids, exported as CUDA_VISIBLE_DEVICES; default: all visible).
 # Flags after the script name go last, so they override these defaults (e.g. --limit 100 --resume).
@@ -19,6 +19,7 @@ BATCH_SIZE=${BATCH_SIZE:-8}
 MAX_THINK_TOKENS=${MAX_THINK_TOKENS:-512}
 NUM_REASONING_PATHS=${NUM_REASONING_PATHS:-1}
 TEMPERATURE=${TEMPERATURE:-1.0}
+REPETITION_PENALTY=${REPETITION_PENALTY:-1.0}
 OUTPUT_DIR=${OUTPUT_DIR:-results/${CATEGORY}_think_beams${NUM_BEAMS}}
 NPROC=${NPROC:-1}
 PYTHON=${PYTHON:-python}
@@ -27,4 +28,5 @@ LAUNCH=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"); fi
 exec "${LAUNCH[@]}" evaluate.py --think --base_model "$BASE_MODEL" --data_dir "$DATA_DIR" --category "$CATEGORY" \
   --split "$SPLIT" --num_beams "$NUM_BEAMS" --batch_size "$BATCH_SIZE" --max_think_tokens "$MAX_THINK_TOKENS" \
-  --num_reasoning_paths "$NUM_REASONING_PATHS" --temperature "$TEMPERATURE" --output_dir "$OUTPUT_DIR" "$@"
+  --num_reasoning_paths "$NUM_REASONING_PATHS" --temperature "$TEMPERATURE" \
+  --repetition_penalty "$REPETITION_PENALTY" --output_dir "$OUTPUT_DIR" "$@"

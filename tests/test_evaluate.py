@@ -196,6 +196,21 @@ def test_thinking_mode_force_closes_unclosed_reasoning(release, tmp_path):
         assert len(r["ranked"]) == 5 and set(r["ranked"]) <= release[2]
 
 
+def test_repetition_penalty_reaches_the_reasoning_generation(release, monkeypatch):
+    """The penalty goes into HF generate's config (1.0 leaves it unset, as the release decodes)."""
+    from sidreasoner.eval.thinking import hf_reasoning
+    from sidreasoner.train.chat import stop_token_id
+    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    model, tok = load_model_and_tokenizer(str(release[1]))
+    seen, generate = [], model.generate
+    monkeypatch.setattr(model, "generate", lambda **kw: seen.append(kw["generation_config"]) or generate(**kw))
+    prompt = "<|im_start|>user\n<a_1><b_2><c_3><|im_end|>\n<|im_start|>assistant\n<think>\n"
+    for penalty in (1.0, 1.3):
+        paths = hf_reasoning(model.eval(), tok, [prompt], stop_token_id(tok), 8, repetition_penalty=penalty)
+        assert len(paths) == 1 and len(paths[0]) == 1
+    assert seen[0].repetition_penalty in (None, 1.0) and seen[1].repetition_penalty == 1.3
+
+
 def test_think_search_runs_on_the_force_closed_prompts(release, tmp_path):
     """Each path's SID search continues prompt + reasoning + '\\n</think>\\n\\n'; paths merge by best score."""
     from sidreasoner.data.formats import read_split_csv
@@ -282,6 +297,8 @@ def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
         (["--output_dir", str(tmp_path / "b"), "--shard", "2/2"],
          "--shard must look like i/n with 0 <= i < n (e.g. 0/4), got '2/2'"),
     ]
+    with pytest.raises(SystemExit, match="--repetition_penalty must be > 0"):
+        evaluate.main(common + ["--output_dir", str(tmp_path / "r"), "--repetition_penalty", "0"])
     for argv in (["--calibrate", "-0.1"], ["--calibrate", "0.2", "--search", "reference"]):
         with pytest.raises(SystemExit, match="--calibrate must be >= 0 and needs --search ours"):
             evaluate.main(common + ["--output_dir", str(tmp_path / "c")] + argv)

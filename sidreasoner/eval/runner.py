@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 #: config fields that change the predictions: a resumed run must agree on all of them
 RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think", "prompt_style",
-                 "max_think_tokens", "num_reasoning_paths", "temperature", "seed", "search", "limit",
+                 "max_think_tokens", "num_reasoning_paths", "temperature", "repetition_penalty", "seed", "search", "limit",
                  "shard", "batch_size", "dtype", "calibrate")
 
 
@@ -55,6 +55,7 @@ class EvalConfig:
     max_think_tokens: int = 512
     num_reasoning_paths: int = 1
     temperature: float = 1.0
+    repetition_penalty: float = 1.0  # of the reasoning's generation (1: off, as the release decodes)
     reasoning_backend: str = "auto"
     search: str = "ours"
     beam_mode: str = "auto"
@@ -136,9 +137,10 @@ class Evaluator:
         c = self.cfg
         if self.backend == "vllm":
             return vllm_reasoning(c.base_model, prompts, stop_texts_of(self.tokenizer, self.stop_id),
-                                  c.max_think_tokens, c.num_reasoning_paths, c.temperature, seed)
+                                  c.max_think_tokens, c.num_reasoning_paths, c.temperature, seed,
+                                  repetition_penalty=c.repetition_penalty)
         return hf_reasoning(self.model, self.tokenizer, prompts, self.stop_id, c.max_think_tokens,
-                            c.num_reasoning_paths, c.temperature, seed)
+                            c.num_reasoning_paths, c.temperature, seed, repetition_penalty=c.repetition_penalty)
 
     def run_batch(self, batch: Sequence[tuple[int, SequenceRow]], catalogue) -> list[dict]:
         prompts = [self.prompt(r) for _, r in batch]

@@ -79,8 +79,11 @@ def stop_texts_of(tokenizer, stop_id: int) -> list[str]:
 
 @torch.no_grad()
 def hf_reasoning(model, tokenizer, prompts: Sequence[str], stop_id: int, max_think_tokens: int,
-                 num_paths: int = 1, temperature: float = 1.0, seed: Optional[int] = None) -> list[list[Reasoning]]:
-    """Reasoning for each (already think-opened) prompt with HF ``generate``: ``num_paths`` per prompt."""
+                 num_paths: int = 1, temperature: float = 1.0, seed: Optional[int] = None,
+                 repetition_penalty: float = 1.0) -> list[list[Reasoning]]:
+    """Reasoning for each (already think-opened) prompt with HF ``generate``: ``num_paths`` per prompt.
+    ``repetition_penalty`` > 1 (CTRL's, as HF applies it) breaks the loops a small model falls into
+    when it decodes greedily ("the user leans towards the user leans towards ...")."""
     from .runner import encode_left_padded
     ids, mask = encode_left_padded(tokenizer, prompts, stop_id, model.device)
     sample = num_paths > 1
@@ -93,7 +96,8 @@ def hf_reasoning(model, tokenizer, prompts: Sequence[str], stop_id: int, max_thi
         kwargs = {"stop_strings": [THINK_CLOSE], "tokenizer": tokenizer}
     cfg = GenerationConfig(max_new_tokens=max_think_tokens, do_sample=sample, num_beams=1,
                            num_return_sequences=num_paths, temperature=temperature if sample else None,
-                           top_k=None, top_p=None, min_p=None, repetition_penalty=None,
+                           top_k=None, top_p=None, min_p=None,
+                           repetition_penalty=repetition_penalty if repetition_penalty != 1.0 else None,
                            eos_token_id=eos, pad_token_id=stop_id)
     if seed is not None:
         torch.manual_seed(seed)
@@ -106,7 +110,7 @@ def hf_reasoning(model, tokenizer, prompts: Sequence[str], stop_id: int, max_thi
 
 def vllm_reasoning(model_path: str, prompts: Sequence[str], stop_texts: Sequence[str], max_think_tokens: int,
                    num_paths: int = 1, temperature: float = 1.0, seed: Optional[int] = None,
-                   gpu_memory_utilization: float = 0.4) -> list[list[Reasoning]]:
+                   gpu_memory_utilization: float = 0.4, repetition_penalty: float = 1.0) -> list[list[Reasoning]]:
     """Reasoning with vLLM (GPU). The engine is built once per process and reused.
 
     Not exercised by the CPU test suite (vLLM is not installed there); the HF path is the reference.
@@ -117,6 +121,7 @@ def vllm_reasoning(model_path: str, prompts: Sequence[str], stop_texts: Sequence
         _VLLM = (model_path, LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, seed=seed or 0))
     params = SamplingParams(n=num_paths, temperature=temperature if num_paths > 1 else 0.0,
                             max_tokens=max_think_tokens, stop=[THINK_CLOSE, *stop_texts],
+                            repetition_penalty=repetition_penalty,
                             include_stop_str_in_output=True, skip_special_tokens=False, seed=seed)
     outs = _VLLM[1].generate(list(prompts), params, use_tqdm=False)
     return [[split_reasoning(c.text, stop_texts) for c in o.outputs] for o in outs]
