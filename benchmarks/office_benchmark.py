@@ -16,7 +16,7 @@ CPU budget for Office_Products, measured on a shared 2-core machine with two tor
 ``--stages 1`` took 24 minutes (SASRec 199 s beside another job, stage 1 1,184 s for 16 epochs with a
 valid-ranking evaluation after each, the test evaluations 52 s). With the earlier one-epoch mixture stage 1, stage 2 (two epochs of
 the template reasoning corpus) took 23 min and stage 3 (20 GRPO steps) 9 min. Thinking-mode rows are
-scored on the first ``--think_eval_limit`` test rows (default 1000) because each generates up to 384
+scored on the first ``--think_eval_limit`` test rows (default 2000) because each generates up to 384
 reasoning tokens; non-thinking rows and the baselines use the whole split.
 """
 from __future__ import annotations
@@ -45,10 +45,11 @@ OFFICE_SETTINGS = dict(
     category="Office_Products", run_dir="checkpoints/office", results_dir="results/office",
     baselines="popularity,sasrec", batch_size=64, micro_batch_size=64,
     stage1_steps=-1, stage1_epochs=16.0, stage1_lr=2e-3, stage1_eval_steps=259,
-    stage2_steps=-1, stage2_epochs=2.0, sft_eval_steps=150, warmup_steps=30,  # stage 2: the pipeline's lr, replay
+    # stage 2: the pipeline's lr and replay; 400 steps see ~5,900 reasoning paths beside ~19,700 replayed rows
+    stage2_steps=400, stage2_epochs=1.0, sft_eval_steps=100, warmup_steps=30,
     rl_steps=20, rl_lr=1e-4, rl_max_response_length=416,
     # the corpus's reasoning paths are 162 tokens on average (p99 269); the tiny model's own run longer
-    eval_limit=0, think_eval_limit=1000, max_think_tokens=384)
+    eval_limit=0, think_eval_limit=2000, max_think_tokens=384)
 
 
 def short_name(category: str) -> str:
@@ -81,7 +82,8 @@ def main(argv=None) -> None:
                    help="torch threads per process; the steps run one at a time, so 2 uses both cores of a 2-core "
                         "machine (stage 1: 1.55x the steps per second of 1 thread when nothing else runs; use 1 on "
                         "a busy CPU) (default: %(default)s)")
-    p.add_argument("--think_eval_limit", type=int, default=1000, help="test rows per thinking evaluation (0: all)")
+    p.add_argument("--think_eval_limit", type=int, default=OFFICE_SETTINGS["think_eval_limit"],
+                   help="test rows per thinking evaluation (0: all; default %(default)s)")
     p.add_argument("--rl_steps", type=int, default=20, help="stage-3 GRPO steps (0: skip stage 3)")
     args = p.parse_args(argv)
     cfg = build_config(args)

@@ -77,12 +77,14 @@ class PipelineConfig:
         "help": "SFT evaluations without a better selection metric before stopping (0: never)"})
     stage2_steps: int = field(default=160, metadata={"help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs)"})
     stage2_epochs: float = field(default=1.0, metadata={"help": "stage-2 epochs when STAGE2_STEPS is -1"})
-    stage2_lr: float = field(default=2e-4, metadata={
-        "help": "stage-2 learning rate (a tenth of stage 1's: 2e-3 erased stage 1's non-thinking skill)"})
-    stage2_replay: float = field(default=0.5, metadata={
+    stage2_lr: float = field(default=1e-3, metadata={
+        "help": "stage-2 learning rate: half of stage 1's, high enough that a tiny model learns to write the "
+                "reasoning in a few hundred steps; STAGE2_REPLAY keeps its non-thinking skill"})
+    stage2_replay: float = field(default=2.0, metadata={
         "help": "weight of stage 1's next_sid examples replayed in stage 2 beside the reasoning paths (0: "
-                "reasoning only; 0.5: half of them each epoch); with it, stage 2 also selects its checkpoint "
-                "on valid NDCG@10 (RANK_EVAL_ROWS)"})
+                "reasoning only; 2: twice each of them per epoch); with it, stage 2 also selects its checkpoint "
+                "on valid NDCG@10 (RANK_EVAL_ROWS). Demo, 160 steps, valid probe NDCG@10 / reasoning loss: "
+                "replay 0.5 lr 2e-4 0.154 / 4.5; replay 2 lr 1e-3 0.160 / 1.8 (stage 1: 0.164)"})
     sft_eval_steps: int = field(default=0, metadata={"help": "SFT validation every N steps (0: a third of the "
                                                              "steps, or 150 when training by epochs)"})
     warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps (both stages)"})
