@@ -211,6 +211,25 @@ def test_repetition_penalty_reaches_the_reasoning_generation(release, monkeypatc
     assert seen[0].repetition_penalty in (None, 1.0) and seen[1].repetition_penalty == 1.3
 
 
+def test_vllm_backend_reasons_for_the_whole_split_in_one_call(release, tmp_path, monkeypatch):
+    """With vLLM (faked here: not installed on CPU) the reasoning of every row comes from one call;
+    each row's search then runs on its own reasoning."""
+    from sidreasoner.eval import runner
+    from sidreasoner.eval.thinking import Reasoning
+    calls = []
+
+    def fake_vllm(model_path, prompts, stop_texts, max_think_tokens, num_paths, temperature, seed, **kw):
+        calls.append(list(prompts))
+        return [[Reasoning(f"reasoning {k}", True)] for k in range(len(prompts))]
+    monkeypatch.setattr(runner, "pick_backend", lambda backend: "vllm")
+    monkeypatch.setattr(runner, "vllm_reasoning", fake_vllm)
+    run_evaluation(config(release, tmp_path, think=True, limit=9, batch_size=4))
+    assert len(calls) == 1 and len(calls[0]) == 9
+    recs = by_row(tmp_path)
+    assert sorted(recs) == list(range(9)) and all(r["think_closed"] for r in recs.values())
+    assert {r["reasoning"] for r in recs.values()} == {f"reasoning {k}" for k in range(9)}
+
+
 def test_think_search_runs_on_the_force_closed_prompts(release, tmp_path):
     """Each path's SID search continues prompt + reasoning + '\\n</think>\\n\\n'; paths merge by best score."""
     from sidreasoner.data.formats import read_split_csv

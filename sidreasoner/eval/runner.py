@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 #: config fields that change the predictions: a resumed run must agree on all of them
 RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think", "prompt_style",
-                 "max_think_tokens", "num_reasoning_paths", "temperature", "repetition_penalty", "seed", "search", "limit",
-                 "shard", "batch_size", "dtype", "calibrate")
+                 "max_think_tokens", "num_reasoning_paths", "temperature", "repetition_penalty", "seed", "search",
+                 "limit", "shard", "batch_size", "dtype", "calibrate")
 
 
 @dataclass
@@ -115,6 +115,7 @@ class Evaluator:
         self.cfg, self.model, self.tokenizer, self.trie, self.stop_id = cfg, model, tokenizer, trie, stop_id
         self.backend = pick_backend(cfg.reasoning_backend) if cfg.think else None
         self.bias, self.prior = None, None
+        self._paths: dict = {}  # row -> reasoning paths generated ahead (prefetch)
         if cfg.calibrate:
             from .calibration import edge_prior, sid_prior
             edge = edge_prior(model, tokenizer, trie, cfg.prompt_style)
@@ -142,6 +143,15 @@ class Evaluator:
         return hf_reasoning(self.model, self.tokenizer, prompts, self.stop_id, c.max_think_tokens,
                             c.num_reasoning_paths, c.temperature, seed, repetition_penalty=c.repetition_penalty)
 
+    def prefetch(self, picked: Sequence[tuple[int, SequenceRow]]) -> None:
+        """vLLM: the reasoning of every row to evaluate in ONE call (vLLM schedules the whole split
+        itself; a call per batch would leave the GPU idle between batches). HF generates per batch."""
+        self._paths = {}
+        if self.backend == "vllm" and picked:
+            log.info("generating the reasoning of %d rows in one vLLM call", len(picked))
+            paths = self.reason([self.prompt(r) for _, r in picked], seed=self.cfg.seed)
+            self._paths = {i: ps for (i, _), ps in zip(picked, paths)}
+
     def run_batch(self, batch: Sequence[tuple[int, SequenceRow]], catalogue) -> list[dict]:
         prompts = [self.prompt(r) for _, r in batch]
         records = [{"row": i, "user_id": r.user_id, "target": r.item_sid,
@@ -149,7 +159,8 @@ class Evaluator:
         if not self.cfg.think:
             results = self.search(prompts)
         else:
-            paths = self.reason(prompts, seed=self.cfg.seed + batch[0][0])
+            paths = ([self._paths[i] for i, _ in batch] if all(i in self._paths for i, _ in batch)
+                     else self.reason(prompts, seed=self.cfg.seed + batch[0][0]))
             n = self.cfg.num_reasoning_paths
             flat = self.search([close_think(p, r.text) for p, ps in zip(prompts, paths) for r in ps])
             results = [merge_paths(flat[i * n:(i + 1) * n], self.cfg.num_beams) for i in range(len(batch))]
@@ -253,6 +264,8 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     atomic_write_text(config_path, json.dumps(asdict(cfg), indent=1) + "\n")
     done = P.load_for_resume(pred_path) if cfg.resume else {}
     ev = Evaluator(cfg, model, tokenizer, trie, stop_id)
+    if cfg.think:
+        ev.prefetch([(i, r) for i, r in picked if i not in done])
     t0, n_new = time.time(), 0
     bar = tqdm(total=len(picked), desc="evaluate", unit="row", initial=sum(1 for i, _ in picked if i in done))
     for batch in make_batches(picked, cfg.batch_size):
