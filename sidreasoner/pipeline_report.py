@@ -119,6 +119,22 @@ def _decoding_table(decodings: dict) -> str:
             + "\n".join(rows) + "\n\n")
 
 
+def _rl_diagnostics(cfg: PipelineConfig) -> dict:
+    """Stage 3's ``diagnostics.json`` (``sidreasoner.rl.diagnostics``): first / last / mean of each series."""
+    path = Path(cfg.run_dir) / "stage3" / "diagnostics.json"
+    return {k: v for k, v in json.loads(path.read_text()).items() if k != "log"} if path.is_file() else {}
+
+
+def _rl_table(diag: dict) -> str:
+    rows = [f"| {name} | {v['first']:.4f} | {v['last']:.4f} | {v['mean']:.4f} |"
+            for name, v in diag.items() if isinstance(v, dict)]
+    if not rows:
+        return ""
+    return ("## Stage 3 diagnostics\n\n`zero_variance_groups`: share of GRPO groups whose completions all "
+            "scored the same (no learning signal); curves in `RUN_DIR/stage3/diagnostics.png`.\n\n"
+            "| series | first | last | mean |\n|---|---:|---:|---:|\n" + "\n".join(rows) + "\n\n")
+
+
 def _run_names(cfg: PipelineConfig, res: Path) -> list[str]:
     """Folders under RESULTS_DIR with a metrics.json: the configured baselines, the other baselines, the
     stages in order, then any other run folder (by name)."""
@@ -141,7 +157,7 @@ def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
         step = f"{r.label}_baseline" if r.label in BASELINES else f"eval_{r.label}"
         r.metrics = {**r.metrics, "eval_s": None if times.get(step) is None else round(times[step])}
     n, same = _same_rows(runs)  # computed once: the table and summary.json
-    effects, decodings = _think_effects(res), _decodings(res)
+    effects, decodings, diag = _think_effects(res), _decodings(res), _rl_diagnostics(cfg)
     scores = [f"{m}@{k}" for m in ("HR", "NDCG") for k in (1, 3, 5, 10) if k <= cfg.num_beams]
     png = bar_chart(runs, scores, res / "results.png", title=f"{cfg.category}: stage x mode")
     step_rows = "\n".join(f"| {name} | {'—' if s is None else f'{s:.0f}'} |" for name, s in times.items())
@@ -149,9 +165,11 @@ def summarise(cfg: PipelineConfig, timings: list[dict]) -> Path:
     text = (f"# Results: {cfg.category}\n\n{markdown_table(runs, scores + ['invalid_rate', 'n', 'eval_s'])}\n"
             f"n: test rows evaluated; eval_s: seconds of that evaluation.\n\n![chart]({png.name})\n\n"
             f"{_same_rows_table(runs, same, n, scores)}\n{_effects_table(effects)}{_decoding_table(decodings)}"
+            f"{_rl_table(diag)}"
             f"## Seconds per step\n\n| step | seconds |\n|---|---:|\n{step_rows}\n| total | {total:.0f} |\n")
     atomic_write_text(res / "results.md", text)
-    summary = {**_summary(runs, same, n, times), "think_effect": effects, "decoding": decodings}
+    summary = {**_summary(runs, same, n, times), "think_effect": effects, "decoding": decodings,
+               "stage3_diagnostics": diag}
     atomic_write_text(res / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     run_record = {"config": asdict(cfg), "steps": timings}
     atomic_write_text(res / "pipeline_steps.json", json.dumps(run_record, indent=1) + "\n")

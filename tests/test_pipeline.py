@@ -238,7 +238,7 @@ def test_summary_json_has_every_run_on_all_and_on_the_same_rows(tmp_path):
         "hr10": {"popularity": 0.75, "transitions": 0.5, "stage1_think": 0.5},
         "same_rows_ndcg10": {"popularity": 0.5, "transitions": 0.75, "stage1_think": 0.1667},
         "same_rows_n": 2, "seconds": {"popularity_baseline": 2.04, "eval_stage1_think": 12.5},
-        "think_effect": {}, "decoding": {}}
+        "think_effect": {}, "decoding": {}, "stage3_diagnostics": {}}
     same = md[md.index("## The same 2 rows"):]  # the table shows the same re-scored numbers
     assert "| transitions |" in same and "0.7500 | 2 |" in same.replace("**", "")
 
@@ -253,6 +253,17 @@ def test_decoding_chosen_on_valid_is_tabled_and_summarised(tmp_path):
     md = P.summarise(P.PipelineConfig(results_dir=str(res)), []).read_text()
     assert json.loads((res / P.SUMMARY_FILE).read_text())["decoding"] == {"stage2": choice}
     assert "| stage2 | adaptive | 0.2 | 0.1200 | **yes** |" in md and "| stage2 | fusion | 0.0 | 0.1100 |  |" in md
+
+
+def test_stage3_diagnostics_are_tabled_and_summarised(tmp_path):
+    res, run = tmp_path / "res", tmp_path / "run"
+    _fake_run(res, "stage3_nothink", [1])
+    (run / "stage3").mkdir(parents=True)
+    diag = {"zero_variance_groups": {"first": 0.5, "last": 0.25, "mean": 0.3, "points": 2}}
+    (run / "stage3" / "diagnostics.json").write_text(json.dumps({"log": "x", "steps": 2, **diag}))
+    md = P.summarise(P.PipelineConfig(results_dir=str(res), run_dir=str(run)), []).read_text()
+    assert json.loads((res / P.SUMMARY_FILE).read_text())["stage3_diagnostics"] == {"steps": 2, **diag}
+    assert "| zero_variance_groups | 0.5000 | 0.2500 | 0.3000 |" in md
 
 
 def test_thinking_effect_is_measured_tabled_and_summarised(tmp_path):

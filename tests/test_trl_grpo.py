@@ -88,6 +88,10 @@ def test_a_few_grpo_steps_on_the_tiny_model(knobs, tiny_model_dir):
     saved = json.loads((out / "grpo_config.json").read_text())
     assert (saved["rollout_n"], saved["train_batch_size"], saved["info_file"]) == (8, 4, knobs.resolved("trl").info_file)
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    diag = json.loads((out / "diagnostics.json").read_text())
+    assert diag["steps"] == 2 and (out / "diagnostics.png").is_file()
+    assert diag["zero_variance_groups"]["points"] == 2 and 0.0 <= diag["zero_variance_groups"]["mean"] <= 1.0
+    assert diag["reward"]["first"] == train[0]["reward"] and diag["valid_reward"]["points"] == 2
 
     resumed = run_trl_grpo(dataclasses.replace(knobs, max_steps=3, eval_rows=0, test_freq=0), say=lambda *_: None)
     assert resumed["steps"] == 3 and resumed["reward_before"] is None  # continued from checkpoint-2

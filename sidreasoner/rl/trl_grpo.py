@@ -206,6 +206,9 @@ def run_trl_grpo(knobs: RLKnobs, say=print) -> dict:
                "reward_before": before, "reward_after": after,
                "rewards_logged": [h.get("reward") for h in trainer.state.log_history if "reward" in h]}
     atomic_write_text(out / SUMMARY_NAME, json.dumps(summary, indent=1, default=str) + "\n")
+    if trainer.is_world_process_zero():
+        from .diagnostics import describe, write_diagnostics
+        say(f"stage-3 diagnostics ({out / 'diagnostics.json'}, .png):\n{describe(write_diagnostics(out))}")
     say(f"saved {final} after {trainer.state.global_step} steps ({train_seconds:.0f} s of training)")
     if before and after:
         say(f"mean sampled reward on {before['prompts']} validation prompts x {k.eval_samples}: "
