@@ -85,6 +85,12 @@ class PipelineConfig:
                 "reasoning only; 2: twice each of them per epoch); with it, stage 2 also selects its checkpoint "
                 "on valid NDCG@10 (RANK_EVAL_ROWS). Demo, 160 steps, valid probe NDCG@10 / reasoning loss: "
                 "replay 0.5 lr 2e-4 0.154 / 4.5; replay 2 lr 1e-3 0.160 / 1.8 (stage 1: 0.164)"})
+    stage2_think_probe_rows: int = field(default=0, metadata={
+        "help": "with STAGE2_REPLAY: the first N probe rows are also scored in thinking mode at every stage-2 "
+                "evaluation (sft.py --rank_eval_think_rows; 0: off, it costs a reasoning pass per evaluation)"})
+    stage2_select_on: str = field(default="nothink", metadata={
+        "help": "what picks the stage-2 checkpoint: valid NDCG@10 in nothink mode, think mode (needs "
+                "STAGE2_THINK_PROBE_ROWS) or both (their mean)"})
     sft_eval_steps: int = field(default=0, metadata={"help": "SFT validation every N steps (0: a third of the "
                                                              "steps, or 150 when training by epochs)"})
     warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps (both stages)"})
@@ -240,7 +246,8 @@ def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
     flags += ["--log_file", str(s2 / "train_log.jsonl")]  # beside the run: two pipelines never share a log
     if cfg.stage2_replay > 0:  # stage 1's next_sid replayed beside the reasoning task: keeps non-thinking mode
         flags += ["--tasks", "reasoning,next_sid", "--task_weights", f"next_sid={cfg.stage2_replay}"]
-        flags += _next_sid_flags(cfg) + ["--rank_eval_rows", str(cfg.rank_eval_rows)]
+        flags += _next_sid_flags(cfg) + ["--rank_eval_rows", str(cfg.rank_eval_rows), "--rank_eval_think_rows",
+                                         str(cfg.stage2_think_probe_rows), "--select_on", cfg.stage2_select_on]
     steps.append(Step("stage2_sft", s2 / "final_checkpoint" / "config.json",
                       ["bash", "sft_reasoning_activation.sh"] + flags,
                       dict(env_sft, BASE_MODEL=str(s1 / "final_checkpoint"), OUTPUT_DIR=str(s2),

@@ -50,12 +50,14 @@ def test_stage1_gets_the_small_model_recipe_flags():
 
 
 def test_stage2_replays_next_sid_with_stage1s_recipe_and_selects_on_ranking():
-    cfg = P.PipelineConfig(stage2_replay=0.5, history_loss_weight=0.25, recent_crops=2, rank_eval_rows=300)
+    cfg = P.PipelineConfig(stage2_replay=0.5, history_loss_weight=0.25, recent_crops=2, rank_eval_rows=300,
+                           stage2_think_probe_rows=50, stage2_select_on="both")
     stage2 = next(s for s in P.plan(cfg) if s.name == "stage2_sft")
     flags = dict(zip(stage2.cmd[2::2], stage2.cmd[3::2]))
     assert (flags["--tasks"], flags["--task_weights"]) == ("reasoning,next_sid", "next_sid=0.5")
     assert (flags["--history_loss_weight"], flags["--recent_crops"], flags["--rank_eval_rows"]) == (
         "0.25", "2", "300")
+    assert (flags["--rank_eval_think_rows"], flags["--select_on"]) == ("50", "both")
 
 
 def test_plan_on_real_data_skips_generation_and_uses_the_stage_scripts():

@@ -230,6 +230,32 @@ def test_rank_probe_agrees_with_the_evaluator(model, release, tmp_path):
     assert got == pytest.approx({"ndcg10": ref["NDCG@10"], "hr10": ref["HR@10"]}, abs=1e-9)
 
 
+def test_thinking_probe_agrees_with_the_evaluators_thinking_mode(model, release, tmp_path):
+    from sidreasoner.eval.runner import EvalConfig, run_evaluation
+    from sidreasoner.sid.index import SIDIndex
+    from sidreasoner.train.rank_eval import RankingProbe
+    m, tok = model
+    rows = read_split_csv(release.split("valid"))
+    index = SIDIndex.from_index_json(release.index_json, release.item_json)
+    got = RankingProbe(rows, tok, index, "native", num_beams=10, batch_size=64, think_rows=6, think_tokens=6)(m)
+    cfg = EvalConfig.from_release(release.data_dir, CATEGORY, split="valid", base_model="unused", limit=6,
+                                  output_dir=str(tmp_path / "ev"), num_beams=10, prompt_style="native", ks=[10],
+                                  think=True, max_think_tokens=6, repetition_penalty=1.3, batch_size=64)
+    ref = run_evaluation(cfg, model=m, tokenizer=tok)
+    assert got["think_ndcg10"] == pytest.approx(ref["NDCG@10"], abs=1e-9)
+    assert got["both_ndcg10"] == pytest.approx((got["ndcg10"] + got["think_ndcg10"]) / 2)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"select_on": "think", "rank_eval_rows": 16}, "--select_on think needs the thinking probe"),
+    ({"rank_eval_think_rows": -1}, "--rank_eval_think_rows must be >= 0"),
+])
+def test_bad_probe_flags(flags, message):
+    from sidreasoner.train.sft_config import resolve
+    with pytest.raises(ValueError, match=message):
+        resolve(SFTConfig(base_model="m", data_dir="d", category="C", **flags))
+
+
 def test_training_selects_on_valid_ndcg_and_records_the_style(tiny_model_dir, release, tmp_path):
     cfg = SFTConfig(base_model=str(tiny_model_dir[0]), data_dir=str(release.data_dir), category=CATEGORY,
                     output_dir=str(tmp_path), tasks="next_sid", prompt_style="compact", history_loss=True,
@@ -246,6 +272,19 @@ def test_training_selects_on_valid_ndcg_and_records_the_style(tiny_model_dir, re
     # a stage 2 from it inherits the style unless told otherwise
     from sidreasoner.train.sft_config import resolve
     assert resolve(SFTConfig(stage="reasoning", base_model=str(final), category=CATEGORY)).prompt_style == "compact"
+
+
+def test_training_can_select_on_both_modes(tiny_model_dir, release, tmp_path):
+    cfg = SFTConfig(base_model=str(tiny_model_dir[0]), data_dir=str(release.data_dir), category=CATEGORY,
+                    output_dir=str(tmp_path), tasks="next_sid", prompt_style="compact", batch_size=8,
+                    micro_batch_size=8, learning_rate=5e-3, warmup_steps=0, max_steps=2, eval_steps=1,
+                    rank_eval_rows=8, rank_eval_think_rows=4, rank_eval_think_tokens=4, select_on="both",
+                    resume_from_checkpoint="none", seed=0, log_file=str(tmp_path / "l.jsonl"))
+    summary = run_sft(cfg)
+    hist = summary["eval_history"]
+    assert summary["select_metric"] == "eval_both_ndcg10" and len(hist) == 2
+    assert all(h["eval_both_ndcg10"] == pytest.approx((h["eval_ndcg10"] + h["eval_think_ndcg10"]) / 2) for h in hist)
+    assert summary["best_metric"] == max(h["eval_both_ndcg10"] for h in hist)
 
 
 def test_recent_crops_add_short_history_copies(release):

@@ -93,6 +93,13 @@ class SFTConfig:
                                 "evaluation; > 0: the best checkpoint and early stopping follow valid NDCG@10 "
                                 "instead of the mean validation loss")
     rank_eval_beams: int = _f(10, "beams of that search (>= 10)")
+    rank_eval_think_rows: int = _f(0, "with --rank_eval_rows: the first N of those rows are also scored in "
+                                      "thinking mode (greedy reasoning, then the search), logged as "
+                                      "eval_think_ndcg10 / eval_think_hr10 (0: off)")
+    rank_eval_think_tokens: int = _f(192, "reasoning budget of that thinking probe in tokens")
+    select_on: str = _f("nothink", "with --rank_eval_rows, the valid NDCG@10 that picks the checkpoint and "
+                                   "stops early: nothink, think (needs --rank_eval_think_rows) or both (their "
+                                   "mean: a model good in both modes)", choices=("nothink", "think", "both"))
     cutoff_len: int = _f(1024, "longest example in tokens; longer ones are left out and counted")
     seed: int = _f(42, "seed for sampling, held-out splits, shuffling and initialisation")
     train_from_scratch: bool = _f(False, "random initialisation from the base model's config")
@@ -176,6 +183,12 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
                       (cfg.history_loss_weight != 1.0, "--history_loss_weight other than 1")):
         if bad and cfg.batching == "pack":
             raise ValueError(f"{what} needs example boundaries in the batch: use --batching group or pad")
+    if cfg.rank_eval_think_rows < 0 or cfg.rank_eval_think_tokens < 1:
+        raise ValueError(f"--rank_eval_think_rows must be >= 0 and --rank_eval_think_tokens >= 1, got "
+                         f"{cfg.rank_eval_think_rows} and {cfg.rank_eval_think_tokens}")
+    if cfg.select_on != "nothink" and not (cfg.rank_eval_rows and cfg.rank_eval_think_rows):
+        raise ValueError(f"--select_on {cfg.select_on} needs the thinking probe: set --rank_eval_rows and "
+                         f"--rank_eval_think_rows")
     if cfg.rank_eval_rows < 0 or (cfg.rank_eval_rows and cfg.rank_eval_beams < 10):
         raise ValueError(f"--rank_eval_rows must be >= 0 and --rank_eval_beams >= 10, got {cfg.rank_eval_rows} "
                          f"and {cfg.rank_eval_beams}")

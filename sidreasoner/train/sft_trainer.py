@@ -28,13 +28,12 @@ from .chat import write_prompt_style
 from .collate import StepGroupedSampler, make_collator
 from .dropout import add_dropout
 from .loss import supervised_loss
-from .rank_eval import RANK_METRICS, RankingProbe, pick_rows
+from .rank_eval import SELECT_METRICS, RankingProbe, pick_rows
 from .sft_config import SFTConfig, resolve
 from .sft_data import EncodeStats, ExampleEncoder, TokenizedDataset
 
 FINAL_DIR = "final_checkpoint"
 CONFIG_NAME = "sft_config.json"
-SELECT_METRIC = "ndcg10"  # with --rank_eval_rows: valid NDCG@10 picks the checkpoint
 SUMMARY_NAME = "sft_summary.json"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -242,7 +241,8 @@ def training_arguments(cfg: SFTConfig, has_valid: bool) -> tuple[TrainingArgumen
         eval_strategy=strategy if has_valid else "no", save_strategy=strategy,
         eval_steps=cfg.eval_steps or None, save_steps=cfg.eval_steps or None,
         save_total_limit=cfg.save_total_limit, load_best_model_at_end=has_valid,
-        metric_for_best_model=(f"eval_{SELECT_METRIC}" if cfg.rank_eval_rows else "eval_loss") if has_valid else None,
+        metric_for_best_model=(f"eval_{SELECT_METRICS[cfg.select_on]}" if cfg.rank_eval_rows else "eval_loss")
+        if has_valid else None,
         greater_is_better=bool(cfg.rank_eval_rows),
         bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda, dataloader_pin_memory=cuda,
         dataloader_num_workers=cfg.dataloader_num_workers, remove_unused_columns=False,
@@ -296,9 +296,11 @@ def make_probe(cfg: SFTConfig, data, tokenizer) -> Optional[RankingProbe]:
     if not valid_rows:
         raise ValueError(f"--rank_eval_rows needs the valid split: {cfg.eval_file or '--eval_file'} has no rows")
     rows = [r for r in pick_rows(valid_rows, cfg.rank_eval_rows, cfg.seed) if data.index.is_valid_sid(r.item_sid)]
-    say(f"ranking probe: {len(rows)} valid rows, {cfg.rank_eval_beams} beams, selects on valid "
-        f"{RANK_METRICS[SELECT_METRIC]}")
-    return RankingProbe(rows, tokenizer, data.index, cfg.prompt_style, cfg.rank_eval_beams)
+    think = min(cfg.rank_eval_think_rows, len(rows))
+    say(f"ranking probe: {len(rows)} valid rows ({think} also in thinking mode), {cfg.rank_eval_beams} beams, "
+        f"selects on valid NDCG@10 ({cfg.select_on})")
+    return RankingProbe(rows, tokenizer, data.index, cfg.prompt_style, cfg.rank_eval_beams,
+                        think_rows=think, think_tokens=cfg.rank_eval_think_tokens)
 
 
 def run_sft(cfg: SFTConfig) -> dict:
