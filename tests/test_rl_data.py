@@ -13,7 +13,7 @@ from fixtures_sft import CATEGORY, write_tiny_release
 from sidreasoner.data.formats import read_split_csv
 from sidreasoner.data.records import DataError, SequenceRow
 from sidreasoner.rl.data import (EMPTY_HISTORY, build_split_records, category_of, read_rl_parquet, rl_record,
-                                 think_mode, user_and_system, write_rl_parquet)
+                                 source_kind, think_mode, user_and_system, write_rl_parquet)
 from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data
 from sidreasoner.tasks.prompts import SYSTEM_PROMPT, next_sid_prompt
 
@@ -92,7 +92,7 @@ def test_parquet_round_trip_and_reader_errors(tmp_path):
                                         r"not a SID"):
         read_rl_parquet(path)
     write_rl_parquet(path, [{**r, "data_source": "gsm8k"} for r in recs])
-    with pytest.raises(DataError, match=r"line 1, field 'data_source': unknown data_source 'gsm8k'"):
+    with pytest.raises(DataError, match=r"line 1, field 'data_source': unknown data_source 'gsm8k': expected "):
         read_rl_parquet(path)
     write_rl_parquet(path, [{k: v for k, v in r.items() if k != "ability"} for r in recs])
     with pytest.raises(DataError, match=r"t\.parquet: missing column\(s\) ability"):
@@ -100,6 +100,20 @@ def test_parquet_round_trip_and_reader_errors(tmp_path):
     mixed = recs[:1] + [rl_record(ROW, "C", "train", 1, think=False)]
     with pytest.raises(DataError, match=r"rows mix thinking and non-thinking prompts"):
         think_mode(mixed, path)
+
+
+def test_release_built_parquet_is_read(tmp_path):
+    """The release's RL rows: data_source rec/Amazon_mix3_IOV, extra_info {split, index, answer, question}."""
+    messages = [{"role": "system", "content": "You are a recommender."}, {"role": "user", "content": "history ..."}]
+    rows = [{"data_source": "rec/Amazon_mix3_IOV", "prompt": messages, "ability": "Recommendation",
+             "reward_model": {"style": "rule", "ground_truth": "<a_1><b_2><c_3>"},
+             "extra_info": {"split": "train", "index": i, "answer": "<a_1><b_2><c_3>", "question": messages}}
+            for i in range(3)]
+    write_rl_parquet(tmp_path / "train.parquet", rows)
+    got = read_rl_parquet(tmp_path / "train.parquet")
+    assert [r["data_source"] for r in got] == ["rec/Amazon_mix3_IOV"] * 3
+    assert [source_kind(s) for s in ("rec/Amazon_mix3_IOV", "sidreasoner/Toys", "rec/", "gsm8k", None)] == [
+        "release", "ours", "unknown", "unknown", "unknown"]
 
 
 def test_prepare_writes_train_and_valid_only(release, tmp_path):

@@ -89,11 +89,20 @@ def test_without_info_file_no_bonus_and_one_warning(caplog, monkeypatch):
     assert len(warnings) == 1 and warnings[0].startswith("SID reward: no info_file given, so the validity bonus is 0")
 
 
-def test_unknown_data_source_and_missing_catalogue(info_file, tmp_path):
+def test_release_and_unknown_data_sources_are_scored(info_file, tmp_path, caplog):
+    """The release's parquet (data_source rec/Amazon_mix3_IOV, extra_info {split, index, answer, question})
+    scores like ours; an unknown data_source is logged once and scored by the same rule, never a crash."""
     fn = _verl_loaded(info_file=info_file)
-    with pytest.raises(ValueError, match=r"^unknown data_source 'openai/gsm8k': the SID reward scores rows written "
-                                         r"by rl/prepare_data.py, whose data_source is 'sidreasoner/<Category>'$"):
-        fn(data_source="openai/gsm8k", solution_str=GT, ground_truth=GT)
+    ours = fn(data_source=SRC, solution_str=f"</think>{GT}", ground_truth=GT)
+    release_extra = {"split": "train", "index": 0, "answer": GT, "question": [{"role": "user", "content": "q"}]}
+    with caplog.at_level(logging.WARNING):
+        release = fn(data_source="rec/Amazon_mix3_IOV", solution_str=f"</think>{GT}", ground_truth=GT,
+                     extra_info=release_extra)
+        assert not caplog.records
+        unknown = [fn(data_source="openai/gsm8k", solution_str=f"</think>{GT}", ground_truth=GT) for _ in range(3)]
+    assert release == ours == unknown[0] and ours["score"] == pytest.approx(1.1)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "unknown data_source 'openai/gsm8k'" in warnings[0]
     gone = _verl_loaded(info_file=str(tmp_path / "nope.txt"))
     with pytest.raises(DataError, match=r"nope\.txt: catalogue \(info_file of the SID reward\) not found; set "
                                         r"\+reward\.custom_reward_function\.reward_kwargs\.info_file="):

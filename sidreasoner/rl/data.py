@@ -26,6 +26,9 @@ from ..tasks.base import SkipLog
 from ..tasks.prompts import next_sid_turns
 
 DATA_SOURCE_PREFIX = "sidreasoner/"
+#: the release's RL parquet (``scripts/create_reasoning_rl_data.py``) names every row ``rec/Amazon_mix3_IOV``,
+#: whatever the category; its extra_info is {split, index, answer, question}
+RELEASE_DATA_SOURCE_PREFIX = "rec/"
 ABILITY = "sid_recommendation"
 #: splits RL may read; the test split is for the final evaluation only
 RL_SPLITS = ("train", "valid")
@@ -45,6 +48,16 @@ def category_of(source) -> str:
         return source[len(DATA_SOURCE_PREFIX):]
     raise ValueError(f"unknown data_source {source!r}: the SID reward scores rows written by rl/prepare_data.py, "
                      f"whose data_source is '{DATA_SOURCE_PREFIX}<Category>'")
+
+
+def source_kind(source) -> str:
+    """``"ours"`` (``sidreasoner/<Category>``), ``"release"`` (``rec/<name>``) or ``"unknown"``."""
+    if isinstance(source, str) and source.startswith(DATA_SOURCE_PREFIX) and len(source) > len(DATA_SOURCE_PREFIX):
+        return "ours"
+    if isinstance(source, str) and source.startswith(RELEASE_DATA_SOURCE_PREFIX) and \
+            len(source) > len(RELEASE_DATA_SOURCE_PREFIX):
+        return "release"
+    return "unknown"
 
 
 def rl_record(row: SequenceRow, category: str, split: str, index: int, think: bool,
@@ -130,10 +143,10 @@ def _check_prompt(prompt, path, line: int) -> None:
 
 
 def _check_row(rec: dict, path, line: int) -> None:
-    try:
-        category_of(rec.get("data_source"))
-    except ValueError as e:
-        raise DataError(path, str(e), line, "data_source") from None
+    if source_kind(rec.get("data_source")) == "unknown":
+        raise DataError(path, f"unknown data_source {rec.get('data_source')!r}: expected '{DATA_SOURCE_PREFIX}<Category>' "
+                              f"(rl/prepare_data.py) or the release's '{RELEASE_DATA_SOURCE_PREFIX}<name>'",
+                        line, "data_source")
     _check_prompt(rec.get("prompt"), path, line)
     rm = rec.get("reward_model")
     truth = rm.get("ground_truth") if isinstance(rm, dict) else None

@@ -15,8 +15,10 @@ Settings read from the keyword arguments (all optional):
   silently cost the bonus for a whole run).
 * ``require_think_closed``, ``level_weights``, ``valid_bonus``: ``sidreasoner.rewards.RewardConfig``.
 
-The score itself never raises (``sidreasoner.rewards.compute_reward``); a row whose ``data_source``
-is not ours raises ValueError: the reward is wired to data it was not written for.
+The score itself never raises (``sidreasoner.rewards.compute_reward``). Rows of our parquet
+(``sidreasoner/<Category>``) and of the release's (``rec/Amazon_mix3_IOV``, its extra_info layout) are
+scored alike; any other ``data_source`` is logged once per name and scored by the same rule (a verl run
+must not stop mid-way over a label).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from ..data.formats import read_info
 from ..data.records import DataError
 from ..rewards import RewardConfig, compute_reward
 from ..sid.spelling import format_sid, parse_sid
-from .data import category_of
+from .data import source_kind
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,10 @@ def catalogue_for(info_file) -> Optional[frozenset]:
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, info_file=None,
                   require_think_closed=False, level_weights=None, valid_bonus=None, **unused) -> dict:
     """verl's reward entry point: ``{"score": float, ...components}`` (numbers only, same keys every call)."""
-    category_of(data_source)  # ValueError naming the data_source when it is not ours
+    if source_kind(data_source) == "unknown":
+        warn_once(f"source:{data_source!r}", f"SID reward: unknown data_source {data_source!r} (neither "
+                                             f"'sidreasoner/<Category>' nor the release's 'rec/<name>'); scored by "
+                                             f"the same SID-match rule")
     catalogue = catalogue_for(info_file)
     config = reward_config(require_think_closed, level_weights, valid_bonus)
     return compute_reward(solution_str, ground_truth, catalogue, config).as_dict()
