@@ -306,3 +306,38 @@ def test_checkpoint_checks_fail_clearly(tiny_model_dir, tmp_path, capsys, damage
         argv += ["--info_file", str(other)]
     assert dc.main(argv) == 1
     assert message in capsys.readouterr().out
+
+
+def test_checkpoint_missing_some_sid_tokens_is_reported_and_scored_on_what_it_can_write(
+        tiny_model_dir, release, tmp_path, capsys):
+    """A released checkpoint whose tokenizer lacks the tokens of 3 catalogue SIDs (as the public Office index
+    has for the released stage-3 model): download_checkpoints reports it (exit 0), and the evaluator scores
+    on the other SIDs, counting the row whose target it cannot write as a miss."""
+    from sidreasoner.data.formats import read_split_csv
+    model_dir, _ = tiny_model_dir
+    data = tmp_path / "data"
+    shutil.copytree(release, data)
+    paths = ReleasePaths(data, CAT)
+    extra = ["<a_7><b_1><c_1>", "<a_7><b_1><c_2>", "<a_1><b_9><c_1>"]  # codes beyond the tiny codebooks
+    with open(paths.info, "a", encoding="utf-8") as f:
+        f.writelines(f"{sid}\tExtra item {k}\tX{k}\n" for k, sid in enumerate(extra))
+    rows = read_split_csv(paths.split("test"))[:6]
+    rows[2] = SequenceRow(rows[2].user_id, rows[2].history_item_ids, rows[2].history_titles, rows[2].history_sids,
+                          "X0", "Extra item 0", extra[0])
+    write_split_csv(paths.split("test"), rows)
+    assert dc.main(["--from_local", str(model_dir), "--output_dir", str(tmp_path / "ck"), "--info_file",
+                    str(paths.info), "--check", "config"]) == 0
+    shown = capsys.readouterr().out
+    assert "3 of 43 catalogue SIDs not writable (tokens missing: <a_7>, <b_9>)" in shown
+    record = json.loads((tmp_path / "ck" / "download_checkpoints.json").read_text())["folders"][0]
+    assert record["sid_tokens"] == "partial" and record["sid_coverage"]["inexpressible"] == 3
+    ev = subprocess.run([sys.executable, str(REPO_ROOT / "evaluate.py"), "--base_model", str(tmp_path / "ck"),
+                         "--data_dir", str(data), "--category", CAT, "--num_beams", "5", "--threads", "1",
+                         "--output_dir", str(tmp_path / "eval")], capture_output=True, text=True,
+                        env={**ENV, "HF_HUB_OFFLINE": "1"}, cwd=REPO_ROOT, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (metrics["n"], metrics["catalogue_sids_inexpressible"], metrics["targets_inexpressible"]) == (6, 3, 1)
+    assert "targets_inexpressible" in ev.stdout and "cannot write 3 of the 43 catalogue SIDs" in ev.stderr
+    preds = [json.loads(l) for l in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert not {s for p in preds for s in p["ranked"]} & set(extra)

@@ -240,7 +240,7 @@ def test_think_search_runs_on_the_force_closed_prompts(release, tmp_path):
     run_evaluation(cfg)
     model, tok = load_model_and_tokenizer(cfg.base_model)
     stop = stop_token_id(tok)
-    ev = Evaluator(cfg, model, tok, build_trie(cfg, read_catalogue(cfg), tok, stop), stop)
+    ev = Evaluator(cfg, model, tok, build_trie(cfg, read_catalogue(cfg), tok, stop)[0], stop)
     rows = read_split_csv(cfg.test_data_path)
     recs = by_row(tmp_path)
     assert any(text for rec in recs.values() for text in rec["reasoning_paths"])  # sampled: not all empty

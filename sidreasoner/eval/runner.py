@@ -32,6 +32,8 @@ from .thinking import close_think, hf_reasoning, open_think, pick_backend, stop_
 
 log = logging.getLogger(__name__)
 
+#: the catalogue SIDs the model cannot write (``build_trie``), read back by ``finalize``
+COVERAGE_FILE = "sid_coverage.json"
 #: config fields that change the predictions: a resumed run must agree on all of them
 RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think", "prompt_style",
                  "max_think_tokens", "num_reasoning_paths", "temperature", "repetition_penalty", "seed", "search",
@@ -198,20 +200,34 @@ def read_catalogue(cfg: EvalConfig) -> SIDIndex:
     return index
 
 
-def build_trie(cfg: EvalConfig, index: SIDIndex, tokenizer, stop_id: int) -> SIDTrie:
-    from ..train.chat import check_sid_tokens
-    try:
-        check_sid_tokens(tokenizer, index.unique_sids())
-    except ValueError as e:
-        raise ValueError(f"{cfg.base_model}: {e} (SIDs of {cfg.info_file})") from None
-    trie = SIDTrie.from_index(index, tokenizer, stop_id, source=f"info file {cfg.info_file}")
+def build_trie(cfg: EvalConfig, index: SIDIndex, tokenizer, stop_id: int) -> tuple[SIDTrie, dict]:
+    """The trie over the catalogue SIDs the tokenizer can write, and the coverage (``sid_coverage``).
+
+    A released checkpoint may lack a few SID tokens of the public index: it is scored on the SIDs it can
+    express, and rows whose target it cannot write count as misses (both counts go to metrics.json).
+    A tokenizer with none of the catalogue's SIDs is refused (a base model before stage 1)."""
+    from ..train.chat import check_sid_tokens, sid_coverage
+    coverage = sid_coverage(tokenizer, index.unique_sids())
+    if not coverage["expressible"]:
+        try:
+            check_sid_tokens(tokenizer, index.unique_sids())
+        except ValueError as e:
+            raise ValueError(f"{cfg.base_model}: {e} (SIDs of {cfg.info_file})") from None
+    if coverage["inexpressible"]:
+        log.warning("%s cannot write %d of the %d catalogue SIDs (tokens not in its vocabulary as single tokens, "
+                    "e.g. %s): scoring on the %d it can; rows whose target is one of them count as misses",
+                    cfg.base_model, len(coverage["inexpressible"]), coverage["sids"],
+                    ", ".join(coverage["bad_tokens"][:5]), coverage["expressible"])
+    bad = set(coverage["inexpressible"])
+    trie = SIDTrie.from_sids([s for s in index.unique_sids() if s not in bad], tokenizer, stop_id,
+                             source=f"info file {cfg.info_file}")
     if cfg.num_beams > len(trie):
         log.warning("num_beams=%d exceeds the %d distinct SIDs of the catalogue: every row returns %d SIDs",
                     cfg.num_beams, len(trie), len(trie))
     elif cfg.num_beams > trie.n_first:
         log.info("num_beams=%d > %d first-level SID tokens: beams fill up at deeper levels",
                  cfg.num_beams, trie.n_first)
-    return trie
+    return trie, coverage
 
 
 def _check_resume(cfg: EvalConfig, config_path: Path, pred_path: Path) -> None:
@@ -258,7 +274,9 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
         model, tokenizer = load_model_and_tokenizer(cfg.base_model, dtype=dtype, device=device)
     model.eval()
     stop_id = stop_token_id(tokenizer)
-    trie = build_trie(cfg, index, tokenizer, stop_id)
+    trie, coverage = build_trie(cfg, index, tokenizer, stop_id)
+    atomic_write_text(out / COVERAGE_FILE, json.dumps({k: coverage[k] for k in ("sids", "expressible", "inexpressible",
+                                                                                  "bad_tokens")}, indent=1) + "\n")
     catalogue = set(index.unique_sids())
     _report_unknown_targets(cfg, picked, catalogue)
     atomic_write_text(config_path, json.dumps(asdict(cfg), indent=1) + "\n")
@@ -323,6 +341,12 @@ def finalize(out: Path, info_file: str, num_beams: int, ks=None, result_json: Op
     metrics = compute_metrics(records, ks, catalogue=catalogue, num_beams=num_beams,
                               source=Path(out) / P.PREDICTIONS)
     metrics["targets_not_in_catalogue"] = sum(1 for r in records if r["target"] not in catalogue)
+    cov_path = Path(out) / COVERAGE_FILE
+    if cov_path.is_file():  # rows the model could never hit: their target SID has a token it lacks
+        cov = json.loads(cov_path.read_text(encoding="utf-8"))
+        bad = set(cov["inexpressible"])
+        metrics["catalogue_sids_inexpressible"] = len(bad)
+        metrics["targets_inexpressible"] = sum(1 for r in records if r["target"] in bad)
     if any("think_closed" in r for r in records):
         closed = [c for r in records for c in (r["think_closed"] if isinstance(r["think_closed"], list)
                                                else [r["think_closed"]])]

@@ -95,12 +95,9 @@ def stop_token_id(tokenizer) -> int:
     return tid
 
 
-def check_sid_tokens(tokenizer, sids: Iterable[str]) -> None:
-    """Raise ValueError unless every token of every SID is in the vocabulary and encodes as one id.
-
-    The evaluator and stage 2 call this before doing anything: a base checkpoint without SID tokens
-    would otherwise spell SIDs character by character and every metric would silently be 0.
-    """
+def sid_token_problems(tokenizer, sids: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(missing, split)``: the SID tokens of ``sids`` absent from the vocabulary, and those present but not
+    encoded as their one id."""
     vocab = tokenizer.get_vocab()
     tokens = list(dict.fromkeys(t for sid in sids for t in split_sid(sid)))
     if not tokens:
@@ -108,7 +105,28 @@ def check_sid_tokens(tokenizer, sids: Iterable[str]) -> None:
     missing = [t for t in tokens if t not in vocab]
     present = [t for t in tokens if t in vocab]
     encoded = tokenizer(present, add_special_tokens=False)["input_ids"] if present else []
-    split = [t for t, ids in zip(present, encoded) if ids != [vocab[t]]]
+    return missing, [t for t, ids in zip(present, encoded) if ids != [vocab[t]]]
+
+
+def sid_coverage(tokenizer, sids: Iterable[str]) -> dict:
+    """How much of a catalogue the tokenizer can write: SIDs with every token a single token of it.
+    ``{"sids", "expressible", "inexpressible" (sorted list), "bad_tokens" (sorted list)}``."""
+    sids = list(dict.fromkeys(sids))
+    missing, split = sid_token_problems(tokenizer, sids)
+    bad = set(missing) | set(split)
+    out = sorted(s for s in sids if any(t in bad for t in split_sid(s)))
+    return {"sids": len(sids), "expressible": len(sids) - len(out), "inexpressible": out, "bad_tokens": sorted(bad)}
+
+
+def check_sid_tokens(tokenizer, sids: Iterable[str]) -> None:
+    """Raise ValueError unless every token of every SID is in the vocabulary and encodes as one id.
+
+    The evaluator and stage 2 call this before doing anything: a base checkpoint without SID tokens
+    would otherwise spell SIDs character by character and every metric would silently be 0.
+    """
+    sids = list(sids)
+    tokens = list(dict.fromkeys(t for sid in sids for t in split_sid(sid)))
+    missing, split = sid_token_problems(tokenizer, sids)
     bad = missing + split
     if bad:
         what = f"{len(missing)} missing from the vocabulary" if missing else ""
