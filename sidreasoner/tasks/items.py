@@ -23,6 +23,9 @@ class SIDToTitle(Task):
     name = "sid_to_title"
     description = "SID -> title"
 
+    def __init__(self, style: str = "native"):
+        self.style = prompts.check_style(style)
+
     def build(self, data: TaskData) -> TaskSplit:
         skips, train, valid, seen_sids = SkipLog(), [], [], set()
         for item_id, sid, title in _catalogue(data, skips):
@@ -32,7 +35,8 @@ class SIDToTitle(Task):
                 skips.skip("SID shared with an earlier item (kept the first item's title)", source)
                 continue
             seen_sids.add(sid)
-            ex = chat(self.name, prompts.sid_to_title_prompt(sid), title, source=source)
+            system, user = prompts.sid_to_title_turns(sid, self.style)
+            ex = chat(self.name, user, title, source=source, system=system)
             (valid if item_id in data.valid_items else train).append(ex)
         return TaskSplit(train, valid, skips)
 
@@ -41,10 +45,14 @@ class TitleToSID(Task):
     name = "title_to_sid"
     description = "title -> SID"
 
+    def __init__(self, style: str = "native"):
+        self.style = prompts.check_style(style)
+
     def build(self, data: TaskData) -> TaskSplit:
         skips, train, valid = SkipLog(), [], []
         for item_id, sid, title in _catalogue(data, skips):
             source = f"{data.item_path} item {item_id}"
-            ex = chat(self.name, prompts.title_to_sid_prompt(title), sid, source=source)
+            system, user = prompts.title_to_sid_turns(title, self.style)
+            ex = chat(self.name, user, sid, source=source, system=system)
             (valid if item_id in data.valid_items else train).append(ex)
         return TaskSplit(train, valid, skips)

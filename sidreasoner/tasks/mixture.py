@@ -29,15 +29,18 @@ TASK_NAMES = STAGE_TASKS["alignment"] + STAGE_TASKS["reasoning"]
 
 def make_tasks(names: Sequence[str], valid_fraction: float = 0.05, general_max_samples: int = 60000,
                prompt_style: str = "native", history_loss: bool = False, keep_covered: bool = False,
-               recent_crops: int = 0) -> list[Task]:
+               recent_crops: int = 0, category: str = "") -> list[Task]:
     """Task objects for ``names`` (in that order); unknown names raise ``ValueError`` listing the known ones.
-    ``prompt_style`` words the history -> next-SID prompts (next_sid, reasoning); see ``tasks.prompts``;
-    ``history_loss``: next_sid also supervises the history SIDs of its prompts (``NextSID``)."""
+    ``prompt_style`` words the chat tasks' prompts (``tasks.prompts``: native and compact differ in the
+    history -> next-SID prompts only, release words every task it has); ``category`` (e.g.
+    Office_Products) is named in release texts that name it; ``history_loss``: next_sid also supervises
+    the history SIDs of its prompts (``NextSID``)."""
     factories = {
         "next_sid": lambda: NextSID(prompt_style, history_loss, keep_covered, recent_crops),
-        "sid_to_title": SIDToTitle, "title_to_sid": TitleToSID,
-        "sid_history_to_title": NextTitleFromSIDs, "title_history_to_title": NextTitleFromTitles,
-        "title_history_to_sid": NextSIDFromTitles, "item_text": ItemText,
+        "sid_to_title": lambda: SIDToTitle(prompt_style), "title_to_sid": lambda: TitleToSID(prompt_style),
+        "sid_history_to_title": lambda: NextTitleFromSIDs(prompt_style, category),
+        "title_history_to_title": lambda: NextTitleFromTitles(prompt_style, category),
+        "title_history_to_sid": lambda: NextSIDFromTitles(prompt_style, category), "item_text": ItemText,
         "narrative": lambda: Narrative(valid_fraction), "reasoning": lambda: Reasoning(valid_fraction, prompt_style),
         "general": lambda: GeneralChat(general_max_samples, valid_fraction=min(valid_fraction, 0.01)),
     }

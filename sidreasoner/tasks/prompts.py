@@ -10,6 +10,13 @@ evaluator asks (``next_sid_turns``):
   tokenizer; about 5 of them per history item). Suits pretrained LLMs that read instructions.
 - ``compact``: no system prompt, the user turn is the history SIDs back to back (~35 tokens). A model
   trained from scratch learns nothing from the wording, and on CPU every prompt token costs time.
+- ``release``: the SIDReasoner release's texts, byte for byte (``tasks.release_prompts``), for its
+  checkpoints and for models trained to be compared with them. It words every chat task of stage 1
+  that has a release counterpart, stage 2, the RL prompts and both evaluation modes; the release
+  trains and evaluates next-SID in different words, so :func:`next_sid_turns` takes ``train``.
+
+Under ``native`` and ``compact`` the other stage-1 tasks (SID <-> title, title/SID history -> title or
+SID) keep the native wording; under ``release`` they use the release's where it has the task.
 
 The style a model was trained with is saved with it (``prompt_style.json``); the evaluator reads it.
 """
@@ -17,7 +24,9 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-PROMPT_STYLES = ("native", "compact")
+from . import release_prompts as R
+
+PROMPT_STYLES = ("native", "compact", "release")
 
 SYSTEM_PROMPT = ("You are a recommender system. Items are written as semantic IDs: one token per level, "
                  "like <a_12><b_34><c_56>.")
@@ -50,12 +59,27 @@ def check_style(style: str) -> str:
     return style
 
 
-def next_sid_turns(history_sids: Sequence[str], think: bool = False,
-                   style: str = "native") -> tuple[Optional[str], str]:
-    """``(system, user)`` of the history -> next-SID prompt in ``style`` (system None: no system turn)."""
-    if check_style(style) == "compact":
+def next_sid_turns(history_sids: Sequence[str], think: bool = False, style: str = "native",
+                   train: bool = False) -> tuple[Optional[str], str]:
+    """``(system, user)`` of the history -> next-SID prompt in ``style`` (system None: no system turn).
+
+    ``train``: the stage-1 training wording rather than the evaluator's; only ``release`` words them
+    differently (and only without thinking: its thinking prompt is one for stage 2, RL and evaluation)."""
+    style = check_style(style)
+    if style == "compact":
         return None, "".join(history_sids)
+    if style == "release":
+        if think:
+            return R.next_sid_think_turns(history_sids)
+        return R.next_sid_train_turns(history_sids) if train else R.next_sid_eval_turns(history_sids)
     return SYSTEM_PROMPT, next_sid_prompt(history_sids, think)
+
+
+def eval_empty_think(style: str) -> Optional[str]:
+    """The empty think block a non-thinking *evaluation* prompt ends with when ``style`` writes its own
+    (``release``: ``<think>\\n</think>\\n\\n`` after the open generation prompt), else None: the chat
+    template's non-thinking prompt (``enable_thinking=False``) is used as it is."""
+    return R.EVAL_EMPTY_THINK if check_style(style) == "release" else None
 
 
 def next_title_from_sids_prompt(history_sids: Sequence[str]) -> str:
@@ -83,3 +107,38 @@ def sid_to_title_prompt(sid: str) -> str:
 def title_to_sid_prompt(title: str) -> str:
     """One item's title -> its SID."""
     return f'What is the semantic ID of the item titled "{title}"? Answer with the semantic ID only.'
+
+
+# -- (system, user) turns of the other stage-1 chat tasks, per style ------------------------------
+def next_title_from_sids_turns(history_sids: Sequence[str], style: str = "native") -> tuple[str, str]:
+    if check_style(style) == "release":
+        return R.next_title_from_sids_turns(history_sids)
+    return SYSTEM_PROMPT, next_title_from_sids_prompt(history_sids)
+
+
+def next_title_from_titles_turns(history_titles: Sequence[str], style: str = "native") -> tuple[str, str]:
+    """Native wording in every style: the release's counterpart (MiniOneRec's ``SFTData``) draws its
+    instruction from 11 paraphrases with a process-global RNG, so no per-example text is reproducible."""
+    check_style(style)
+    return SYSTEM_PROMPT, next_title_from_titles_prompt(history_titles)
+
+
+def next_sid_from_titles_turns(history_titles: Sequence[str], style: str = "native",
+                               category: str = "") -> tuple[str, str]:
+    """``category`` (e.g. ``Office_Products``) only matters under ``release`` (its phrase is in the text;
+    an unknown or empty category reads "items", as in the release)."""
+    if check_style(style) == "release":
+        return R.next_sid_from_titles_turns(history_titles, category)
+    return SYSTEM_PROMPT, next_sid_from_titles_prompt(history_titles)
+
+
+def sid_to_title_turns(sid: str, style: str = "native") -> tuple[str, str]:
+    if check_style(style) == "release":
+        return R.sid_to_title_turns(sid)
+    return SYSTEM_PROMPT, sid_to_title_prompt(sid)
+
+
+def title_to_sid_turns(title: str, style: str = "native") -> tuple[str, str]:
+    if check_style(style) == "release":
+        return R.title_to_sid_turns(title)
+    return SYSTEM_PROMPT, title_to_sid_prompt(title)

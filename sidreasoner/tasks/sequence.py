@@ -109,7 +109,7 @@ class NextSID(SequenceTask):
         self.recent_crops = recent_crops
 
     def make(self, row, source):
-        system, user = prompts.next_sid_turns(row.history_sids, think=False, style=self.style)
+        system, user = prompts.next_sid_turns(row.history_sids, think=False, style=self.style, train=True)
         return chat(self.name, user, row.item_sid, source=source, system=system)
 
     def build(self, data: TaskData) -> TaskSplit:
@@ -140,31 +140,41 @@ class NextSID(SequenceTask):
         return out
 
 
-class NextTitleFromSIDs(SequenceTask):
+class StyledSequenceTask(SequenceTask):
+    """A sequence task worded by the prompt style (``tasks.prompts``); ``category`` names the items under
+    ``release`` where its text does."""
+
+    def __init__(self, style: str = "native", category: str = ""):
+        self.style, self.category = prompts.check_style(style), category
+
+
+class NextTitleFromSIDs(StyledSequenceTask):
     name = "sid_history_to_title"
     description = "history SIDs -> next title"
     uses_target_title = True
 
     def make(self, row, source):
-        return chat(self.name, prompts.next_title_from_sids_prompt(row.history_sids), row.item_title.strip(),
-                    source=source)
+        system, user = prompts.next_title_from_sids_turns(row.history_sids, self.style)
+        return chat(self.name, user, row.item_title.strip(), source=source, system=system)
 
 
-class NextTitleFromTitles(SequenceTask):
+class NextTitleFromTitles(StyledSequenceTask):
     name = "title_history_to_title"
     description = "history titles -> next title"
     uses_history_titles = uses_target_title = True
 
     def make(self, row, source):
-        return chat(self.name, prompts.next_title_from_titles_prompt([t.strip() for t in row.history_titles]),
-                    row.item_title.strip(), source=source)
+        # native wording under every style (see prompts.next_title_from_titles_turns)
+        system, user = prompts.next_title_from_titles_turns([t.strip() for t in row.history_titles], self.style)
+        return chat(self.name, user, row.item_title.strip(), source=source, system=system)
 
 
-class NextSIDFromTitles(SequenceTask):
+class NextSIDFromTitles(StyledSequenceTask):
     name = "title_history_to_sid"
     description = "history titles -> next SID"
     uses_history_titles = True
 
     def make(self, row, source):
-        return chat(self.name, prompts.next_sid_from_titles_prompt([t.strip() for t in row.history_titles]),
-                    row.item_sid, source=source)
+        system, user = prompts.next_sid_from_titles_turns([t.strip() for t in row.history_titles], self.style,
+                                                          self.category)
+        return chat(self.name, user, row.item_sid, source=source, system=system)

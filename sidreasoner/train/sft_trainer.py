@@ -138,7 +138,7 @@ def build_datasets(cfg: SFTConfig, data, tokenizer):
     """Mixture -> tokenised train dataset and per-task validation datasets; prints the task table."""
     names = task_names(cfg)
     tasks = make_tasks(names, cfg.valid_fraction, cfg.general_max_samples, cfg.prompt_style,
-                       cfg.history_loss, cfg.keep_covered_rows, cfg.recent_crops)
+                       cfg.history_loss, cfg.keep_covered_rows, cfg.recent_crops, cfg.category)
     mix = build_mixture(tasks, data, parse_task_values(cfg.task_weights, "--task_weights"),
                         parse_task_values(cfg.task_caps, "--task_caps", int), cfg.max_valid_per_task, cfg.seed)
     say(format_table(mix.table, mix.skips))
