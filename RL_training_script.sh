@@ -27,7 +27,7 @@ RL_DATA_DIR=${RL_DATA_DIR:-data/rl/${CATEGORY}}                  # train.parquet
 INFO_FILE=${INFO_FILE:-${DATA_DIR}/info/${CATEGORY}_5_2016-10-2018-11.txt}   # catalogue of the validity bonus
 OUTPUT_DIR=${OUTPUT_DIR:-checkpoints/grpo_${BACKEND}_${CATEGORY}}
 THINK=${THINK:-1}                        # 1: thinking-mode prompts; 0: non-thinking
-PROMPT_STYLE=${PROMPT_STYLE:-auto}       # native | compact | auto (the style recorded in MODEL_PATH)
+PROMPT_STYLE=${PROMPT_STYLE:-auto}       # native | compact | release | auto (the style recorded in MODEL_PATH)
 MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-1024}
 MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-1024}
 # -- GRPO

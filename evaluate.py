@@ -38,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="reference compatibility: must hold the SID tokens + stop token (the search stops at the SID's end)")
     a("--length_penalty", type=float, default=0.0, help="HF length penalty on finished beams (paper: 0)")
     a("--think", action="store_true", help="thinking mode: generate reasoning, close </think>, then search")
-    a("--prompt_style", default="auto", choices=["auto", "native", "compact"],
-      help="wording of the prompt (sidreasoner.tasks.prompts); auto: the style recorded in the model folder's "
-           "sft_config.json, native for a folder without one")
+    a("--prompt_style", default="auto", choices=["auto", "native", "compact", "release"],
+      help="wording of the prompt (sidreasoner.tasks.prompts; release: the SIDReasoner release's prompts, byte "
+           "for byte); auto: the style recorded in the model folder's prompt_style.json, native for a folder "
+           "without one. A style other than the recorded one is used with a warning")
     a("--max_think_tokens", type=int, default=512, help="reasoning budget; unclosed reasoning is force-closed")
     a("--num_reasoning_paths", type=int, default=1, help="sampled reasoning paths per row (1 = greedy); beams merged by score")
     a("--temperature", type=float, default=1.0, help="sampling temperature when --num_reasoning_paths > 1")

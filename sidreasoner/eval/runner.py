@@ -124,9 +124,12 @@ class Evaluator:
             self.bias, self.prior = cfg.calibrate * edge, sid_prior(trie, edge)
 
     def prompt(self, row: SequenceRow) -> str:
+        """The generation prompt of a row (thinking mode: the one the reasoning is generated from).
+        Thinking prompts are opened with ``<think>\\n`` except under the ``release`` style, whose
+        evaluation lets the model open the block itself (the search prompt is opened either way)."""
         from ..train.chat import next_sid_prompt_text
         text = next_sid_prompt_text(self.tokenizer, row.history_sids, self.cfg.think, self.cfg.prompt_style)
-        return open_think(text) if self.cfg.think else text
+        return open_think(text) if self.cfg.think and self.cfg.prompt_style != "release" else text
 
     def search(self, texts: Sequence[str]) -> list[BeamResult]:
         ids, mask = encode_left_padded(self.tokenizer, texts, self.stop_id, self.model.device)
@@ -164,7 +167,7 @@ class Evaluator:
             paths = ([self._paths[i] for i, _ in batch] if all(i in self._paths for i, _ in batch)
                      else self.reason(prompts, seed=self.cfg.seed + batch[0][0]))
             n = self.cfg.num_reasoning_paths
-            flat = self.search([close_think(p, r.text) for p, ps in zip(prompts, paths) for r in ps])
+            flat = self.search([close_think(open_think(p), r.text) for p, ps in zip(prompts, paths) for r in ps])
             results = [merge_paths(flat[i * n:(i + 1) * n], self.cfg.num_beams) for i in range(len(batch))]
             for rec, ps in zip(records, paths):
                 rec["reasoning"] = ps[0].text

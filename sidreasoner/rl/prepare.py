@@ -37,7 +37,8 @@ class PrepareConfig:
     output_dir: str = _f("", "where train.parquet and valid.parquet go (default data/rl/<category>)")
     think: bool = _f(True, "thinking-mode prompts (ask to think step by step; the chat template opens <think>); "
                            "False: non-thinking prompts")
-    prompt_style: str = _f("native", "wording of the prompts: native or compact (history SIDs only); use the "
+    prompt_style: str = _f("native", "wording of the prompts: native, compact (history SIDs only) or release "
+                                     "(the SIDReasoner release's prompts); use the "
                                      "style the RL model was trained with (its folder's prompt_style.json)")
     max_train_rows: int = _f(0, "keep a seeded random subset of this many train rows (0: all)")
     max_valid_rows: int = _f(0, "keep a seeded random subset of this many valid rows (0: all)")

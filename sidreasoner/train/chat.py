@@ -9,11 +9,14 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 import json
+import logging
 from pathlib import Path
 
 from ..sid.spelling import split_sid
-from ..tasks.prompts import PROMPT_STYLES, SYSTEM_PROMPT, check_style, next_sid_turns
+from ..tasks.prompts import PROMPT_STYLES, SYSTEM_PROMPT, check_style, eval_empty_think, next_sid_turns
 from .chat_template import IM_END
+
+log = logging.getLogger(__name__)
 
 #: the file in a model folder that records the prompt style it was trained with (sft.py and the GRPO
 #: stage write it; the evaluator, stage 2 and the RL data builder read it)
@@ -37,8 +40,15 @@ def render_prompt(tokenizer, user_text: str, think: bool, system: Optional[str] 
 
 
 def next_sid_prompt_text(tokenizer, history_sids, think: bool, style: str = "native") -> str:
-    """The evaluator's history -> next-SID generation prompt in a prompt style (``tasks.prompts``)."""
+    """The evaluator's history -> next-SID generation prompt in a prompt style (``tasks.prompts``).
+
+    Non-thinking ``release`` prompts are the open generation prompt followed by the release's own empty
+    think block ``<think>\\n</think>\\n\\n`` (``tasks.prompts.eval_empty_think``), as its evaluation
+    writes them; the other styles use the template's non-thinking prompt."""
     system, user = next_sid_turns(history_sids, think=think, style=style)
+    suffix = None if think else eval_empty_think(style)
+    if suffix is not None:
+        return render_prompt(tokenizer, user, True, system) + suffix
     return render_prompt(tokenizer, user, think, system)
 
 
@@ -46,12 +56,28 @@ def write_prompt_style(model_dir, style: str) -> None:
     (Path(model_dir) / PROMPT_FILE).write_text(json.dumps({"prompt_style": check_style(style)}) + "\n")
 
 
+def recorded_prompt_style(model_dir) -> Optional[str]:
+    """The style in the model folder's ``prompt_style.json``, or None when there is none or it is unreadable."""
+    try:
+        style = json.loads((Path(model_dir) / PROMPT_FILE).read_text(encoding="utf-8")).get("prompt_style")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return style if isinstance(style, str) and style else None
+
+
 def model_prompt_style(model_dir, requested: str = "auto") -> str:
     """``requested`` unless it is ``auto``/empty: then the style recorded in the model folder's
     ``prompt_style.json`` (what the model was trained on), or ``native`` for a folder without one
-    (a base model or a released checkpoint)."""
+    (a base model or a released checkpoint). An explicit request that differs from the recorded style
+    is honoured with a warning naming both (the model is asked in words it was not trained on)."""
     if requested and requested != "auto":
-        return check_style(requested)
+        style = check_style(requested)
+        recorded = recorded_prompt_style(model_dir)
+        if recorded is not None and recorded != style:
+            log.warning("%s was trained with prompt style %r (its %s) but prompt style %r was requested: "
+                        "prompts will be worded as %r, not as the model was trained (pass --prompt_style auto "
+                        "or %s to use the recorded one)", model_dir, recorded, PROMPT_FILE, style, style, recorded)
+        return style
     path = Path(model_dir) / PROMPT_FILE
     if not path.is_file():
         return "native"

@@ -19,7 +19,7 @@ from .chat import model_prompt_style
 STAGES = ("alignment", "reasoning")
 LOSS_NORMS = ("token", "example")
 #: prompt styles (sidreasoner.tasks.prompts.PROMPT_STYLES) plus "auto": the base model's recorded style
-PROMPT_STYLE_CHOICES = ("auto", "native", "compact")
+PROMPT_STYLE_CHOICES = ("auto", "native", "compact", "release")
 #: how micro-batches are formed (sidreasoner.train.collate); kept here so --help imports no torch
 BATCHING_MODES = ("group", "pack", "pad")
 #: the paper's settings per stage (Qwen3-1.7B, global batch 1024)
@@ -53,8 +53,9 @@ class SFTConfig:
     task_weights: str = _f("", "per-task weights TASK=W,...: W scales the task's examples per epoch "
                                "(0 off, 0.5 half, 2 twice)")
     task_caps: str = _f("", "per-task caps TASK=N,...: at most N training examples per epoch")
-    prompt_style: str = _f("auto", "wording of the history -> next-SID prompt: native (system prompt + sentence) "
-                                   "or compact (history SIDs only, for small models trained from scratch); "
+    prompt_style: str = _f("auto", "wording of the history -> next-SID prompt: native (system prompt + sentence), "
+                                   "compact (history SIDs only, for small models trained from scratch) or "
+                                   "release (the SIDReasoner release's prompts of every task, byte for byte); "
                                    "auto: the base model's recorded style, else native. Saved with the model "
                                    "so the evaluator asks in the same words", choices=PROMPT_STYLE_CHOICES)
     history_loss: bool = _f(False, "next_sid also supervises the history SIDs in its prompts (every item "
