@@ -2,6 +2,7 @@
 # bash evaluate_Qwen3.sh [extra evaluate.py flags]
 # Non-thinking evaluation: prompt + empty think block, trie-constrained beam search.
 # Knobs (env): BASE_MODEL DATA_DIR CATEGORY SPLIT OUTPUT_DIR NUM_BEAMS BATCH_SIZE PYTHON,
+#   PROMPT_STYLE (auto: the style the model was trained with; release: the SIDReasoner release's wording),
 #   NPROC (processes; >1 runs torchrun, one data-parallel shard per process, merged at the end),
 #   GPUS (comma-separated device ids, exported as CUDA_VISIBLE_DEVICES; default: all visible).
 # Flags after the script name go last, so they override these defaults (e.g. --limit 100 --resume).
@@ -13,6 +14,7 @@ CATEGORY=${CATEGORY:-Office_Products}
 BASE_MODEL=${BASE_MODEL:-checkpoints/grpo_trl_${CATEGORY}/final_checkpoint}
 SPLIT=${SPLIT:-test}
 NUM_BEAMS=${NUM_BEAMS:-10}
+PROMPT_STYLE=${PROMPT_STYLE:-auto}
 BATCH_SIZE=${BATCH_SIZE:-8}
 OUTPUT_DIR=${OUTPUT_DIR:-results/${CATEGORY}_nothink_beams${NUM_BEAMS}}
 NPROC=${NPROC:-1}
@@ -21,4 +23,5 @@ if [ -n "${GPUS:-}" ]; then export CUDA_VISIBLE_DEVICES="$GPUS"; fi
 LAUNCH=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"); fi
 exec "${LAUNCH[@]}" evaluate.py --base_model "$BASE_MODEL" --data_dir "$DATA_DIR" --category "$CATEGORY" \
-  --split "$SPLIT" --num_beams "$NUM_BEAMS" --batch_size "$BATCH_SIZE" --output_dir "$OUTPUT_DIR" "$@"
+  --split "$SPLIT" --num_beams "$NUM_BEAMS" --prompt_style "$PROMPT_STYLE" --batch_size "$BATCH_SIZE" \
+  --output_dir "$OUTPUT_DIR" "$@"

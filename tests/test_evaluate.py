@@ -369,13 +369,14 @@ def test_real_kill_then_resume(release, full_run, tmp_path):
 def test_shell_scripts_pass_knobs_and_flags(script, mode_flag):
     """Dry run with PYTHON=echo: the env knobs reach evaluate.py, NPROC>1 uses torchrun, "$@" goes last."""
     assert subprocess.run(["bash", "-n", str(REPO_ROOT / script)]).returncode == 0
-    env = {**ENV, "PYTHON": "echo", "NPROC": "2", "GPUS": "3,5", "NUM_BEAMS": "50", "CATEGORY": "Toys"}
+    env = {**ENV, "PYTHON": "echo", "NPROC": "2", "GPUS": "3,5", "NUM_BEAMS": "50", "CATEGORY": "Toys",
+           "PROMPT_STYLE": "release"}
     res = subprocess.run(["bash", str(REPO_ROOT / script), "--limit", "7"], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     words = res.stdout.split()
     assert words[:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     assert words[5] == "evaluate.py" and words[-2:] == ["--limit", "7"]
-    assert "--num_beams 50" in res.stdout and "--category Toys" in res.stdout
+    assert "--num_beams 50" in res.stdout and "--category Toys" in res.stdout and "--prompt_style release" in res.stdout
     assert (mode_flag in words) if mode_flag else ("--think" not in words)
     one = subprocess.run(["bash", str(REPO_ROOT / script)], env={**env, "NPROC": "1"}, capture_output=True, text=True)
     assert one.stdout.split()[0] == "evaluate.py"
