@@ -20,6 +20,7 @@ LEARNING_RATE=${LEARNING_RATE:-3e-4}
 NUM_EPOCHS=${NUM_EPOCHS:-10}
 CUTOFF_LEN=${CUTOFF_LEN:-1024}
 SEED=${SEED:-42}
+PROMPT_STYLE=${PROMPT_STYLE:-auto}   # native | compact | release | auto (as the base model was trained)
 GENERAL_REASONING_PATH=${GENERAL_REASONING_PATH:-}  # optional general chat data (JSONL/parquet/arrow)
 WANDB_PROJECT=${WANDB_PROJECT:-}         # empty: no wandb
 PYTHON=${PYTHON:-python}
@@ -33,6 +34,6 @@ mkdir -p "$(dirname "$LOG_FILE")"
 "${LAUNCH[@]}" sft.py --stage alignment \
     --base_model "$BASE_MODEL" --data_dir "$DATA_DIR" --category "$CATEGORY" --output_dir "$OUTPUT_DIR" \
     --batch_size "$BATCH_SIZE" --micro_batch_size "$MICRO_BATCH_SIZE" --learning_rate "$LEARNING_RATE" \
-    --num_epochs "$NUM_EPOCHS" --cutoff_len "$CUTOFF_LEN" --seed "$SEED" \
+    --num_epochs "$NUM_EPOCHS" --cutoff_len "$CUTOFF_LEN" --seed "$SEED" --prompt_style "$PROMPT_STYLE" \
     --general_reasoning_path "$GENERAL_REASONING_PATH" --wandb_project "$WANDB_PROJECT" \
     "$@" 2>&1 | tee -a "$LOG_FILE"

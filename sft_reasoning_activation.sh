@@ -21,6 +21,7 @@ LEARNING_RATE=${LEARNING_RATE:-1e-5}
 NUM_EPOCHS=${NUM_EPOCHS:-5}
 CUTOFF_LEN=${CUTOFF_LEN:-2048}           # reasoning paths are long
 SEED=${SEED:-42}
+PROMPT_STYLE=${PROMPT_STYLE:-auto}   # native | compact | release | auto (as the base model was trained)
 WANDB_PROJECT=${WANDB_PROJECT:-}         # empty: no wandb
 PYTHON=${PYTHON:-python}
 LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}  # stdout+stderr, appended
@@ -34,5 +35,6 @@ mkdir -p "$(dirname "$LOG_FILE")"
     --base_model "$BASE_MODEL" --data_dir "$DATA_DIR" --category "$CATEGORY" --output_dir "$OUTPUT_DIR" \
     --reasoning_train_file "$REASONING_FILE" \
     --batch_size "$BATCH_SIZE" --micro_batch_size "$MICRO_BATCH_SIZE" --learning_rate "$LEARNING_RATE" \
-    --num_epochs "$NUM_EPOCHS" --cutoff_len "$CUTOFF_LEN" --seed "$SEED" --wandb_project "$WANDB_PROJECT" \
+    --num_epochs "$NUM_EPOCHS" --cutoff_len "$CUTOFF_LEN" --seed "$SEED" --prompt_style "$PROMPT_STYLE" \
+    --wandb_project "$WANDB_PROJECT" \
     "$@" 2>&1 | tee -a "$LOG_FILE"

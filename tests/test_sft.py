@@ -2,6 +2,7 @@
 down, weights changed, final_checkpoint complete), resume after a kill, and bad-input messages."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -181,3 +182,33 @@ def test_a_few_steps_on_gpu_in_bf16(tiny_model_dir, release, tmp_path):
     assert targs.bf16 and not targs.use_cpu
     after = _weights(summary["final_checkpoint"])
     assert all(t.dtype == torch.float32 for t in after.values())  # master weights saved in fp32
+
+
+def test_stage1_with_release_style_and_release_corpora_builds_the_eight_task_kinds(tiny_model_dir, tmp_path):
+    """The release's corpora as published (teacher <think> blocks left in llm_stage2 and reasoning_path)
+    and PROMPT_STYLE=release: stage 1 builds the release's eight kinds (SID history -> SID, SID <-> title,
+    SID history -> title, title history -> title, title history -> SID, item text, narrative, general)."""
+    rp = write_tiny_release(tmp_path / "data", with_corpora=False)
+    index = SIDIndex.from_index_json(rp.index_json, rp.item_json)
+    items = json.loads(rp.item_json.read_text())
+    think = "<think>\nteacher notes\n</think>\n\n"
+    enhanced = {i: {"title": it["title"], "llm_stage2": f"{think}{it['title']} is {index.sid(i)}."}
+                for i, it in items.items()}
+    rp.item_enhanced.write_text(json.dumps(enhanced))
+    rows = [dataclasses.replace(r, reasoning_path=f"<think>\nscratch\n</think>\n\n{r.reasoning_path}")
+            for r in narratives(index)]
+    write_narratives(rp.narrative, rows)
+    general = tmp_path / "sampled_data.arrow"  # the release's general file is JSON lines under that name
+    general.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"What is {k} + 1?"},
+                                                        {"role": "assistant", "content": str(k + 1)}]}) + "\n"
+                               for k in range(20)))
+    out = _script("sft_Qwen3_enrich.sh", tmp_path, "--dry_run", BASE_MODEL=str(tiny_model_dir[0]),
+                  DATA_DIR=str(rp.data_dir), CATEGORY=CATEGORY, OUTPUT_DIR=str(tmp_path / "out"),
+                  PROMPT_STYLE="release", GENERAL_REASONING_PATH=str(general))
+    assert out.returncode == 0, out.stdout[-2000:]
+    table = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.split()}
+    for task in ("next_sid", "sid_to_title", "title_to_sid", "sid_history_to_title", "title_history_to_title",
+                 "title_history_to_sid", "item_text", "narrative", "general"):
+        assert task in table and int(table[task][1]) > 0, (task, out.stdout[-3000:])
+    assert "task off" not in out.stdout
+    assert json.loads((tmp_path / "out" / "sft_config.json").read_text())["prompt_style"] == "release"

@@ -144,8 +144,9 @@ def _check_prompt(prompt, path, line: int) -> None:
 
 def _check_row(rec: dict, path, line: int) -> None:
     if source_kind(rec.get("data_source")) == "unknown":
-        raise DataError(path, f"unknown data_source {rec.get('data_source')!r}: expected '{DATA_SOURCE_PREFIX}<Category>' "
-                              f"(rl/prepare_data.py) or the release's '{RELEASE_DATA_SOURCE_PREFIX}<name>'",
+        raise DataError(path, f"unknown data_source {rec.get('data_source')!r}: expected "
+                              f"'{DATA_SOURCE_PREFIX}<Category>' (rl/prepare_data.py) or the release's "
+                              f"'{RELEASE_DATA_SOURCE_PREFIX}<name>'",
                         line, "data_source")
     _check_prompt(rec.get("prompt"), path, line)
     rm = rec.get("reward_model")
