@@ -56,7 +56,8 @@ class PipelineConfig:
     # the small-model recipe of stage 1 (README "Stage 1 at small scale"); sft.py's defaults are the paper's
     prompt_style: str = field(default="compact", metadata={
         "help": "prompt wording, chosen at stage 1 and inherited by the later stages and the evaluations: compact "
-                "(history SIDs only, for a tiny model from scratch) or native (system prompt + sentence)"})
+                "(history SIDs only, for a tiny model from scratch), native (system prompt + sentence) or "
+                "release (the SIDReasoner release's texts, byte for byte)"})
     stage1_tasks: str = field(default="next_sid", metadata={
         "help": "comma-separated stage-1 tasks (empty: all of sft.py's alignment tasks)"})
     history_loss: bool = field(default=True, metadata={
