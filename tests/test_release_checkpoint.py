@@ -228,3 +228,22 @@ def test_partial_checkpoint_counts_inexpressible_sids(release_checkpoints, tmp_p
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["catalogue_sids_inexpressible"] == len(bad)
     assert saved["targets_inexpressible"] == n_bad_targets
+
+
+@pytest.mark.parametrize("script, think", [("evaluate_Qwen3.sh", False), ("evaluate_Qwen3_think.sh", True)])
+def test_stage_scripts_with_prompt_style_release(release_checkpoints, tmp_path, script, think):
+    """PROMPT_STYLE=release bash evaluate_Qwen3[_think].sh on the release-format checkpoint: the run is
+    worded in the release style (its config says so; the wording itself is pinned by the golden tests)."""
+    import os
+    import subprocess
+    import sys
+    rc = release_checkpoints
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable,
+           "PROMPT_STYLE": "release", "BASE_MODEL": str(rc.full), "DATA_DIR": str(rc.data_dir),
+           "CATEGORY": rc.category, "OUTPUT_DIR": str(tmp_path / "o"), "NUM_BEAMS": "5", "MAX_THINK_TOKENS": "4"}
+    res = subprocess.run(["bash", str(REPO_ROOT / script), "--limit", "2"], env=env, capture_output=True,
+                         text=True, cwd=REPO_ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    config = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert (config["prompt_style"], config["think"]) == ("release", think)
+    check_predictions(tmp_path / "o", set(rc.index.unique_sids()), 2, think=think)
