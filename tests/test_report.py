@@ -75,6 +75,15 @@ def test_table_by_hand(tmp_path):
         "| plain | **0.1200** | 0.2500 | 0.3500 | **0.1200** | 0.2000 | — |\n")
 
 
+def test_bold_only_among_runs_on_the_most_rows(tmp_path):
+    """A run scored on a subset of the rows (thinking mode's first rows) is never bold against the rest."""
+    runs = load_runs([make_run(tmp_path, "all", {"HR@10": 0.3, "n": 100}),
+                      make_run(tmp_path, "subset", {"HR@10": 0.5, "n": 20}),
+                      make_run(tmp_path, "other", {"HR@10": 0.2, "n": 100})])
+    table = markdown_table(runs, ["HR@10"])
+    assert "| all | **0.3000** |" in table and "| subset | 0.5000 |" in table and "| other | 0.2000 |" in table
+
+
 def test_write_comparison_files(tmp_path):
     runs = load_runs([make_run(tmp_path, "think", THINK), make_run(tmp_path, "plain", PLAIN)])
     md, png = write_comparison(runs, ["HR@10", "NDCG@10"], tmp_path / "out")

@@ -102,10 +102,15 @@ def _fmt(value) -> str:
 
 
 def markdown_table(runs: Sequence[Run], metrics: Sequence[str]) -> str:
-    """Run x metric table; the best value of each HR/NDCG column is bold."""
+    """Run x metric table; the best value of each HR/NDCG column is bold, among the runs that scored the
+    most rows (a run scored on a subset, e.g. thinking mode's first rows, is not compared with the rest)."""
+    sizes = [r.metrics.get("n") for r in runs]
+    full = max((n for n in sizes if isinstance(n, int)), default=None)
+    ranked = [r for r, n in zip(runs, sizes) if full is None or n == full or not isinstance(n, int)]
+    in_ranked = {id(r) for r in ranked}
     best = {}
     for m in metrics:
-        vals = [v for v in (metric_value(r, m) for r in runs) if v is not None]
+        vals = [v for v in (metric_value(r, m) for r in ranked) if v is not None]
         if m.startswith(_HIGHER_IS_BETTER) and vals and len(runs) > 1:
             best[m] = max(vals)
     lines = ["| run | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
@@ -113,7 +118,7 @@ def markdown_table(runs: Sequence[Run], metrics: Sequence[str]) -> str:
         cells = []
         for m in metrics:
             v = metric_value(r, m)
-            cells.append(f"**{_fmt(v)}**" if m in best and v == best[m] else _fmt(v))
+            cells.append(f"**{_fmt(v)}**" if m in best and v == best[m] and id(r) in in_ranked else _fmt(v))
         lines.append(f"| {md_escape(r.label)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
