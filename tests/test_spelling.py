@@ -30,7 +30,8 @@ def test_format_token_errors(level, code, message):
         format_token(level, code)
 
 
-@pytest.mark.parametrize("token", ["<i_1>", "<a_-1>", "<a_1> ", "a_1", "<A_1>", "<a_1234567>", "<a_>", "<a_1><b_2>"])
+@pytest.mark.parametrize("token", ["<i_1>", "<a_-1>", "<a_1> ", "a_1", "<A_1>", "<a_1234567>", "<a_>", "<a_1><b_2>",
+                                   "<a_\u0661>", "<a_\uff11>", "<a_1\u0663>"])  # Arabic-Indic, full-width digits
 def test_parse_token_rejects(token):
     assert not is_sid_token(token)
     message = f"not a SID token: {token!r} (expected like '<a_12>')"
@@ -101,6 +102,8 @@ def test_join_tokens_validates():
     ("<b_1><c_2>", ()),
     ("<A_1><B_2>", ()),
     ("<a_1234567>", ()),
+    ("<a_\u0661><b_\u0662><c_\u0663>", ()),          # non-ASCII digits are not codes
+    ("<a_1><b_\u0662>", (1,)),
     (None, ()),
     (123, ()),
     (["<a_1>"], ()),

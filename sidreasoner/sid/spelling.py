@@ -18,12 +18,12 @@ LEVEL_LETTERS = "abcdefgh"
 MAX_LEVELS = len(LEVEL_LETTERS)
 
 # One SID token. Codes are non-negative decimal integers without sign.
-_TOKEN_RE = re.compile(r"<([a-h])_(\d{1,6})>")
+_TOKEN_RE = re.compile(r"<([a-h])_([0-9]{1,6})>")
 # Tolerant scan for free text (rewards, model outputs): allows whitespace inside and between tokens.
-_LOOSE_TOKEN_RE = re.compile(r"<\s*([a-h])\s*_\s*(\d{1,6})\s*>")
+_LOOSE_TOKEN_RE = re.compile(r"<\s*([a-h])\s*_\s*([0-9]{1,6})\s*>")
 # First level-'a' token: where a run can start. Searching for it in C keeps scan_sid linear-time and fast
 # on huge adversarial texts (e.g. 1 MB of '<b_1>' tokens would otherwise loop in Python per token).
-_LOOSE_FIRST_RE = re.compile(r"<\s*a\s*_\s*\d{1,6}\s*>")
+_LOOSE_FIRST_RE = re.compile(r"<\s*a\s*_\s*[0-9]{1,6}\s*>")
 
 
 class SIDFormatError(ValueError):
