@@ -325,6 +325,13 @@ def test_untied_tiny_model_has_its_own_output_embeddings(tmp_path):
     (["--history_loss_weight", "0.5", "--batching", "pack"], "needs example boundaries"),
     (["--loss_norm", "example", "--batching", "pack"], "needs example boundaries"),
     (["--recent_crops", "-1"], "--recent_crops must be >= 0"),
+    (["--num_epochs", "0"], r"--num_epochs must be > 0 \(an untrained model is not a result\), got 0.0"),
+    (["--max_steps", "0"], r"--max_steps must be -1 \(run the epochs\) or > 0, got 0"),
+    (["--learning_rate=-1e-4"], "--learning_rate must be > 0"),
+    (["--warmup_steps", "-5"], "--warmup_steps must be >= 0"),
+    (["--cutoff_len", "0"], "--cutoff_len must be >= 8"),
+    (["--save_total_limit", "0"], "--save_total_limit must be >= 1"),
+    (["--valid_fraction", "1.5"], r"--valid_fraction must be in \[0, 1\)"),
 ])
 def test_bad_loss_flags_are_refused(flags, message):
     from sidreasoner.train.sft_config import parse_config, resolve

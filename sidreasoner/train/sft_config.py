@@ -168,18 +168,34 @@ def _fill(value: str, default: Path) -> str:
     return value or str(default)
 
 
+#: numeric flags and the values they accept: (test, what the message says)
+_RANGES = {
+    "recent_crops": (lambda v: v >= 0, ">= 0"), "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"), "history_loss_weight": (lambda v: v >= 0, ">= 0"),
+    "num_epochs": (lambda v: v is None or v > 0, "> 0 (an untrained model is not a result)"),
+    "max_steps": (lambda v: v == -1 or v > 0, "-1 (run the epochs) or > 0"),
+    "learning_rate": (lambda v: v is None or v > 0, "> 0"), "warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"), "cutoff_len": (lambda v: v >= 8, ">= 8"),
+    "eval_steps": (lambda v: v >= 0, ">= 0"), "early_stopping_patience": (lambda v: v >= 0, ">= 0"),
+    "save_total_limit": (lambda v: v >= 1, ">= 1"), "logging_steps": (lambda v: v >= 1, ">= 1"),
+    "general_max_samples": (lambda v: v >= 0, ">= 0"), "max_valid_per_task": (lambda v: v >= 0, ">= 0"),
+    "valid_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"), "valid_item_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+
+def check_numbers(cfg: SFTConfig) -> None:
+    """ValueError naming the first numeric flag outside the values it accepts."""
+    for name, (ok, what) in _RANGES.items():
+        value = getattr(cfg, name)
+        if not ok(value):
+            raise ValueError(f"--{name} must be {what}, got {value}")
+
+
 def resolve(cfg: SFTConfig) -> SFTConfig:
     """Fill paths from data_dir/category and the stage's defaults; check flag combinations."""
     if not cfg.base_model:
         raise ValueError("--base_model is required (a model folder, e.g. the output of scripts/make_tiny_model.py)")
-    if cfg.recent_crops < 0:
-        raise ValueError(f"--recent_crops must be >= 0, got {cfg.recent_crops}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"--dropout must be in [0, 1), got {cfg.dropout}")
-    if not 0.0 <= cfg.label_smoothing < 1.0:
-        raise ValueError(f"--label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if cfg.history_loss_weight < 0:
-        raise ValueError(f"--history_loss_weight must be >= 0, got {cfg.history_loss_weight}")
+    check_numbers(cfg)
     for bad, what in ((cfg.loss_norm == "example", "--loss_norm example"),
                       (cfg.history_loss_weight != 1.0, "--history_loss_weight other than 1")):
         if bad and cfg.batching == "pack":
