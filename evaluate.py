@@ -93,6 +93,8 @@ def _config(args):
     mode = "think" if args.think else "nothink"
     out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
     ks = [int(k) for k in args.ks.split(",")] if args.ks else None
+    if args.limit is not None and args.limit < 1:
+        raise SystemExit(f"evaluate.py: --limit must be >= 1 (rows to evaluate), got {args.limit}")
     if args.repetition_penalty <= 0:
         raise SystemExit(f"evaluate.py: --repetition_penalty must be > 0 (1: off), got {args.repetition_penalty}")
     if args.calibrate < 0 or (args.calibrate and args.search == "reference"):

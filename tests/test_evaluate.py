@@ -316,6 +316,11 @@ def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
         (["--output_dir", str(tmp_path / "b"), "--shard", "2/2"],
          "--shard must look like i/n with 0 <= i < n (e.g. 0/4), got '2/2'"),
     ]
+    with pytest.raises(SystemExit, match=r"--limit must be >= 1 \(rows to evaluate\), got -3"):
+        evaluate.main(common + ["--output_dir", str(tmp_path / "l"), "--limit", "-3"])
+    if not torch.cuda.is_available():
+        assert evaluate.main(common + ["--output_dir", str(tmp_path / "d"), "--device", "cuda", "--limit", "2"]) == 2
+        assert "--device cuda, but no CUDA device is available here" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--repetition_penalty must be > 0"):
         evaluate.main(common + ["--output_dir", str(tmp_path / "r"), "--repetition_penalty", "0"])
     for argv in (["--calibrate", "-0.1"], ["--calibrate", "0.2", "--search", "reference"]):

@@ -185,6 +185,8 @@ def _resolve_device_dtype(cfg: EvalConfig) -> tuple[str, torch.dtype]:
     device = cfg.device
     if device == "auto":  # under torchrun each process takes its own GPU
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}, but no CUDA device is available here (use --device cpu or auto)")
     names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if cfg.dtype == "auto":
         return device, torch.bfloat16 if device.startswith("cuda") else torch.float32
