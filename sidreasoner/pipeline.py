@@ -150,7 +150,9 @@ def _eval_step(cfg: PipelineConfig, name: str, mode: str, out: Path, model: Path
                limit: int, extra: tuple = ()) -> Step:
     """One ``evaluate_Qwen3[_think].sh`` run of ``model`` on the first ``limit`` rows (0: all) of ``split``."""
     script = "evaluate_Qwen3_think.sh" if mode == "think" else "evaluate_Qwen3.sh"
+    # --resume: a rerun after a kill mid-evaluation continues the predictions (same settings checked)
     args = (["--limit", str(limit)] if limit else []) + (["--threads", str(cfg.threads)] if cfg.threads else [])
+    args += ["--resume"]
     env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": split,
            "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams)}
     if mode == "think":

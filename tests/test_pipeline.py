@@ -320,7 +320,7 @@ def test_fusion_steps_choose_on_valid_and_fuse_the_test_lists(tmp_path):
         for mode in ("nothink", "think"):
             valid = steps[f"valid_{stage}_{mode}"]
             assert valid.env["SPLIT"] == "valid" and valid.env["OUTPUT_DIR"] == str(res / "valid" / f"{stage}_{mode}")
-            assert valid.cmd[valid.cmd.index("--limit") + 1] == "50"
+            assert valid.cmd[valid.cmd.index("--limit") + 1] == "50" and "--resume" in valid.cmd
             assert valid.env.get("REPETITION_PENALTY") == ("1.3" if mode == "think" else None)
         fuse = steps[f"fuse_{stage}"].cmd
         assert fuse[fuse.index("--valid") + 1:fuse.index("--valid") + 3] == [
