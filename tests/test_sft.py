@@ -92,7 +92,12 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_model_dir, re
     kw = dict(tasks="next_sid", max_steps=4, eval_steps=2, save_total_limit=5, early_stopping_patience=0)
     run_sft(_cfg(tiny_model_dir[0], release, full, **kw))
     shutil.copytree(full, killed, ignore=shutil.ignore_patterns("final_checkpoint"))
-    (killed / "checkpoint-4" / "trainer_state.json").unlink()  # killed while writing checkpoint-4
+    state = killed / "checkpoint-4" / "trainer_state.json"
+    state.write_text(state.read_text()[:40])  # truncated: a kill or a full disk mid-write
+    assert last_complete_checkpoint(killed) == str(killed / "checkpoint-2")
+    with pytest.raises(Exception, match=r"trainer_state\.json: unreadable \(truncated\?\)"):
+        resolve_resume(str(killed / "checkpoint-4"), killed)
+    state.unlink()  # killed while writing checkpoint-4
     assert last_complete_checkpoint(killed) == str(killed / "checkpoint-2")
     run_sft(_cfg(tiny_model_dir[0], release, killed, **kw))  # the same command again: resume="auto"
     a, b = _weights(full / "checkpoint-4"), _weights(killed / "checkpoint-4")

@@ -48,15 +48,30 @@ def say(*args) -> None:
 
 
 # -- checkpoints and resume --------------------------------------------------------------------
+def _state_readable(folder: Path) -> bool:
+    """``trainer_state.json`` exists and parses (a kill mid-write, or a full disk, leaves it truncated)."""
+    try:
+        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def last_complete_checkpoint(output_dir) -> Optional[str]:
-    """Highest ``checkpoint-N`` holding ``trainer_state.json`` (the Trainer writes it last, so a
-    folder without it is a save that a kill interrupted)."""
+    """Highest ``checkpoint-N`` holding a readable ``trainer_state.json`` (the Trainer writes it last, so
+    a folder without it, or with a truncated one, is a save that a kill interrupted: the one before is
+    used, and the skipped one is named)."""
     d = Path(output_dir)
     if not d.is_dir():
         return None
-    done = [(int(m.group(1)), p) for p in d.iterdir() if (m := _CKPT_RE.match(p.name)) and p.is_dir()
-            and (p / "trainer_state.json").is_file()]
-    return str(max(done)[1]) if done else None
+    found = sorted(((int(m.group(1)), p) for p in d.iterdir() if (m := _CKPT_RE.match(p.name)) and p.is_dir()
+                    and (p / "trainer_state.json").is_file()), reverse=True)
+    for _, folder in found:
+        if _state_readable(folder):
+            return str(folder)
+        say(f"note: {folder / 'trainer_state.json'} is unreadable (an interrupted save?); resuming from an "
+            f"earlier checkpoint")
+    return None
 
 
 def resolve_resume(value: str, output_dir) -> Optional[str]:
@@ -68,6 +83,8 @@ def resolve_resume(value: str, output_dir) -> Optional[str]:
         return last_complete_checkpoint(output_dir)
     if not (Path(v) / "trainer_state.json").is_file():
         raise DataError(v, "not a complete Trainer checkpoint (no trainer_state.json) (--resume_from_checkpoint)")
+    if not _state_readable(Path(v)):
+        raise DataError(Path(v) / "trainer_state.json", "unreadable (truncated?) (--resume_from_checkpoint)")
     return v
 
 
