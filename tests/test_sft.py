@@ -90,7 +90,7 @@ def test_a_few_steps_lower_the_loss_and_change_the_weights(tiny_model_dir, relea
 def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_model_dir, release, tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     kw = dict(tasks="next_sid", max_steps=4, eval_steps=2, save_total_limit=5, early_stopping_patience=0)
-    run_sft(_cfg(tiny_model_dir[0], release, full, **kw))
+    full_summary = run_sft(_cfg(tiny_model_dir[0], release, full, **kw))
     shutil.copytree(full, killed, ignore=shutil.ignore_patterns("final_checkpoint"))
     state = killed / "checkpoint-4" / "trainer_state.json"
     state.write_text(state.read_text()[:40])  # truncated: a kill or a full disk mid-write
@@ -99,7 +99,13 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny_model_dir, re
         resolve_resume(str(killed / "checkpoint-4"), killed)
     state.unlink()  # killed while writing checkpoint-4
     assert last_complete_checkpoint(killed) == str(killed / "checkpoint-2")
-    run_sft(_cfg(tiny_model_dir[0], release, killed, **kw))  # the same command again: resume="auto"
+    resumed = run_sft(_cfg(tiny_model_dir[0], release, killed, **kw))  # the same command again: resume="auto"
+    # the summary's train loss covers the whole run, and the log holds each step once, as uninterrupted
+    losses = [r["train_metrics"]["train_loss"] for r in (full_summary, resumed)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    logged = [[(r["step"], round(r["loss"], 4)) for r in map(json.loads, open(d / "log.jsonl")) if "loss" in r]
+              for d in (full, killed)]
+    assert logged[0] == logged[1] and [s for s, _ in logged[1]] == [1, 2, 3, 4]
     a, b = _weights(full / "checkpoint-4"), _weights(killed / "checkpoint-4")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     steps = json.loads((killed / "checkpoint-4" / "trainer_state.json").read_text())["global_step"]

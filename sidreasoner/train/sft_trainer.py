@@ -232,11 +232,37 @@ class JsonlLogCallback(TrainerCallback):
     def __init__(self, path):
         self.path = Path(path)
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Resumed at step N: drop the lines a killed run wrote after its checkpoint (they are trained again)."""
+        if state.is_world_process_zero and state.global_step > 0 and self.path.is_file():
+            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if _logged_step(line) <= state.global_step]
+            atomic_write_text(self.path, "".join(kept))
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+
+
+def _logged_step(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except (ValueError, AttributeError):
+        return float("inf")  # a torn line from the kill: dropped
+
+
+def run_train_loss(log_history: list) -> Optional[float]:
+    """Mean training loss over the whole run, from the logged losses weighted by the steps each covers.
+    (The Trainer's own ``train_loss`` divides this process's loss sum by all steps, so a resumed run
+    reports a wrong value.)"""
+    total, last, steps = 0.0, 0, 0
+    for h in log_history:
+        if "loss" in h and "step" in h:
+            n = h["step"] - last
+            total, last, steps = total + h["loss"] * n, h["step"], steps + n
+    return total / steps if steps else None
 
 
 def training_arguments(cfg: SFTConfig, has_valid: bool) -> tuple[TrainingArguments, int]:
@@ -365,7 +391,8 @@ def run_sft(cfg: SFTConfig) -> dict:
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
     say(f"resuming from {resume}" if resume else "starting fresh (no checkpoint to resume from)")
     result = trainer.train(resume_from_checkpoint=resume)
-    summary.update(train_metrics=result.metrics, best_metric=trainer.state.best_metric,
+    metrics = {**result.metrics, "train_loss": run_train_loss(trainer.state.log_history)}
+    summary.update(train_metrics=metrics, best_metric=trainer.state.best_metric,
                    best_checkpoint=trainer.state.best_model_checkpoint,
                    eval_history=[h for h in trainer.state.log_history if "eval_loss" in h],
                    select_metric=args.metric_for_best_model)
