@@ -316,6 +316,8 @@ def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
         (["--output_dir", str(tmp_path / "b"), "--shard", "2/2"],
          "--shard must look like i/n with 0 <= i < n (e.g. 0/4), got '2/2'"),
     ]
+    assert evaluate.main(common + ["--output_dir", str(tmp_path / "t"), "--think", "--max_think_tokens", "100000"]) == 2
+    assert "--max_think_tokens 100000 does not fit the model's context of" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"--limit must be >= 1 \(rows to evaluate\), got -3"):
         evaluate.main(common + ["--output_dir", str(tmp_path / "l"), "--limit", "-3"])
     if not torch.cuda.is_available():

@@ -278,6 +278,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
         from ..train.model_factory import load_model_and_tokenizer
         model, tokenizer = load_model_and_tokenizer(cfg.base_model, dtype=dtype, device=device)
     model.eval()
+    _check_think_budget(cfg, model)
     stop_id = stop_token_id(tokenizer)
     trie, coverage = build_trie(cfg, index, tokenizer, stop_id)
     atomic_write_text(out / COVERAGE_FILE, json.dumps({k: coverage[k] for k in ("sids", "expressible", "inexpressible",
@@ -313,6 +314,15 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
             return {}
         P.merge_shards(out, cfg.shard[1])
     return finalize(out, cfg.info_file, cfg.num_beams, cfg.ks, cfg.result_json_data, cfg.test_data_path)
+
+
+def _check_think_budget(cfg: EvalConfig, model) -> None:
+    """A reasoning budget beyond the model's context runs for minutes per row and then fails: refuse it."""
+    text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    context = getattr(text_cfg, "max_position_embeddings", None)
+    if cfg.think and context and cfg.max_think_tokens >= context:
+        raise ValueError(f"--max_think_tokens {cfg.max_think_tokens} does not fit the model's context of {context} "
+                         f"tokens (max_position_embeddings of {cfg.base_model}); use fewer")
 
 
 def _report_unknown_targets(cfg: EvalConfig, picked, catalogue) -> None:
