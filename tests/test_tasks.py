@@ -207,6 +207,11 @@ def test_sources_require_index_and_report_missing_corpora(tmp_path):
     assert len(d.train_rows) == 64 and d.item_corpus is None
     with pytest.raises(DataError, match=r"file not found \(--llm_generated_sequence_path\); stage 2 trains on"):
         load_task_data(paths, ["reasoning"])
+    header = rp.split("train").read_text().splitlines()[0]
+    rp.split("train").write_text(header + "\n")  # header only
+    with pytest.raises(DataError, match=r"no train rows \(header only\?\): the sequence tasks \(next_sid\) need"):
+        load_task_data(paths, ["next_sid", "item_text"])
+    assert load_task_data(paths, ["sid_to_title"])[0].train_rows == ()  # item tasks do not read the split
 
 
 # -- rendering through the tokenizer's chat template, label masks ---------------------------------

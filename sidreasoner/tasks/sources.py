@@ -79,6 +79,9 @@ def load_task_data(paths: DataPaths, task_names: Sequence[str], valid_item_fract
         valid = _require(paths.eval_file, "--eval_file", "the sequence tasks validate on the valid split")
         data.train_rows = read_split_csv(train, on_error=_collector(report, train))
         data.valid_rows = read_split_csv(valid, on_error=_collector(report, valid))
+        if not data.train_rows:  # a header-only file would silently train the sequence tasks on nothing
+            raise DataError(train, f"no train rows (header only?): the sequence tasks "
+                                   f"({', '.join(sorted(names & SEQUENCE_TASKS))}) need them")
         data.train_path, data.valid_path = train, valid
     if "item_text" in names:
         data.item_corpus = _optional_corpus(paths.item_enhanced_path, "--llm_generated_data_path", ["item_text"],
