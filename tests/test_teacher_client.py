@@ -50,6 +50,88 @@ def test_no_key_sends_no_authorization(monkeypatch):
     assert not c.has_api_key and "Authorization" not in srv.requests[0]["headers"]
 
 
+class _Recorder:
+    """A bare HTTP server on 127.0.0.1: ``handler(h)`` answers each request; ``seen`` keeps the headers."""
+
+    def __init__(self, handler):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.seen = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.seen.append(dict(self.headers))
+                handler(self)
+
+            do_POST = do_GET
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_redirect_to_another_host_never_carries_the_key(monkeypatch):
+    monkeypatch.setenv("SIDR_TEST_KEY", "sk-secret-123")
+
+    def elsewhere(h):
+        h.send_response(404)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    other = _Recorder(elsewhere)  # "localhost" vs "127.0.0.1": another host name for the same machine
+    target = other.url.replace("127.0.0.1", "localhost") + "/v1/chat/completions"
+
+    def redirect(h):
+        h.rfile.read(int(h.headers.get("Content-Length", 0)))
+        h.send_response(302)
+        h.send_header("Location", target)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    first = _Recorder(redirect)
+    try:
+        with pytest.raises(TeacherAPIError):
+            ChatClient(first.url + "/v1", "m", api_key_env="SIDR_TEST_KEY", max_retries=0, timeout=5).complete(MSGS)
+    finally:
+        first.close()
+        other.close()
+    assert first.seen[0]["Authorization"] == "Bearer sk-secret-123"  # the configured host gets it
+    assert len(other.seen) == 1 and not any(k.lower() == "authorization" for k in other.seen[0])
+
+
+def test_a_trickling_answer_times_out_as_a_whole():
+    body = json.dumps(completion("slow")).encode()
+
+    def trickle(h):
+        h.rfile.read(int(h.headers.get("Content-Length", 0)))
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        try:
+            for b in body:  # one byte every 50 ms: each read is quick, the whole answer takes ~5 s
+                h.wfile.write(bytes([b]))
+                h.wfile.flush()
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    srv = _Recorder(trickle)
+    try:
+        c = ChatClient(srv.url + "/v1", "m", api_key_env="SIDR_TEST_KEY", max_retries=0, timeout=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(TeacherAPIError, match="timeout"):
+            c.complete(MSGS)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        srv.close()
+
+
 def test_retries_every_transient_failure_then_succeeds():
     failures = [Reply(500, {"error": {"message": "boom"}}), Reply(429, {}, {"Retry-After": "1"}),
                 Reply(drop=True), Reply(200, "{not json"), Reply(200, {"choices": []}), Reply(503, "busy")]

@@ -7,7 +7,9 @@ model, bad request), an optional :class:`~sidreasoner.teacher.cache.ResponseCach
 answered requests, and :func:`map_bounded` to run many requests with bounded concurrency.
 
 The API key is read from the environment variable named by ``api_key_env`` and only ever placed in
-the ``Authorization`` header: it is not stored in configs, logs, errors or ``repr``.
+the ``Authorization`` header: it is not stored in configs, logs, errors or ``repr``, and a redirect to
+another host never carries it. ``timeout`` bounds the whole answer, not each socket read, so a server
+that trickles bytes cannot hold a request open.
 """
 from __future__ import annotations
 
@@ -93,6 +95,33 @@ def _read_message(payload: bytes) -> tuple[str, Optional[str]]:
     return content or "", choice.get("finish_reason")
 
 
+class _NoCredentialsElsewhere(urllib.request.HTTPRedirectHandler):
+    """Follows redirects as urllib does, but drops ``Authorization`` when the target is another host."""
+
+    def __init__(self, host: str):
+        self.host = host
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urlparse(newurl).netloc != self.host:
+            for name in [k for k in new.headers if k.lower() == "authorization"]:
+                del new.headers[name]
+            new.unredirected_hdrs.pop("Authorization", None)
+        return new
+
+
+def read_within(resp, deadline: float, chunk: int = 65536) -> bytes:
+    """The response body, or ``TimeoutError`` once ``deadline`` (``time.monotonic``) has passed."""
+    parts = []
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the answer was still arriving at the deadline")
+        part = resp.read1(chunk)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+
+
 class ChatClient:
     """Chat completions with retries and an optional cache. Safe to call from many threads."""
 
@@ -115,6 +144,7 @@ class ChatClient:
         self._key_locks: dict[str, threading.Lock] = {}
         # sent, cached, retries, failed, and error_<kind> per failed attempt (http_429, timeout, ...)
         self.counts: Counter = Counter()
+        self._opener = urllib.request.build_opener(_NoCredentialsElsewhere(urlparse(self.url).netloc))
 
     def __repr__(self) -> str:  # never shows the key
         return (f"ChatClient(url={self.url!r}, model={self.model!r}, api_key_env={self.api_key_env!r}, "
@@ -183,9 +213,10 @@ class ChatClient:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        deadline = time.monotonic() + self.timeout
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                payload = resp.read()
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                payload = read_within(resp, deadline)
         except urllib.error.HTTPError as e:
             detail = _error_detail(e)
             if e.code in RETRYABLE_STATUS:
