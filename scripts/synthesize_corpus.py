@@ -116,7 +116,10 @@ def main(argv=None) -> int:
     atomic_write_text(out_dir / f"{args.category}.synthesis_stats.json", json.dumps(stats, indent=1) + "\n")
     print_stats(stats)
     failed = stats["items"]["rejected_by_reason"].get("failed", 0) + stats["sequences"]["rejected_by_reason"].get("failed", 0)
-    if failed:
+    if stats["empty"]:
+        print(f"no accepted entries for {', '.join(stats['empty'])}: not written (stage 1 would train without "
+              f"them); see the rejections above", file=sys.stderr)
+    if failed or stats["empty"]:
         print(f"{failed} jobs failed after all retries; rerun the same command to resume from the cache",
               file=sys.stderr)
         return 1

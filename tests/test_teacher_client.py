@@ -358,7 +358,9 @@ def test_every_request_failing_is_counted_not_fatal(tmp_path):
         stats = synthesize(_cfg(tmp_path, max_items=2, max_sequences=1), client_for(srv, max_retries=1))
     assert stats["items"]["rejected_by_reason"] == {"failed": 2} and stats["sequences"]["rejected_by_reason"] == {"failed": 1}
     assert srv.count() == 6 and stats["items"]["examples"][0]["problems"][0].startswith("failed: ")
-    assert json.loads((tmp_path / "out" / "Tiny.item_enhanced_v2.json").read_text()) == {}
+    assert stats["empty"] == ["item_enhanced", "narrative"]  # nothing accepted: no (empty) corpus files
+    assert not (tmp_path / "out" / "Tiny.item_enhanced_v2.json").exists()
+    assert not (tmp_path / "out" / "Tiny.integrated_narrative.csv").exists()
 
 
 # -- a tiny model behind the same chat API ---------------------------------------------------------------
@@ -400,7 +402,11 @@ def test_tiny_model_served_through_the_chat_api(tiny_model_dir, tmp_path):
     for part, n in (("items", 2), ("sequences", 1)):
         assert stats[part]["requested"] == n == stats[part]["written"] + stats[part]["rejected"]
         assert sum(stats[part]["rejected_by_reason"].values()) >= stats[part]["rejected"]
-    assert len(read_item_enhanced(tmp_path / "out" / "Tiny.item_enhanced_v2.json").records) == stats["items"]["written"]
+    enhanced = tmp_path / "out" / "Tiny.item_enhanced_v2.json"
+    if stats["items"]["written"]:
+        assert len(read_item_enhanced(enhanced).records) == stats["items"]["written"]
+    else:  # nothing accepted: no empty corpus file at the final path
+        assert "item_enhanced" in stats["empty"] and not enhanced.exists()
 
 
 # -- the script against the server ------------------------------------------------------------------------

@@ -274,16 +274,22 @@ def synthesize(cfg: SynthesisConfig, client: Optional[ChatClient] = None, progre
 
     enhanced_path, narrative_path = cfg.corpus_paths()
     texts = {c.item.item_id: o.value for c, o in zip(item_jobs, item_out) if not o.problems}
-    write_item_enhanced(enhanced_path, texts, {c.item.item_id: {"title": c.item.title, "sid": c.item.sid}
-                                               for c in item_jobs})
     rows = [NarrativeRow(r.history_sids, r.item_sid, o.value.narrative, o.value.reasoning_path,
                          extra={"user_id": r.user_id, "item_id": r.item_id})
             for (r, _), o in zip(seq_jobs, seq_out) if not o.problems]
-    write_narratives(narrative_path, rows)
+    # a corpus with no accepted entry is not written: an empty file at the final path would turn
+    # stage 1's corpus tasks off without a word; the statistics name it instead ("empty")
+    empty = [name for name, jobs, got in (("item_enhanced", item_jobs, texts), ("narrative", seq_jobs, rows))
+             if jobs and not got]
+    if "item_enhanced" not in empty:
+        write_item_enhanced(enhanced_path, texts, {c.item.item_id: {"title": c.item.title, "sid": c.item.sid}
+                                                   for c in item_jobs})
+    if "narrative" not in empty:
+        write_narratives(narrative_path, rows)
     stats = {"teacher": "template" if client is None else f"openai:{client.model}",
              "items": _stats(item_jobs, item_out, lambda c: f"item {c.item.item_id}", _item_measures),
              "sequences": _stats([c for _, c in seq_jobs], seq_out, lambda c: c.label, _seq_measures),
-             "outputs": {"item_enhanced": str(enhanced_path), "narrative": str(narrative_path)}}
+             "outputs": {"item_enhanced": str(enhanced_path), "narrative": str(narrative_path)}, "empty": empty}
     stats["sequences"]["skipped"] = dict(skipped)
     seq = stats["sequences"]  # paths that state the target's title / brand the history lacks (teacher.leakage)
     seq["target_quoted_share"] = {fact: round(seq["counts"].get(f"target_{fact}_quoted", 0) / max(len(seq_jobs), 1), 4)
