@@ -90,9 +90,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.teacher == "openai" and not (args.teacher_url and args.teacher_model):
         build_parser().error("--teacher openai needs --teacher_url and --teacher_model")
-    for flag in ("concurrency", "max_words", "neighbours"):
-        if getattr(args, flag) < 1:
+    for flag in ("concurrency", "max_words", "neighbours", "max_items", "max_sequences"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             build_parser().error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    for flag in ("repair_rounds", "max_retries", "backoff_base", "backoff_max"):
+        if getattr(args, flag) < 0:
+            build_parser().error(f"--{flag} must be >= 0, got {getattr(args, flag)}")
+    if args.timeout <= 0:
+        build_parser().error(f"--timeout must be > 0 seconds, got {args.timeout}")
     out_dir = Path(args.output_dir) if args.output_dir else ReleasePaths(Path(args.data_dir), args.category).index_json.parent
     cfg = SynthesisConfig(args.data_dir, args.category, str(out_dir), args.split, args.max_items, args.max_sequences,
                           args.seed, args.max_words, args.repair_rounds, args.target_sid_policy, args.neighbours,

@@ -199,6 +199,24 @@ def test_script_openai_needs_url_and_model(tmp_path):
     assert res.returncode == 2 and "--teacher openai needs --teacher_url and --teacher_model" in res.stderr
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--max_items", "-2"], "--max_items must be >= 1, got -2"),
+    (["--max_sequences", "0"], "--max_sequences must be >= 1, got 0"),
+    (["--repair_rounds", "-1"], "--repair_rounds must be >= 0, got -1"),
+    (["--max_retries", "-1"], "--max_retries must be >= 0, got -1"),
+    (["--timeout", "0"], "--timeout must be > 0 seconds, got 0.0"),
+])
+def test_script_refuses_nonsense_numbers(tmp_path, capsys, flags, message):
+    """In-process (parse-time checks, no data read): exit 2 with the flag and its range named."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("synthesize_corpus", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--data_dir", str(tmp_path), "--category", "Tiny", *flags])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_script_missing_data_is_a_clear_error(tmp_path):
     res = _script("--data_dir", str(tmp_path / "nowhere"), "--category", "Tiny", "--output_dir", str(tmp_path / "o"))
     assert res.returncode == 2
