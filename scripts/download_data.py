@@ -54,8 +54,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cache = args.cache_dir or args.output_dir / ".download"
     todo = [c for c in args.category if args.force or not data.installed(args.output_dir, c, args.split_suffix)]
+    sources = {}
     try:
         for cat, files, source in data.fetch_and_install(args, cache, todo):
+            sources[cat] = source
             print(f"installed {len(files)} file(s) of {cat} from {source} into {args.output_dir}")
     except (Unreachable, FetchError, DataError, OSError) as e:
         what = f"cannot reach the data source ({e})." if isinstance(e, Unreachable) else e
@@ -67,7 +69,8 @@ def main(argv=None) -> int:
         valid, report = data.verify(args.output_dir, cat, args.split_suffix)
         print(report)
         ok = valid and ok
-        data.record_category(args, cat)
+        if cat in sources:  # an installed-before category keeps the record of where its files came from
+            data.record_category(args, cat, sources[cat])
     return 0 if ok else 1
 
 

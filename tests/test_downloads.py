@@ -227,13 +227,71 @@ def test_data_url_download_resumes_a_partial_file(release, tmp_path, server):
     out = tmp_path / "Amazon"
     part = out / ".download" / "release_archive.part"
     part.parent.mkdir(parents=True)
-    part.write_bytes(body[:1000])  # an interrupted earlier run
+    part.write_bytes(body[:1000])  # an interrupted earlier run of the same URL
     url = f"http://127.0.0.1:{server.server_address[1]}/release.zip"
+    (out / ".download" / "release_archive.part.source").write_text(url)
     sha = hashlib.sha256(body).hexdigest()
     assert dd.main(["--output_dir", str(out), "--category", CAT, "--url", url, "--sha256", sha]) == 0
     assert _RangeHandler.ranges == ["bytes=1000-"]
     assert (out / ".download" / "release_archive").read_bytes() == body and not part.exists()
     assert ReleasePaths(out, CAT).info.is_file()
+
+
+def _zip_of(release, path: Path, extra: str = "") -> bytes:
+    with zipfile.ZipFile(path, "w") as z:
+        for p in release.rglob("*"):
+            z.write(p, p.relative_to(release))
+        if extra:
+            z.writestr("NOTE.txt", extra)
+    return path.read_bytes()
+
+
+def test_data_url_partial_of_another_url_and_force_refetch(release, tmp_path, server):
+    """A .part left by another URL is not spliced into this one; --force with a new URL downloads it, and
+    the record names the source that was installed, with the archive's sha256."""
+    port = server.server_address[1]
+    old, new = f"http://127.0.0.1:{port}/old.zip", f"http://127.0.0.1:{port}/new.zip"
+    body = _zip_of(release, tmp_path / "a.zip")
+    _RangeHandler.body, _RangeHandler.html, _RangeHandler.ranges = body, False, []
+    out = tmp_path / "Amazon"
+    cache = out / ".download"
+    cache.mkdir(parents=True)
+    (cache / "release_archive.part").write_bytes(b"garbage from another server" * 50)
+    (cache / "release_archive.part.source").write_text("http://elsewhere/other.zip")
+    assert dd.main(["--output_dir", str(out), "--category", CAT, "--url", old]) == 0
+    assert _RangeHandler.ranges == [None] and (cache / "release_archive").read_bytes() == body
+    assert json.loads((out / f"download_{CAT}.json").read_text())["source"] == (
+        f"url {old} (sha256 {hashlib.sha256(body).hexdigest()})")
+    body2 = _zip_of(release, tmp_path / "b.zip", extra="second release")
+    _RangeHandler.body, _RangeHandler.ranges = body2, []
+    assert dd.main(["--output_dir", str(out), "--category", CAT, "--url", new]) == 0  # installed: nothing fetched
+    assert _RangeHandler.ranges == [] and json.loads((out / f"download_{CAT}.json").read_text())["source"].startswith(
+        f"url {old} ")  # the record still names what is installed
+    assert dd.main(["--output_dir", str(out), "--category", CAT, "--url", new, "--force"]) == 0
+    assert _RangeHandler.ranges == [None] and (cache / "release_archive").read_bytes() == body2
+    assert (cache / "unpacked" / "NOTE.txt").read_text() == "second release"  # unpacked again, not reused
+    assert json.loads((out / f"download_{CAT}.json").read_text())["source"] == (
+        f"url {new} (sha256 {hashlib.sha256(body2).hexdigest()})")
+
+
+def test_data_truncated_or_unsafe_tar_is_a_message_not_a_traceback(release, tmp_path, capsys):
+    import io
+    import tarfile
+    good = tmp_path / "r.tar"
+    with tarfile.open(good, "w") as t:
+        t.add(release, arcname="data")
+    truncated = tmp_path / "t.tar"
+    truncated.write_bytes(good.read_bytes()[:3000])
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as t:
+        info = tarfile.TarInfo("../outside.txt")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    for archive in (truncated, evil):
+        assert dd.main(["--output_dir", str(tmp_path / "o"), "--category", CAT, "--from_local", str(archive)]) == 2
+        err = capsys.readouterr().err
+        assert f"download_data.py: error: {archive}: " in err and "Traceback" not in err
+    assert not (tmp_path / "outside.txt").exists()
 
 
 def test_data_url_web_page_is_refused(tmp_path, server, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterator, Optional
 
+from sidreasoner.data.formats import atomic_write_text
 from sidreasoner.data.records import SPLITS, ReleasePaths
 
 from .common import FetchError, Unreachable, hub_snapshot, hub_tree_url, place_file, require_online, write_record
@@ -50,21 +52,41 @@ def hf_patterns(categories) -> list[str]:
     return [pat for c in categories for pat in (f"*{c}.*", f"*{c}_*")]
 
 
-def fetch_url(url: str, dest: Path, sha256: Optional[str]) -> Path:
-    """Download ``url`` to ``dest/<name>``, resuming ``<name>.part`` with an HTTP Range request."""
+def fetch_url(url: str, dest: Path, sha256: Optional[str], force: bool = False) -> Path:
+    """Download ``url`` to ``dest/release_archive``, resuming ``release_archive.part`` with an HTTP Range
+    request. Each file records the URL it came from (``<file>.source``): an archive or a partial file of
+    another URL is discarded, not reused or spliced; ``force`` downloads again whatever is there."""
     require_online()
     dest.mkdir(parents=True, exist_ok=True)
     final = dest / "release_archive"
     part = final.with_name(final.name + ".part")
+    for f in (final, part):
+        if f.exists() and (force or _source_of(f) != url):
+            f.unlink()
     if not final.exists():
+        _set_source(part, url)
         _http_to_part(url, part)
         os.replace(part, final)
+        os.replace(_source_path(part), _source_path(final))
     if sha256:
         got = sha256_of(final)
         if got != sha256.lower():
             final.rename(final.with_name(final.name + ".bad"))
             raise FetchError(f"{url}: sha256 {got} differs from the expected {sha256} (file kept as {final}.bad)")
     return final
+
+
+def _source_path(f: Path) -> Path:
+    return f.with_name(f.name + ".source")
+
+
+def _source_of(f: Path) -> Optional[str]:
+    p = _source_path(f)
+    return p.read_text(encoding="utf-8") if p.is_file() else None
+
+
+def _set_source(f: Path, url: str) -> None:
+    atomic_write_text(_source_path(f), url)
 
 
 def _http_to_part(url: str, part: Path) -> None:
@@ -102,25 +124,38 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def _archive_key(archive: Path) -> str:
+    """Which archive an unpacked tree came from: its path, size and modification time (a new archive at
+    the same path unpacks again)."""
+    st = archive.stat()
+    return f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
 def unpack(archive: Path, dest: Path) -> Path:
-    """Extract a .zip / .tar(.gz) into ``dest`` (members may not leave it); done once (marker file)."""
+    """Extract a .zip / .tar(.gz) into ``dest`` (members may not leave it); done once per archive (marker)."""
     marker = dest / ".unpacked"
-    if marker.is_file() and marker.read_text(encoding="utf-8") == str(archive.resolve()):
+    if marker.is_file() and marker.read_text(encoding="utf-8") == _archive_key(archive):
         return dest
+    if dest.exists():
+        shutil.rmtree(dest)  # another archive's files must not mix with this one's
     dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            root = dest.resolve()
-            for name in z.namelist():
-                if not (root / name).resolve().is_relative_to(root):
-                    raise FetchError(f"{archive}: member {name!r} would be written outside {dest}")
-            z.extractall(dest)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            t.extractall(dest, filter="data")  # refuses absolute paths, '..', device files, outside links
-    else:
-        raise FetchError(f"{archive}: neither a zip nor a tar archive (was the download a web page?)")
-    marker.write_text(str(archive.resolve()), encoding="utf-8")
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                root = dest.resolve()
+                for name in z.namelist():
+                    if not (root / name).resolve().is_relative_to(root):
+                        raise FetchError(f"{archive}: member {name!r} would be written outside {dest}")
+                z.extractall(dest)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                t.extractall(dest, filter="data")  # refuses absolute paths, '..', device files, outside links
+        else:
+            raise FetchError(f"{archive}: neither a zip nor a tar archive (was the download a web page?)")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        # a truncated archive, or a member the safety filter refuses (path traversal, links out of dest)
+        raise FetchError(f"{archive}: cannot unpack: {type(e).__name__}: {e}") from None
+    marker.write_text(_archive_key(archive), encoding="utf-8")
     return dest
 
 
@@ -166,13 +201,16 @@ def fetch(args, cache: Path) -> tuple[Path, str]:
         src = args.from_local.expanduser()
         if not src.exists():
             raise FetchError(f"--from_local {src}: no such file or folder")
-        return (src, f"local folder {src}") if src.is_dir() else (unpack(src, cache / "unpacked"), f"archive {src}")
+        if src.is_dir():
+            return src, f"local folder {src}"
+        return unpack(src, cache / "unpacked"), f"archive {src} (sha256 {sha256_of(src)})"
     if args.repo_id:
         dest = cache / "hf" / args.repo_id.replace("/", "__")
         tree = hub_snapshot(args.repo_id, repo_type=args.repo_type, revision=args.revision, local_dir=dest,
                             allow_patterns=args.allow_patterns or hf_patterns(args.category))
         return tree, f"hf {args.repo_type} {args.repo_id}"
-    return unpack(fetch_url(args.url, cache, args.sha256), cache / "unpacked"), f"url {args.url}"
+    archive = fetch_url(args.url, cache, args.sha256, force=getattr(args, "force", False))
+    return unpack(archive, cache / "unpacked"), f"url {args.url} (sha256 {sha256_of(archive)})"
 
 
 def fetch_and_install(args, cache: Path, categories: list[str]) -> Iterator[tuple[str, list[Path], str]]:
@@ -199,9 +237,10 @@ def verify(out: Path, category: str, suffix: str) -> tuple[bool, str]:
     return report.ok, "\n".join(parts + [report.format()])
 
 
-def record_category(args, category: str) -> None:
-    """Write ``OUTPUT_DIR/download_<category>.json``: the flags and the size + sha256 of every installed file."""
+def record_category(args, category: str, source: str) -> None:
+    """Write ``OUTPUT_DIR/download_<category>.json``: the flags, the source the files were installed from
+    (with the archive's sha256) and the size + sha256 of every installed file."""
     out = args.output_dir
     files = category_files(out, category)
-    write_record(out / f"download_{category}.json", args,
+    write_record(out / f"download_{category}.json", args, source=source,
                  files={str(f): {"bytes": (out / f).stat().st_size, "sha256": sha256_of(out / f)} for f in files})
