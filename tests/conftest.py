@@ -20,6 +20,17 @@ def office_dir() -> Path:
     return OFFICE_DIR
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matmuls on a shared 2-core box: extra OpenMP threads only spin (10-100x slower). A module
+    opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``; the count is restored after it."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `gpu`-marked tests when no CUDA device is present (they are deselected by default too)."""
     try:

@@ -15,13 +15,7 @@ V, STOP, PAD = 300, 2, 0
 LENGTHS = [20, 13, 17, 9]  # prompt lengths of the batch: left padding up to 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls on a shared 2-core box: extra OpenMP threads only spin (10-100x slower); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

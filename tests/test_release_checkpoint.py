@@ -30,13 +30,7 @@ TEXTS = ["Hello world", "Blue Gel Pens, 12 Pack", "It's 2024: naïve café, 你�
          "interaction history: ", "1234567 apples\n\n\nand    spaces"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load_script(path):

@@ -188,18 +188,8 @@ def title2sid_history(phrase: str) -> str:
         "<think>\n\n</think>\n\n<a_2><b_3><c_1><|im_end|>\n")
 
 
-REASONING = (
-    "<|im_start|>system\n"
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n"
-    "Can you recommend the next item for the user based on their interaction history?\n"
-    "<|im_end|>\n"
-    "<|im_start|>user\n"
-    "The user has sequentially interacted with items <a_0><b_1><c_2>, <a_1><b_0><c_3>. Can you recommend the "
-    "next item for him? Let's think step by step before making recommendation. Directly output the item SID "
-    "after thinking.<|im_end|>\n"
-    "<|im_start|>assistant\n"
-    "<think>\nPens, then notebooks: a stapler fits.\n</think>\n\n<a_2><b_3><c_1><|im_end|>\n")
+# stage 2 trains on the thinking-evaluation prompt followed by the think block and the SID
+REASONING = EVAL_THINK + "<think>\nPens, then notebooks: a stapler fits.\n</think>\n\n<a_2><b_3><c_1><|im_end|>\n"
 
 
 def _first(task_name: str, data: TaskData, category: str = "Office_Products", pick=None) -> ChatExample:
