@@ -53,12 +53,18 @@ EVAL_NOTHINK = (
     "<|im_start|>assistant\n"
     "<think>\n</think>\n\n")
 
-EVAL_THINK = (
+# the system turn of the release's thinking prompt (stage 2, RL, thinking evaluation) and of its
+# SID history -> title task (FusionSeqRecDataset): the same class of text
+RECOMMEND_SYSTEM = (
     "<|im_start|>system\n"
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n"
     "Can you recommend the next item for the user based on their interaction history?\n"
     "<|im_end|>\n"
+)
+
+EVAL_THINK = (
+    RECOMMEND_SYSTEM +
     "<|im_start|>user\n"
     "The user has sequentially interacted with items <a_0><b_1><c_2>, <a_1><b_0><c_3>. Can you recommend the "
     "next item for him? Let's think step by step before making recommendation. Directly output the item SID "
@@ -161,11 +167,7 @@ TITLE2SID = (ITEM_SYSTEM +
              "<|im_start|>assistant\n<think>\n\n</think>\n\n<a_0><b_1><c_2><|im_end|>\n")
 
 FUSION = (
-    "<|im_start|>system\n"
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n"
-    "Can you recommend the next item for the user based on their interaction history?\n"
-    "<|im_end|>\n"
+    RECOMMEND_SYSTEM +
     "<|im_start|>user\n"
     "The user has sequentially interacted with items <a_0><b_1><c_2>, <a_1><b_0><c_3>. Can you recommend the next "
     "item for him? Tell me the title of the item?<|im_end|>\n"
