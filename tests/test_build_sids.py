@@ -141,9 +141,15 @@ def test_assign_sids_rqvae():
     assert len(set(res.item_to_sid.values())) == 40 and res.report["method"] == "rqvae"
 
 
-def test_bad_config():
-    with pytest.raises(ValueError, match="method must be one of"):
-        assign_sids(toy_items(), SIDBuildConfig(embedder="tfidf", method="pq"))
+@pytest.mark.parametrize("field, value, message", [
+    ("method", "pq", "method must be one of"),
+    ("batch_size", 0, "--batch_size must be >= 1, got 0"),
+    ("kmeans_iters", -1, "--kmeans_iters must be >= 1, got -1"),
+    ("tfidf_dim", 0, "--tfidf_dim must be >= 1, got 0"),
+])
+def test_bad_config(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        SIDBuildConfig(embedder="tfidf", **{field: value}).validate()
 
 
 # -- rewrite_release ----------------------------------------------------------------------------

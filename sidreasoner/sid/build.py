@@ -73,6 +73,9 @@ class SIDBuildConfig:
             raise ValueError(f"codebook_size must be >= 2, got {self.codebook_size}")
         if self.balance_slack < 0 or self.min_items_per_code < 1 or self.headroom < 1:
             raise ValueError("balance_slack must be >= 0, min_items_per_code and headroom >= 1")
+        for name in ("batch_size", "max_text_chars", "tfidf_dim", "kmeans_iters", "rqvae_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
