@@ -175,3 +175,5 @@ def test_script_help_run_and_bad_input(release, tmp_path):
     assert missing.stderr.strip().endswith(f"nowhere/train/{CATEGORY}_5_2016-10-2018-11.csv: file not found")
     nocat = _script("--output_dir", str(tmp_path / "q"))
     assert nocat.returncode == 2 and "--category is required" in nocat.stderr
+    with pytest.raises(ValueError, match=r"--max_train_rows must be >= 0 \(0: all rows\), got -5"):
+        PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY, max_train_rows=-5).resolved()

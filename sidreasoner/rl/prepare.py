@@ -50,6 +50,9 @@ class PrepareConfig:
     def resolved(self) -> "PrepareConfig":
         if not self.category:
             raise ValueError("--category is required (names the split files under --data_dir)")
+        for name in ("max_train_rows", "max_valid_rows"):
+            if getattr(self, name) < 0:  # a negative cap used to drop rows silently
+                raise ValueError(f"--{name} must be >= 0 (0: all rows), got {getattr(self, name)}")
         c = dataclasses.replace(self)
         c.output_dir = c.output_dir or str(Path("data") / "rl" / c.category)
         c.info_file = c.info_file or str(ReleasePaths(Path(c.data_dir), c.category).info)
