@@ -90,6 +90,9 @@ def _config(args):
     if args.data_dir:
         paths = ReleasePaths(Path(args.data_dir), args.category)
         test, info = test or str(paths.split(args.split)), info or str(paths.info)
+        if paths.index_json.is_file() and Path(info).is_file():
+            from sidreasoner.eval.runner import check_info_matches_index
+            check_info_matches_index(info, paths.index_json)
     mode = "think" if args.think else "nothink"
     out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
     ks = [int(k) for k in args.ks.split(",")] if args.ks else None

@@ -18,7 +18,7 @@ import torch
 
 from fixtures_model import REPO_ROOT, build_tiny_model_dir, tiny_catalogue, tiny_model_dir, write_catalogue  # noqa: F401
 from sidreasoner.data.formats import write_split_csv
-from sidreasoner.data.records import SequenceRow
+from sidreasoner.data.records import ReleasePaths, SequenceRow
 from sidreasoner.eval.beam import BeamResult, same_ranking
 from sidreasoner.eval.predictions import load_for_resume, merge_shards, parse_shard, read_records
 from sidreasoner.eval.runner import EvalConfig, merge_paths, run_evaluation
@@ -312,6 +312,18 @@ def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
     ]
     assert evaluate.main(common + ["--output_dir", str(tmp_path / "t"), "--think", "--max_think_tokens", "100000"]) == 2
     assert "--max_think_tokens 100000 does not fit the model's context of" in capsys.readouterr().err
+    other = tmp_path / "other_build"  # the same catalogue, but its info file from another SID build
+    shutil.copytree(data, other)
+    info = ReleasePaths(other, CAT).info
+    lines = info.read_text().splitlines(keepends=True)
+    sid, title, item = lines[1].rstrip("\n").split("\t")
+    moved = "<a_3><b_3><c_3>" if sid != "<a_3><b_3><c_3>" else "<a_0><b_0><c_0>"
+    lines[1] = f"{moved}\t{title}\t{item}\n"
+    info.write_text("".join(lines))
+    args = ["--base_model", str(model_dir), "--data_dir", str(other), "--category", CAT,
+            "--output_dir", str(tmp_path / "ob")]
+    assert evaluate.main(args) == 2
+    assert f"{info}, line 2, field 'sid': item {item} has SID " in capsys.readouterr().err
     with pytest.raises(SystemExit, match=r"--limit must be >= 1 \(rows to evaluate\), got -3"):
         evaluate.main(common + ["--output_dir", str(tmp_path / "l"), "--limit", "-3"])
     if not torch.cuda.is_available():

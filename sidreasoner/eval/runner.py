@@ -205,6 +205,19 @@ def read_catalogue(cfg: EvalConfig) -> SIDIndex:
     return index
 
 
+def check_info_matches_index(info_file, index_json) -> None:
+    """DataError naming the first info-file line whose item has another SID in ``index.json`` (a catalogue
+    of another SID build: the model would be scored against SIDs its training data never used)."""
+    from ..data.formats import read_info
+    index = SIDIndex.from_index_json(index_json)
+    for row in read_info(info_file):
+        sid = index.item_to_sid.get(row.item_id)
+        if sid is not None and sid != row.sid:
+            raise DataError(info_file, f"item {row.item_id} has SID {row.sid} here but {sid} in {index_json} (the "
+                                       f"info file and the SID index come from different SID builds)", row.line,
+                            "sid")
+
+
 def build_trie(cfg: EvalConfig, index: SIDIndex, tokenizer, stop_id: int) -> tuple[SIDTrie, dict]:
     """The trie over the catalogue SIDs the tokenizer can write, and the coverage (``sid_coverage``).
 
