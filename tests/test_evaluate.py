@@ -23,6 +23,7 @@ from sidreasoner.eval.beam import BeamResult, same_ranking
 from sidreasoner.eval.predictions import load_for_resume, merge_shards, parse_shard, read_records
 from sidreasoner.eval.runner import EvalConfig, merge_paths, run_evaluation
 from sidreasoner.eval.thinking import close_think, open_think, split_reasoning
+from sidreasoner.sid.index import SIDIndex
 
 CAT = "Tiny"
 N_ROWS = 14
@@ -108,6 +109,16 @@ def test_script_end_to_end(release, tmp_path, think, capsys):
     assert json.loads((tmp_path / "o" / "config.json").read_text())["think"] is think
     assert [e["predict"] for e in json.loads(ref_json.read_text())] == [r["ranked"] for r in recs]
     assert "HR@5" in stdout
+
+
+def test_predictions_name_the_items_of_every_ranked_sid(full_run, release):
+    """items[k] / titles[k]: the catalogue items the k-th SID stands for (metrics stay on SIDs)."""
+    out, _ = full_run
+    data, _, _ = release
+    index = SIDIndex.from_info(ReleasePaths(data, CAT).info)
+    for rec in by_row(out).values():
+        assert rec["items"] == [index.sid_to_items[s] for s in rec["ranked"]]
+        assert rec["titles"] == [[index.titles[i] for i in ids] for ids in rec["items"]]
 
 
 def test_full_run_counts_unknown_targets(full_run, release):

@@ -36,6 +36,19 @@ def test_end_weights_give_back_a_list_exactly_even_on_ties(weight, mode):
     assert F.fuse_row(think, nothink, weight, k=2)["ranked"] == want
 
 
+def test_fused_rows_name_the_items_of_their_sids():
+    """Re-ranked lists carry each SID's items from the list it came from (a SID shared by two items names both)."""
+    think = {**rec(0, [C, A], [-0.5, -1.5]), "items": [["i3"], ["i1", "i9"]], "titles": [["C"], ["A", "A2"]]}
+    nothink = {**rec(0, [A, B], [-1.0, -2.0]), "items": [["i1", "i9"], ["i2"]], "titles": [["A", "A2"], ["B"]]}
+    got = F.fuse_row(think, nothink, 0.5, k=3)
+    assert got["ranked"] == [A, C, B] and got["items"] == [["i1", "i9"], ["i3"], ["i2"]]
+    assert got["titles"] == [["A", "A2"], ["C"], ["B"]]
+    thought = F.adaptive_row(think, nothink, threshold=9.0, k=10)
+    assert thought["ranked"] == [C, A] and thought["items"] == [["i3"], ["i1", "i9"]]
+    plain = F.fuse_row(rec(0, [C], [-0.5]), rec(0, [A], [-1.0]), 0.5, k=2)  # records without items: none made up
+    assert "items" not in plain and "titles" not in plain
+
+
 def test_rows_without_scores_are_refused():
     with pytest.raises(DataError, match="needs a score for every ranked SID"):
         F.fuse_row(rec(0, [A], []), rec(0, [A], [-1.0]), 0.5, 10)

@@ -95,7 +95,9 @@ def calibrate_row(rec: dict, prior: dict, alpha: float, k: int) -> dict:
         raise ValueError(f"row {rec['row']}: SID {missing[0]} has no prior (a prior of another catalogue?)")
     new = {sid: s - alpha * prior[sid] for sid, s in zip(rec["ranked"], scores)}
     order = sorted(rec["ranked"], key=lambda sid: -new[sid])[:k]  # stable: ties keep the beam's order
-    return {**rec, "ranked": order, "scores": [round(new[s], 6) for s in order], "calibration_alpha": alpha}
+    from .predictions import carry_items
+    return carry_items({**rec, "ranked": order, "scores": [round(new[s], 6) for s in order],
+                        "calibration_alpha": alpha}, rec)
 
 
 def load_prior(path) -> dict[str, float]:

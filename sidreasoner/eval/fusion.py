@@ -57,7 +57,8 @@ def fuse_row(think: dict, nothink: dict, weight: float, k: int) -> dict:
     weighted_up = n if weight <= 0.5 else t
     best = sorted(fused, key=lambda sid: (-fused[sid], (sid not in t) + (sid not in n), sid not in weighted_up,
                                           sid))[:k]
-    return {**nothink, "ranked": best, "scores": [round(fused[sid], 6) for sid in best], "fusion_weight": weight}
+    rec = {**nothink, "ranked": best, "scores": [round(fused[sid], 6) for sid in best], "fusion_weight": weight}
+    return P.carry_items(rec, think, nothink)
 
 
 def margin(rec: dict) -> float:
@@ -69,8 +70,9 @@ def margin(rec: dict) -> float:
 def adaptive_row(think: dict, nothink: dict, threshold: float, k: int) -> dict:
     """The thinking list where the non-thinking margin is at most ``threshold``, else the non-thinking one."""
     chosen = think if margin(nothink) <= threshold else nothink
-    return {**nothink, "ranked": chosen["ranked"][:k], "scores": (chosen.get("scores") or [])[:k],
-            "thought": chosen is think}
+    rec = {**nothink, "ranked": chosen["ranked"][:k], "scores": (chosen.get("scores") or [])[:k],
+           "thought": chosen is think}
+    return P.carry_items(rec, chosen)
 
 
 def thresholds_of(pairs) -> list[float]:

@@ -1,7 +1,9 @@
 """Predictions JSONL: append per batch, resume after a kill, merge the shards of a sharded run.
 
-One line per evaluated test row: ``{row, user_id, target, ranked, scores, ...}``;
+One line per evaluated test row: ``{row, user_id, target, ranked, scores, items, titles, ...}``;
 ``row`` is the row's 0-based position in the split file, the stable key that resume and merge use.
+``items[k]`` / ``titles[k]`` are the catalogue items the k-th ranked SID stands for (a SID shared by two
+items names both); metrics are computed on SIDs.
 A job killed while writing leaves at most one partial last line: :func:`load_for_resume` cuts it
 off (and says so) instead of failing; a malformed line anywhere else is an error naming the line.
 """
@@ -31,6 +33,29 @@ def parse_shard(spec: Optional[str]) -> Optional[tuple[int, int]]:
     if m is None or not 0 <= int(m.group(1)) < int(m.group(2)):
         raise ValueError(f"--shard must look like i/n with 0 <= i < n (e.g. 0/4), got {spec!r}")
     return int(m.group(1)), int(m.group(2))
+
+
+ITEM_FIELDS = ("items", "titles")
+
+
+def item_fields(sids, sid_to_items, titles) -> dict:
+    """``{"items": [[id, ...] per SID], "titles": [[title, ...] per SID]}`` for ranked ``sids``."""
+    items = [list(sid_to_items.get(s, [])) for s in sids]
+    return {"items": items, "titles": [[titles.get(i, "") for i in ids] for ids in items]}
+
+
+def carry_items(rec: dict, *sources: dict) -> dict:
+    """``rec`` with ``items``/``titles`` matching its ``ranked`` list, taken from the records it was built
+    from (fusion, re-ranking): a SID keeps the items its source listed. Without them in a source, none."""
+    known = {}
+    for src in sources:
+        if all(f in src for f in ITEM_FIELDS):
+            known.update({sid: (ids, t) for sid, ids, t in zip(src["ranked"], src["items"], src["titles"])})
+    out = {k: v for k, v in rec.items() if k not in ITEM_FIELDS}
+    if known and all(s in known for s in rec["ranked"]):
+        out["items"] = [known[s][0] for s in rec["ranked"]]
+        out["titles"] = [known[s][1] for s in rec["ranked"]]
+    return out
 
 
 def predictions_path(output_dir, shard: Optional[tuple[int, int]] = None) -> Path:

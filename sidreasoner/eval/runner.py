@@ -118,6 +118,7 @@ class Evaluator:
         self.backend = pick_backend(cfg.reasoning_backend) if cfg.think else None
         self.bias, self.prior = None, None
         self._paths: dict = {}  # row -> reasoning paths generated ahead (prefetch)
+        self.index: Optional[SIDIndex] = None  # set: records name the items of each ranked SID
         if cfg.calibrate:
             from .calibration import edge_prior, sid_prior
             edge = edge_prior(model, tokenizer, trie, cfg.prompt_style)
@@ -178,6 +179,8 @@ class Evaluator:
             rec["ranked"], rec["scores"] = res.sids, [round(s, 6) for s in res.scores]
             if self.prior is not None:  # scores are calibrated: plain = score + calibrate * prior
                 rec["prior"] = [round(self.prior[s], 6) for s in res.sids]
+            if self.index is not None:
+                rec.update(P.item_fields(res.sids, self.index.sid_to_items, self.index.titles))
         return records
 
 
@@ -301,6 +304,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     atomic_write_text(config_path, json.dumps(asdict(cfg), indent=1) + "\n")
     done = P.load_for_resume(pred_path) if cfg.resume else {}
     ev = Evaluator(cfg, model, tokenizer, trie, stop_id)
+    ev.index = index
     if cfg.think:
         ev.prefetch([(i, r) for i, r in picked if i not in done])
     t0, n_new = time.time(), 0
