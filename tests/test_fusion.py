@@ -45,8 +45,8 @@ def test_fused_rows_name_the_items_of_their_sids():
     assert got["titles"] == [["A", "A2"], ["C"], ["B"]]
     thought = F.adaptive_row(think, nothink, threshold=9.0, k=10)
     assert thought["ranked"] == [C, A] and thought["items"] == [["i3"], ["i1", "i9"]]
-    plain = F.fuse_row(rec(0, [C], [-0.5]), rec(0, [A], [-1.0]), 0.5, k=2)  # records without items: none made up
-    assert "items" not in plain and "titles" not in plain
+    plain = F.fuse_row(rec(0, [C], [-0.5]), rec(0, [A], [-1.0]), 0.5, k=2)
+    assert "items" not in plain and "titles" not in plain  # records without items: none made up
 
 
 def test_rows_without_scores_are_refused():
