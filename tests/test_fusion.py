@@ -119,6 +119,7 @@ def test_best_method_takes_the_one_that_scores_best_on_valid(tmp_path):
     record = json.loads((out / "fusion.json").read_text())
     assert record["asked"] == "best" and record["method"] == "adaptive"
     assert set(record["valid_by_method"]) == {"fusion", "adaptive"}  # no --prior: no calibrated
-    assert record["valid_by_method"]["adaptive"]["valid_ndcg10"] == 1.0 > record["valid_by_method"]["fusion"]["valid_ndcg10"]
+    by_method = record["valid_by_method"]
+    assert by_method["adaptive"]["valid_ndcg10"] == 1.0 > by_method["fusion"]["valid_ndcg10"]
     with pytest.raises(SystemExit):
         F.main(["--method", "best", "--weight", "0.5", "--test", "a", "b", "--output_dir", str(out)])
