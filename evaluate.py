@@ -148,16 +148,17 @@ def main(argv=None) -> int:
     from sidreasoner.sid.trie import TrieError
     try:
         if args.merge_shards:
-            metrics = _merge(args.merge_shards)
+            out, metrics = args.merge_shards, _merge(args.merge_shards)
         else:
             from sidreasoner.eval.runner import run_evaluation
             cfg = _config(args)
-            Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(Path(cfg.output_dir) / "evaluate.log")
+            out = cfg.output_dir
+            Path(out).mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(Path(out) / "evaluate.log")
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(fh)
             metrics = run_evaluation(cfg)
-        effect = _effect(args, metrics)
+        effect = _effect(out, args.compare_nothink, metrics)
     except (DataError, TrieError, FileExistsError, ValueError, ModelLoadError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
@@ -169,13 +170,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def _effect(args, metrics) -> Optional[dict]:
+def _effect(out: str, compare_nothink: Optional[str], metrics) -> Optional[dict]:
     """``--compare_nothink``: helped / hurt / unchanged rows once the run's metrics exist (the last shard)."""
-    if not (args.compare_nothink and metrics):
+    if not (compare_nothink and metrics):
         return None
     from sidreasoner.eval.effect import write_effect
-    out = args.merge_shards or args.output_dir or _config(args).output_dir
-    return write_effect(out, args.compare_nothink)
+    return write_effect(out, compare_nothink)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from ..sid.trie import SIDTrie
 from . import predictions as P
 from .beam import BeamResult, constrained_beam_search
 from .reference import reference_beam_search
-from .thinking import close_think, hf_reasoning, open_think, pick_backend, stop_texts_of, vllm_reasoning
+from .thinking import (hf_reasoning, pick_backend, reasoning_prompt, search_prompt, stop_texts_of,
+                       vllm_reasoning)
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,10 @@ class Evaluator:
             self.bias, self.prior = cfg.calibrate * edge, sid_prior(trie, edge)
 
     def prompt(self, row: SequenceRow) -> str:
-        """The generation prompt of a row (thinking mode: the one the reasoning is generated from).
-        Thinking prompts are opened with ``<think>\\n`` except under the ``release`` style, whose
-        evaluation lets the model open the block itself (the search prompt is opened either way)."""
+        """The generation prompt of a row (thinking mode: the one the reasoning is generated from)."""
         from ..train.chat import next_sid_prompt_text
         text = next_sid_prompt_text(self.tokenizer, row.history_sids, self.cfg.think, self.cfg.prompt_style)
-        return open_think(text) if self.cfg.think and self.cfg.prompt_style != "release" else text
+        return reasoning_prompt(text, self.cfg.prompt_style) if self.cfg.think else text
 
     def search(self, texts: Sequence[str]) -> list[BeamResult]:
         ids, mask = encode_left_padded(self.tokenizer, texts, self.stop_id, self.model.device)
@@ -168,7 +167,7 @@ class Evaluator:
             paths = ([self._paths[i] for i, _ in batch] if all(i in self._paths for i, _ in batch)
                      else self.reason(prompts, seed=self.cfg.seed + batch[0][0]))
             n = self.cfg.num_reasoning_paths
-            flat = self.search([close_think(open_think(p), r.text) for p, ps in zip(prompts, paths) for r in ps])
+            flat = self.search([search_prompt(p, r.text) for p, ps in zip(prompts, paths) for r in ps])
             results = [merge_paths(flat[i * n:(i + 1) * n], self.cfg.num_beams) for i in range(len(batch))]
             for rec, ps in zip(records, paths):
                 rec["reasoning"] = ps[0].text
@@ -227,13 +226,11 @@ def build_trie(cfg: EvalConfig, index: SIDIndex, tokenizer, stop_id: int) -> tup
     A released checkpoint may lack a few SID tokens of the public index: it is scored on the SIDs it can
     express, and rows whose target it cannot write count as misses (both counts go to metrics.json).
     A tokenizer with none of the catalogue's SIDs is refused (a base model before stage 1)."""
-    from ..train.chat import check_sid_tokens, sid_coverage
-    coverage = sid_coverage(tokenizer, index.unique_sids())
-    if not coverage["expressible"]:
-        try:
-            check_sid_tokens(tokenizer, index.unique_sids())
-        except ValueError as e:
-            raise ValueError(f"{cfg.base_model}: {e} (SIDs of {cfg.info_file})") from None
+    from ..train.chat import usable_sid_coverage
+    try:
+        coverage = usable_sid_coverage(tokenizer, index.unique_sids())
+    except ValueError as e:
+        raise ValueError(f"{cfg.base_model}: {e} (SIDs of {cfg.info_file})") from None
     if coverage["inexpressible"]:
         log.warning("%s cannot write %d of the %d catalogue SIDs (tokens not in its vocabulary as single tokens, "
                     "e.g. %s): scoring on the %d it can; rows whose target is one of them count as misses",

@@ -43,6 +43,18 @@ def close_think(think_prompt: str, reasoning: str) -> str:
     return f"{think_prompt}{reasoning.strip()}\n{THINK_CLOSE}\n\n"
 
 
+def reasoning_prompt(prompt: str, style: str) -> str:
+    """The thinking prompt the reasoning is generated from: opened with ``<think>\n``, except under the
+    ``release`` style, whose evaluation lets the model open the block itself. The evaluator and the
+    training-time thinking probe both ask through this, so they ask alike."""
+    return prompt if style == "release" else open_think(prompt)
+
+
+def search_prompt(prompt: str, reasoning: str) -> str:
+    """The SID search's prompt after a reasoning: opened (if the model was left to open it) and closed."""
+    return close_think(open_think(prompt), reasoning)
+
+
 def pick_backend(backend: str = "auto") -> str:
     if backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"reasoning backend must be auto, hf or vllm, got {backend!r}")

@@ -73,7 +73,7 @@ def weight_bytes(folder: Path) -> int:
 def check_folder(folder: Path, mode: str, sids) -> dict:
     """What was checked and what it found; raises on the first failure (ModelLoadError, ValueError, ...)."""
     from transformers import AutoConfig, AutoTokenizer
-    from sidreasoner.train.chat import check_sid_tokens, sid_coverage
+    from sidreasoner.train.chat import usable_sid_coverage
     result = {"folder": str(folder), "weight_bytes": weight_bytes(folder)}
     if mode == "none":
         return result
@@ -89,9 +89,7 @@ def check_folder(folder: Path, mode: str, sids) -> dict:
     result["check"] = "full" if full else "config"
     result["vocab"] = len(tokenizer)
     if sids is not None:
-        cov = sid_coverage(tokenizer, sids)
-        if not cov["expressible"]:  # no SID vocabulary at all: a base model, not a SIDReasoner checkpoint
-            check_sid_tokens(tokenizer, sids)
+        cov = usable_sid_coverage(tokenizer, sids)  # raises for a base model without any SID token
         # a few missing tokens are reported, not refused: the evaluator scores on the SIDs the model can write
         result["sid_coverage"] = {"sids": cov["sids"], "expressible": cov["expressible"],
                                   "inexpressible": len(cov["inexpressible"]), "bad_tokens": cov["bad_tokens"][:20]}

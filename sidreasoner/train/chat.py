@@ -144,6 +144,16 @@ def sid_coverage(tokenizer, sids: Iterable[str]) -> dict:
     return {"sids": len(sids), "expressible": len(sids) - len(out), "inexpressible": out, "bad_tokens": sorted(bad)}
 
 
+def usable_sid_coverage(tokenizer, sids: Iterable[str]) -> dict:
+    """:func:`sid_coverage`, or :func:`check_sid_tokens`'s ValueError when the tokenizer can write none of
+    the SIDs (a base model before stage 1: nothing to score). A few missing tokens are not an error."""
+    sids = list(sids)
+    cov = sid_coverage(tokenizer, sids)
+    if not cov["expressible"]:
+        check_sid_tokens(tokenizer, sids)
+    return cov
+
+
 def check_sid_tokens(tokenizer, sids: Iterable[str]) -> None:
     """Raise ValueError unless every token of every SID is in the vocabulary and encodes as one id.
 

@@ -52,7 +52,8 @@ class RankingProbe:
         texts = [next_sid_prompt_text(tokenizer, r.history_sids, think=False, style=style) for r in self.rows]
         self.order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         self.texts = texts
-        self.think_rows, self.think_tokens, self.penalty = min(think_rows, len(self.rows)), think_tokens, repetition_penalty
+        self.think_rows = min(think_rows, len(self.rows))
+        self.think_tokens, self.penalty = think_tokens, repetition_penalty
         self.style = style
 
     def _search(self, model, texts: Sequence[str]) -> list:
@@ -61,15 +62,15 @@ class RankingProbe:
 
     def _think_records(self, model) -> list[dict]:
         """The first ``think_rows`` rows in thinking mode: reasoning, ``</think>``, then the search."""
-        from ..eval.thinking import close_think, hf_reasoning, open_think
+        from ..eval.thinking import hf_reasoning, reasoning_prompt, search_prompt
         out = []
         for start in range(0, self.think_rows, self.batch_size):
             rows = self.rows[start:min(start + self.batch_size, self.think_rows)]
-            prompts = [open_think(next_sid_prompt_text(self.tokenizer, r.history_sids, think=True, style=self.style))
-                       for r in rows]
+            prompts = [reasoning_prompt(next_sid_prompt_text(self.tokenizer, r.history_sids, think=True,
+                                                             style=self.style), self.style) for r in rows]
             paths = hf_reasoning(model, self.tokenizer, prompts, self.stop_id, self.think_tokens,
                                  repetition_penalty=self.penalty)
-            results = self._search(model, [close_think(p, ps[0].text) for p, ps in zip(prompts, paths)])
+            results = self._search(model, [search_prompt(p, ps[0].text) for p, ps in zip(prompts, paths)])
             out += [{"user_id": r.user_id, "target": r.item_sid, "ranked": res.sids} for r, res in zip(rows, results)]
         return out
 

@@ -265,7 +265,10 @@ def run_train_loss(log_history: list) -> Optional[float]:
     return total / steps if steps else None
 
 
-def training_arguments(cfg: SFTConfig, has_valid: bool) -> tuple[TrainingArguments, int]:
+def training_arguments(cfg: SFTConfig, has_valid: bool, sparse: Optional[bool] = None
+                       ) -> tuple[TrainingArguments, int]:
+    """``sparse``: whether the supervised-positions loss runs (``use_sparse_logits``; decided here when None)."""
+    sparse = use_sparse_logits(cfg) if sparse is None else sparse
     world = int(os.environ.get("WORLD_SIZE", "1"))
     accum = max(1, round(cfg.batch_size / (cfg.micro_batch_size * world)))
     if accum * cfg.micro_batch_size * world != cfg.batch_size:
@@ -280,7 +283,7 @@ def training_arguments(cfg: SFTConfig, has_valid: bool) -> tuple[TrainingArgumen
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, optim="adamw_torch",
         # the model's own loss path (no --sparse_logits) smooths through the Trainer's label smoother
-        label_smoothing_factor=0.0 if use_sparse_logits(cfg) else cfg.label_smoothing, logging_steps=cfg.logging_steps,
+        label_smoothing_factor=0.0 if sparse else cfg.label_smoothing, logging_steps=cfg.logging_steps,
         eval_strategy=strategy if has_valid else "no", save_strategy=strategy,
         eval_steps=cfg.eval_steps or None, save_steps=cfg.eval_steps or None,
         save_total_limit=cfg.save_total_limit, load_best_model_at_end=has_valid,
@@ -373,7 +376,8 @@ def run_sft(cfg: SFTConfig) -> dict:
         return summary
     if cfg.wandb_project:
         os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
-    args, step_size = training_arguments(cfg, bool(valid))
+    sparse = use_sparse_logits(cfg)
+    args, step_size = training_arguments(cfg, bool(valid), sparse)
     sampler = (StepGroupedSampler(train.lengths, cfg.micro_batch_size, step_size, cfg.seed)
                if cfg.batching == "group" else None)
     probe = make_probe(cfg, data, tokenizer)
@@ -385,7 +389,7 @@ def run_sft(cfg: SFTConfig) -> dict:
         model=model, args=args, train_dataset=train, eval_dataset=valid or None, processing_class=tokenizer,
         data_collator=make_collator(cfg.batching, pad_id, cfg.attn_implementation,
                                     8 if torch.cuda.is_available() else 1),
-        callbacks=callbacks, group_sampler=sampler, probe=probe, sparse_logits=use_sparse_logits(cfg),
+        callbacks=callbacks, group_sampler=sampler, probe=probe, sparse_logits=sparse,
         mean_answer_tokens=train.mean_answer_tokens() if cfg.loss_norm == "example" else None,
         history_weight=cfg.history_loss_weight, label_smoothing=cfg.label_smoothing)
     resume = resolve_resume(cfg.resume_from_checkpoint, cfg.output_dir)
