@@ -97,6 +97,13 @@ def test_verls_validation_and_loader_accept_the_config(run):
     assert out["score"] == 0.5 and out["valid_bonus"] == 0.0
 
 
+def test_dynamic_sampling_maps_to_verls_group_filter(run):
+    knobs, cfg = run
+    assert cfg.algorithm.filter_groups.enable is False  # the paper: off
+    on = check_verl_config(verl_overrides(dataclasses.replace(knobs, drop_zero_variance=True)))
+    assert (on.algorithm.filter_groups.enable, on.algorithm.filter_groups.metric) == (True, "reward")
+
+
 def test_bad_settings_and_typos_fail_before_any_gpu(run):
     knobs, _ = run
     three = dataclasses.replace(knobs, ngpus=3)

@@ -51,6 +51,27 @@ class RLKnobs:
                              "sample per prompt, logged as val/reward_mean)")
     val_max_rows: int = _f(0, "validation prompts used (0: every row of valid.parquet)")
     require_think_closed: bool = _f(False, "reward 0 unless the reasoning was closed with </think>")
+    # -- rollouts, reward, prompts (the paper: free, match, train) ----------------------------------
+    sid_rollout: str = _f("free", "free: the model samples reasoning and SID (the paper); beam (TRL only): the "
+                                  "reasoning is sampled, then the SID comes from a trie-constrained beam search of "
+                                  "RANK_K beams after </think>, as thinking-mode evaluation decodes it")
+    reward: str = _f("match", "match: the release's SID-match reward (levels matched + validity bonus); rank (needs "
+                              "SID_ROLLOUT=beam): the target's NDCG in the rollout's beam list + TARGET_PROB_WEIGHT x "
+                              "its per-token probability after the reasoning (dense: few zero-variance groups)")
+    rank_k: int = _f(10, "SID_ROLLOUT=beam: beams per rollout = length of the ranked list REWARD=rank scores")
+    target_prob_weight: float = _f(0.5, "REWARD=rank: weight of the target's per-token probability after the "
+                                        "reasoning (0: NDCG only)")
+    max_think_tokens: int = _f(0, "SID_ROLLOUT=beam: reasoning budget in tokens (0: MAX_RESPONSE_LENGTH minus 16, "
+                                  "room for the closer, the SID and the stop token)")
+    rollout_repetition_penalty: float = _f(1.0, "SID_ROLLOUT=beam: repetition penalty of the sampled reasoning "
+                                                "(1: off)")
+    drop_zero_variance: bool = _f(False, "dynamic sampling: groups whose rewards are all equal teach nothing; TRL "
+                                         "leaves them out of the loss and its normaliser, verl resamples them "
+                                         "(algorithm.filter_groups)")
+    prompts_from: str = _f("train", "split of the RL train prompts: train (the paper) or valid: the valid rows "
+                                    "after the first VALID_HOLDOUT (rows SFT never fitted); those first rows stay "
+                                    "the validation prompts")
+    valid_holdout: int = _f(1000, "PROMPTS_FROM=valid: the first N valid rows, kept out of RL training")
     seed: int = _f(42, "seed of data order and sampling")
     # -- verl only --------------------------------------------------------------------------------
     ngpus: int = _f(8, "verl: GPUs per node")
@@ -74,6 +95,10 @@ class RLKnobs:
         if backend not in BACKENDS:
             raise ValueError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
         check(self)
+        if backend == "verl" and (self.sid_rollout != "free" or self.reward != "match"):
+            raise ValueError("SID_ROLLOUT=beam and REWARD=rank run on BACKEND=trl only: verl's vLLM rollout samples "
+                             "the whole completion, and its rule reward cannot run the policy for the target's "
+                             "probability")
         k = dataclasses.replace(self)
         release = ReleasePaths(Path(k.data_dir), k.category)
         k.model_path = k.model_path or f"checkpoints/sft_reasoning_Qwen3_{k.category}/final_checkpoint"
@@ -82,6 +107,11 @@ class RLKnobs:
         k.output_dir = k.output_dir or str(Path("checkpoints") / f"grpo_{backend}_{k.category}")
         k.experiment_name = k.experiment_name or f"grpo_{k.category}"
         return k
+
+    @property
+    def think_budget(self) -> int:
+        """Reasoning tokens of a beam rollout: MAX_THINK_TOKENS, or the response budget less 16."""
+        return self.max_think_tokens or max(self.max_response_length - 16, 1)
 
     @property
     def train_file(self) -> str:
@@ -93,10 +123,10 @@ class RLKnobs:
         return str(Path(self.rl_data_dir) / "valid.parquet")
 
 
-_POSITIVE = ("max_prompt_length", "max_response_length", "rollout_n", "train_batch_size", "micro_batch_size", "epochs",
+_POSITIVE = ("rank_k", "max_prompt_length", "max_response_length", "rollout_n", "train_batch_size", "micro_batch_size", "epochs",
              "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size", "tensor_parallel", "logging_steps",
              "eval_samples")
-_NON_NEGATIVE = ("kl_coef", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows")
+_NON_NEGATIVE = ("target_prob_weight", "max_think_tokens", "valid_holdout", "kl_coef", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows")
 
 
 def check(k: RLKnobs) -> None:
@@ -113,11 +143,29 @@ def check(k: RLKnobs) -> None:
     if not (k.temperature > 0 and k.lr > 0 and 0 < k.gpu_memory_utilization <= 1):
         raise ValueError(f"TEMPERATURE and LR must be > 0 and GPU_MEMORY_UTILIZATION in (0, 1], got "
                          f"{k.temperature}, {k.lr}, {k.gpu_memory_utilization}")
+    _check_rollout(k)
     if k.ppo_mini_batch_size > k.train_batch_size:
         raise ValueError(f"PPO_MINI_BATCH_SIZE ({k.ppo_mini_batch_size}) exceeds TRAIN_BATCH_SIZE ({k.train_batch_size})")
     for name, value in dataclasses.asdict(k).items():
         if isinstance(value, str) and ("\n" in value or "\r" in value):
             raise ValueError(f"{name.upper()} contains a line break")
+
+
+def _check_rollout(k: RLKnobs) -> None:
+    for name, allowed in (("sid_rollout", ("free", "beam")), ("reward", ("match", "rank")),
+                          ("prompts_from", ("train", "valid"))):
+        if getattr(k, name) not in allowed:
+            raise ValueError(f"{name.upper()} must be {' or '.join(allowed)}, got {getattr(k, name)!r}")
+    if k.reward == "rank" and k.sid_rollout != "beam":
+        raise ValueError("REWARD=rank scores the ranked list of a beam rollout: set SID_ROLLOUT=beam")
+    if k.sid_rollout == "beam" and not k.think:
+        raise ValueError("SID_ROLLOUT=beam samples the reasoning; with THINK=0 every completion of a group would be "
+                         "the same beam")
+    if k.rollout_repetition_penalty <= 0:
+        raise ValueError(f"ROLLOUT_REPETITION_PENALTY must be > 0 (1: off), got {k.rollout_repetition_penalty}")
+    if k.sid_rollout == "beam" and k.max_think_tokens >= k.max_response_length:
+        raise ValueError(f"MAX_THINK_TOKENS ({k.max_think_tokens}) must leave room in MAX_RESPONSE_LENGTH "
+                         f"({k.max_response_length}) for the closer, the SID and the stop token")
 
 
 # -- environment and command line -------------------------------------------------------------------

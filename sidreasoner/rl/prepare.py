@@ -43,6 +43,11 @@ class PrepareConfig:
     max_train_rows: int = _f(0, "keep a seeded random subset of this many train rows (0: all)")
     max_valid_rows: int = _f(0, "keep a seeded random subset of this many valid rows (0: all)")
     seed: int = _f(0, "seed of the row subsets")
+    train_from: str = _f("train", "split the RL train prompts come from: train (the paper) or valid: the valid rows "
+                                  "after the first --valid_holdout, rows the SFT stages never fitted; the first "
+                                  "--valid_holdout valid rows stay the validation prompts (and the rows a run's "
+                                  "choices are made on)")
+    valid_holdout: int = _f(1000, "with --train_from valid: the first N valid rows, kept out of RL training")
     info_file: str = _f("", "catalogue used to count targets outside it (default: the release info file)")
     if_missing: bool = _f(False, "do nothing when the files exist and were written with the same settings")
     overwrite: bool = _f(False, "replace existing files")
@@ -50,7 +55,9 @@ class PrepareConfig:
     def resolved(self) -> "PrepareConfig":
         if not self.category:
             raise ValueError("--category is required (names the split files under --data_dir)")
-        for name in ("max_train_rows", "max_valid_rows"):
+        if self.train_from not in ("train", "valid"):
+            raise ValueError(f"--train_from must be train or valid, got {self.train_from!r}")
+        for name in ("max_train_rows", "max_valid_rows", "valid_holdout"):
             if getattr(self, name) < 0:  # a negative cap used to drop rows silently
                 raise ValueError(f"--{name} must be >= 0 (0: all rows), got {getattr(self, name)}")
         c = dataclasses.replace(self)
@@ -81,7 +88,9 @@ def _changed_settings(old: dict, new: dict) -> dict:
     """Settings whose value differs; paths compare by the file they name (../data and /abs/data are one)."""
     def norm(key, value):
         return os.path.realpath(os.path.expanduser(value)) if key in _PATH_SETTINGS and value else value
-    return {k: v for k, v in new.items() if norm(k, old.get(k)) != norm(k, v)}
+    # a setting added after the files were written reads as its default (files of an older version stay usable)
+    defaults = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}
+    return {k: v for k, v in new.items() if norm(k, old.get(k, defaults.get(k))) != norm(k, v)}
 
 
 def _reuse_existing(cfg: PrepareConfig) -> bool:
@@ -111,6 +120,20 @@ def _catalogue(info_file: str):
     return {format_sid(parse_sid(r.sid)) for r in read_info(info_file)}
 
 
+def _source_rows(cfg: PrepareConfig, release: ReleasePaths, split: str):
+    """(CSV path, rows) of one RL file: its own split, or with ``train_from=valid`` the valid split cut at
+    ``valid_holdout`` (train file: the rows after it; valid file: the rows before it)."""
+    if cfg.train_from == "train":
+        src = release.split(split)
+        return src, read_split_csv(src)
+    src = release.split("valid")
+    rows = read_split_csv(src)
+    if cfg.valid_holdout < 1 or cfg.valid_holdout >= len(rows):
+        raise DataError(src, f"--valid_holdout {cfg.valid_holdout} must be between 1 and {len(rows) - 1} (the split "
+                             f"has {len(rows)} rows; the rest become the RL train prompts)")
+    return src, (rows[cfg.valid_holdout:] if split == "train" else rows[:cfg.valid_holdout])
+
+
 def prepare_rl_data(cfg: PrepareConfig, say=print) -> dict:
     """Write (or keep, with ``if_missing``) the train/valid parquet files; return the report."""
     cfg = cfg.resolved()
@@ -125,10 +148,9 @@ def prepare_rl_data(cfg: PrepareConfig, say=print) -> dict:
     report = {"output_dir": str(out), "splits": {}}
     limits = {"train": cfg.max_train_rows, "valid": cfg.max_valid_rows}
     for split, path in output_paths(cfg).items():
-        src = release.split(split)
-        rows = read_split_csv(src)
-        records, rep = build_split_records(rows, src, cfg.category, split, cfg.think, catalogue,
-                                           limits[split], cfg.seed, cfg.prompt_style)
+        src, rows = _source_rows(cfg, release, split)
+        records, rep = build_split_records(rows, src, cfg.category, "valid" if cfg.train_from == "valid" else split,
+                                           cfg.think, catalogue, limits[split], cfg.seed, cfg.prompt_style)
         if not records:
             raise DataError(src, f"no usable rows for the RL {split} file ({rep.skips.total} skipped)")
         write_rl_parquet(path, records)

@@ -165,17 +165,40 @@ def _inputs(k: RLKnobs, say):
     return data, catalogue, model, tokenizer, train, dropped
 
 
+def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
+    """(reward function, rollout function or None) for SID_ROLLOUT and REWARD."""
+    if k.sid_rollout == "free":
+        return SIDReward(k.info_file, k.require_think_closed), None
+    from ..train.chat import model_prompt_style, stop_token_id
+    from .rollout import BeamRollout, RankReward, catalogue_trie
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func: experimental in TRL 1.16, pinned
+    stop = stop_token_id(tokenizer)
+    trie = catalogue_trie(tokenizer, catalogue, stop, source=f"info file {k.info_file}")
+    rollout = BeamRollout(tokenizer, trie, stop, model_prompt_style(k.model_path), k.rank_k, k.think_budget,
+                          k.temperature, k.rollout_repetition_penalty, batch_size=k.micro_batch_size)
+    if k.reward == "match":  # the release's reward on the constrained SID (always a catalogue SID)
+        return SIDReward(k.info_file, k.require_think_closed), rollout
+    return RankReward(tokenizer, stop, k.target_prob_weight, k.rollout_n, k.require_think_closed,
+                      batch_size=k.micro_batch_size), rollout
+
+
 def _trainer(k: RLKnobs, cpu: bool, train, tokenizer, valid_records, catalogue, log_file: Path):
     from trl import GRPOTrainer
     from ..train.sft_trainer import JsonlLogCallback
+    from .rollout import RankReward, filtering_trainer
     callbacks = [JsonlLogCallback(log_file)]
     if k.test_freq:
         callbacks.append(_reward_eval_callback(k, first_rows(valid_records, k.val_max_rows), catalogue, tokenizer,
                                                lambda entry: append_jsonl(log_file, entry)))
-    return GRPOTrainer(model=str(Path(k.model_path).expanduser()),
-                       reward_funcs=[SIDReward(k.info_file, k.require_think_closed)],
-                       args=grpo_args(k, cpu, int(os.environ.get("WORLD_SIZE", "1"))), train_dataset=train,
-                       processing_class=tokenizer, callbacks=callbacks)
+    reward, rollout = _reward_and_rollout(k, tokenizer, catalogue)
+    trainer = filtering_trainer(GRPOTrainer)(
+        model=str(Path(k.model_path).expanduser()), reward_funcs=[reward],
+        args=grpo_args(k, cpu, int(os.environ.get("WORLD_SIZE", "1"))), train_dataset=train,
+        processing_class=tokenizer, callbacks=callbacks, rollout_func=rollout)
+    trainer.drop_zero_variance = k.drop_zero_variance
+    if isinstance(reward, RankReward):
+        reward.bind(trainer)  # its dense term runs the current policy
+    return trainer
 
 
 def run_trl_grpo(knobs: RLKnobs, say=print) -> dict:

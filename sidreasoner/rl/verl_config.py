@@ -110,6 +110,9 @@ def _settings(k: RLKnobs) -> dict:
         "trainer.project_name": k.project_name,
         "trainer.experiment_name": k.experiment_name,
     }
+    if k.drop_zero_variance:  # DAPO's dynamic sampling: groups of equal rewards are replaced by new ones
+        s["algorithm.filter_groups.enable"] = True
+        s["algorithm.filter_groups.metric"] = "reward"
     if k.max_steps:
         s["trainer.total_training_steps"] = k.max_steps
     return s

@@ -1,0 +1,228 @@
+"""Stage-3 rollouts whose SID is searched, not sampled, and the rank reward they make possible (TRL).
+
+``SID_ROLLOUT=beam``: each completion is a sampled reasoning, closed the way thinking-mode evaluation
+closes it (``\\n</think>\\n\\n``, added when the model did not close it), then the best SID of a
+trie-constrained beam search of ``RANK_K`` beams from there and the stop token. The whole ranked list
+goes to the reward. ``REWARD=rank`` scores a completion by what thinking-mode evaluation measures:
+
+    reward = 1 / log2(rank + 2) of the target in that list (0 when absent; 1 for a top-1 hit)
+             + TARGET_PROB_WEIGHT x p(target | reasoning) ** (1 / its tokens)
+
+The second term (the target's per-token probability after the reasoning, full-vocabulary softmax as
+the beam scores use) is dense: when every list of a group misses the target, the reasonings that make
+it likelier still rank above the others, so few groups teach nothing.
+
+Why: with free sampling a tiny model writes a catalogue SID 5-34% of the time and hits the target
+0.2-2%, so most of a group's reward spread came from the validity bonus, and about 70% of groups had
+none at all. Constrained SIDs are always valid, and the reward follows the evaluated ranking.
+
+TRL's ``rollout_func`` (experimental in the pinned TRL 1.16) runs this; ``GroupFilter`` adds dynamic
+sampling (``DROP_ZERO_VARIANCE``: groups whose rewards are all equal are left out of the loss and
+its token normaliser, DAPO's filter without the resampling).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+
+from ..eval.beam import constrained_beam_search
+from ..eval.runner import encode_left_padded
+from ..eval.thinking import THINK_CLOSE, reasoning_prompt, search_prompt, split_reasoning, stop_texts_of
+from ..sid.spelling import format_sid, parse_sid
+from ..sid.trie import SIDTrie
+
+
+def rank_gain(target: str, ranked: Sequence[str]) -> float:
+    """NDCG of one relevant item: ``1 / log2(rank + 2)`` for 0-based ``rank`` in ``ranked``, else 0."""
+    try:
+        return 1.0 / math.log2(list(ranked).index(target) + 2)
+    except ValueError:
+        return 0.0
+
+
+def catalogue_trie(tokenizer, sids, stop_id: int, source: str) -> SIDTrie:
+    """Trie over the catalogue SIDs the tokenizer can write (the rest cannot be searched)."""
+    from ..train.chat import usable_sid_coverage
+    bad = set(usable_sid_coverage(tokenizer, sorted(sids))["inexpressible"])
+    return SIDTrie.from_sids(sorted(s for s in sids if s not in bad), tokenizer, stop_id, source=source)
+
+
+def _policy(trainer):
+    return trainer.accelerator.unwrap_model(trainer.model)
+
+
+class BeamRollout:
+    """``rollout_func(prompts, trainer)``: sampled reasoning + constrained SID search per prompt entry
+    (TRL repeats each prompt ``num_generations`` times in ``prompts``)."""
+
+    def __init__(self, tokenizer, trie: SIDTrie, stop_id: int, style: str, num_beams: int, max_think_tokens: int,
+                 temperature: float, repetition_penalty: float = 1.0, batch_size: int = 16):
+        self.tok, self.trie, self.stop_id, self.style = tokenizer, trie, stop_id, style
+        self.num_beams, self.max_think, self.batch_size = num_beams, max_think_tokens, batch_size
+        self.temperature, self.repetition_penalty = temperature, repetition_penalty
+        close = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
+        self.eos = [stop_id] + ([close[0]] if len(close) == 1 else [])
+        self.stops = stop_texts_of(tokenizer, stop_id)
+
+    @torch.no_grad()
+    def _reason(self, model, prompts: list[str]) -> list:
+        from transformers import GenerationConfig
+        ids, mask = encode_left_padded(self.tok, prompts, self.stop_id, model.device)
+        cfg = GenerationConfig(max_new_tokens=self.max_think, do_sample=True, temperature=self.temperature,
+                               top_k=None, top_p=None, min_p=None, num_beams=1, eos_token_id=self.eos,
+                               pad_token_id=self.stop_id,
+                               repetition_penalty=self.repetition_penalty if self.repetition_penalty != 1 else None)
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+        texts = self.tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=False)
+        return [split_reasoning(t, self.stops) for t in texts]
+
+    def _pieces(self, prompt: str, reasoning: str) -> tuple[list[int], list[int]]:
+        """(prompt ids TRL trains on, completion ids up to the SID): the evaluator's search prompt split
+        where the reasoning prompt ends (re-encoded apart when BPE merged across that point)."""
+        rp = reasoning_prompt(prompt, self.style)
+        full = search_prompt(prompt, reasoning)
+        p_ids, f_ids = (self.tok.encode(t, add_special_tokens=False) for t in (rp, full))
+        if f_ids[:len(p_ids)] == p_ids:
+            return p_ids, f_ids[len(p_ids):]
+        return p_ids, self.tok.encode(full[len(rp):], add_special_tokens=False)
+
+    def _search(self, model, contexts: list[list[int]]) -> list:
+        R, L = len(contexts), max(len(c) for c in contexts)
+        ids = torch.full((R, L), self.stop_id, dtype=torch.long)
+        mask = torch.zeros((R, L), dtype=torch.long)
+        for i, c in enumerate(contexts):
+            ids[i, L - len(c):], mask[i, L - len(c):] = torch.tensor(c), 1
+        return constrained_beam_search(model, ids.to(model.device), mask.to(model.device), self.trie, self.num_beams)
+
+    def __call__(self, prompts: list[str], trainer) -> dict:
+        model = _policy(trainer)
+        was_training = model.training
+        model.eval()
+        out = {"prompt_ids": [], "completion_ids": [], "logprobs": None, "ranked_sids": [], "search_ids": [],
+               "think_closed": []}
+        try:
+            for s in range(0, len(prompts), self.batch_size):
+                batch = prompts[s:s + self.batch_size]
+                paths = self._reason(model, [reasoning_prompt(p, self.style) for p in batch])
+                pieces = [self._pieces(p, r.text) for p, r in zip(batch, paths)]
+                results = self._search(model, [p + c for p, c in pieces])
+                for (p_ids, c_ids), res, path in zip(pieces, results, paths):
+                    best = self.tok.encode(res.sids[0], add_special_tokens=False) if res.sids else []
+                    out["prompt_ids"].append(p_ids)
+                    out["completion_ids"].append(c_ids + best + [self.stop_id])
+                    out["ranked_sids"].append(list(res.sids))
+                    out["search_ids"].append(p_ids + c_ids)
+                    out["think_closed"].append(path.closed)
+        finally:
+            model.train(was_training)
+        return out
+
+
+class RankReward:
+    """TRL reward over :class:`BeamRollout` completions: NDCG of the target in the ranked list plus
+    ``prob_weight`` x the target's per-token probability after the reasoning. Call :meth:`bind` with
+    the trainer before training (the dense term runs the policy)."""
+
+    __name__ = "sid_rank_reward"
+
+    def __init__(self, tokenizer, stop_id: int, prob_weight: float, group_size: int,
+                 require_think_closed: bool = False, batch_size: int = 16):
+        self.tok, self.stop_id, self.prob_weight, self.group = tokenizer, stop_id, prob_weight, group_size
+        self.require_think_closed, self.batch_size = require_think_closed, batch_size
+        self.trainer = None
+
+    def bind(self, trainer) -> "RankReward":
+        self.trainer = trainer
+        return self
+
+    def target_ids(self, truth: str) -> Optional[list[int]]:
+        try:
+            ids = self.tok.encode(format_sid(parse_sid(truth)), add_special_tokens=False)
+        except ValueError:
+            return None
+        return ids + [self.stop_id]
+
+    @torch.no_grad()
+    def target_prob(self, contexts: Sequence[list[int]], targets: Sequence[Optional[list[int]]]) -> list[float]:
+        """Per-token (geometric mean) probability of each target after its context; 0 for no target."""
+        model = _policy(self.trainer)
+        was_training = model.training
+        model.eval()
+        probs = [0.0] * len(contexts)
+        try:
+            todo = [i for i, t in enumerate(targets) if t]
+            for s in range(0, len(todo), self.batch_size):
+                rows = todo[s:s + self.batch_size]
+                seqs = [contexts[i] + targets[i] for i in rows]
+                L = max(map(len, seqs))
+                ids = torch.full((len(rows), L), self.stop_id, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for j, q in enumerate(seqs):
+                    ids[j, :len(q)], mask[j, :len(q)] = torch.tensor(q), 1
+                logp = torch.log_softmax(model(input_ids=ids.to(model.device),
+                                               attention_mask=mask.to(model.device)).logits.float(), -1).cpu()
+                for j, i in enumerate(rows):
+                    n, start = len(targets[i]), len(contexts[i])
+                    picked = logp[j, start - 1:start - 1 + n].gather(1, torch.tensor(targets[i])[:, None])
+                    probs[i] = math.exp(picked.mean().item())
+        finally:
+            model.train(was_training)
+        return probs
+
+    def __call__(self, prompts, completions, ground_truth, ranked_sids, search_ids, think_closed,
+                 log_metric=None, **unused) -> list[float]:
+        truths = []
+        for t in ground_truth:
+            try:
+                truths.append(format_sid(parse_sid(t)))
+            except ValueError:
+                truths.append(None)
+        gains = [rank_gain(t, r) if t else 0.0 for t, r in zip(truths, ranked_sids)]
+        probs = (self.target_prob(search_ids, [self.target_ids(t) if t else None for t in truths])
+                 if self.prob_weight > 0 else [0.0] * len(gains))
+        scores = [g + self.prob_weight * p for g, p in zip(gains, probs)]
+        if self.require_think_closed:
+            scores = [s if closed else 0.0 for s, closed in zip(scores, think_closed)]
+        if log_metric is not None and scores:
+            n = len(scores)
+            log_metric("sid/rank_ndcg", sum(gains) / n)
+            log_metric("sid/exact", sum(g == 1.0 for g in gains) / n)
+            log_metric("sid/in_list", sum(g > 0 for g in gains) / n)
+            log_metric("sid/target_prob", sum(probs) / n)
+            log_metric("sid/think_closed", sum(map(bool, think_closed)) / n)
+            log_metric("sid/rank_zero_std", zero_variance_share(gains, self.group))
+        return scores
+
+
+def zero_variance_share(values: Sequence[float], group: int) -> float:
+    """Share of consecutive groups of ``group`` values that are all equal (0 for no whole group)."""
+    groups = [values[i:i + group] for i in range(0, len(values) - group + 1, group)]
+    if not groups:
+        return 0.0
+    return sum(max(g) - min(g) < 1e-12 for g in groups) / len(groups)
+
+
+def filtering_trainer(base):
+    """``base`` (TRL's ``GRPOTrainer``) with optional dynamic sampling: ``trainer.drop_zero_variance``
+    removes groups whose advantages are all 0 (equal rewards) from the loss and its normaliser."""
+
+    class GroupFilter(base):
+        drop_zero_variance = False
+
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            if not self.drop_zero_variance or not self.model.training:
+                return out
+            adv = out["advantages"]
+            flat = (adv.view(-1, self.num_generations).abs() < 1e-8).all(1)
+            keep = (~flat).repeat_interleave(self.num_generations).to(out["completion_mask"].dtype)
+            base_mask = out.get("tool_mask", torch.ones_like(out["completion_mask"]))
+            out["tool_mask"] = base_mask * keep.unsqueeze(1)
+            out["num_items_in_batch"] = self.accelerator.gather(
+                (out["completion_mask"] * out["tool_mask"]).sum()).sum()
+            self._metrics["train"]["sid/dropped_groups"].append(flat.float().mean().item())
+            return out
+
+    return GroupFilter

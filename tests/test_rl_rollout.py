@@ -1,0 +1,135 @@
+"""Stage-3 beam rollouts and the rank reward (sidreasoner.rl.rollout): the hand-computed gain table, the
+zero-variance share, the rollout's completions (sampled reasoning, the evaluator's closer, the best beam, the
+stop token), the dense term against a direct computation, dynamic sampling, and a TRL run with all of them."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from fixtures_model import tiny_model_dir  # noqa: F401  (pytest fixture)
+from fixtures_sft import CATEGORY, write_tiny_release
+
+from sidreasoner.rl.knobs import RLKnobs
+from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data
+from sidreasoner.rl.rollout import rank_gain, zero_variance_share
+
+
+@pytest.mark.parametrize("target, ranked, gain", [
+    ("<a_1><b_2>", ["<a_1><b_2>", "<a_3><b_1>"], 1.0),
+    ("<a_3><b_1>", ["<a_1><b_2>", "<a_3><b_1>"], 1 / math.log2(3)),
+    ("<a_3><b_1>", ["<a_0><b_0>", "<a_1><b_2>", "<a_3><b_1>"], 0.5),
+    ("<a_9><b_9>", ["<a_1><b_2>", "<a_3><b_1>"], 0.0),
+    ("<a_1><b_2>", [], 0.0),
+])
+def test_rank_gain(target, ranked, gain):
+    assert rank_gain(target, ranked) == pytest.approx(gain)
+
+
+@pytest.mark.parametrize("values, group, share", [
+    ([0, 0, 1, 1], 2, 1.0), ([0, 1, 1, 1], 2, 0.5), ([0, 0.5, 0.2, 0.1], 2, 0.0), ([0, 0, 0], 2, 1.0), ([], 2, 0.0),
+])
+def test_zero_variance_share(values, group, share):
+    assert zero_variance_share(values, group) == share
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir):
+    from sidreasoner.rl.rollout import BeamRollout, RankReward, catalogue_trie
+    from sidreasoner.rl.verl_reward import load_catalogue
+    from sidreasoner.train.chat import render_prompt, stop_token_id
+    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    model, tok = load_model_and_tokenizer(tiny_model_dir[0], dtype="float32")
+    stop = stop_token_id(tok)
+    sids = set(tiny_model_dir[1].unique_sids())
+    trie = catalogue_trie(tok, sids, stop, source="test")
+    trainer = SimpleNamespace(model=model, accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+    rollout = BeamRollout(tok, trie, stop, "native", num_beams=3, max_think_tokens=12, temperature=1.0, batch_size=4)
+    reward = RankReward(tok, stop, prob_weight=0.5, group_size=2).bind(trainer)
+    prompt = render_prompt(tok, "history <a_1><b_2>, next?", think=True)
+    return SimpleNamespace(model=model, tok=tok, stop=stop, sids=sids, trainer=trainer, rollout=rollout,
+                           reward=reward, prompt=prompt)
+
+
+def test_beam_rollout_completions(setup):
+    from sidreasoner.eval.thinking import THINK_CLOSE
+    torch.manual_seed(0)
+    setup.model.train()  # TRL's policy is in training mode; the rollout samples in eval mode and restores it
+    out = setup.rollout([setup.prompt] * 4, setup.trainer)
+    assert out["logprobs"] is None and len(out["completion_ids"]) == 4
+    for p_ids, c_ids, ranked, ctx in zip(out["prompt_ids"], out["completion_ids"], out["ranked_sids"],
+                                         out["search_ids"]):
+        assert setup.tok.decode(p_ids) == setup.prompt + "<think>\n"
+        assert 1 <= len(ranked) <= 3 and set(ranked) <= setup.sids  # catalogue SIDs only, best first
+        text = setup.tok.decode(c_ids)
+        assert text.endswith(f"\n{THINK_CLOSE}\n\n{ranked[0]}<|im_end|>")  # closer, best beam, stop token
+        assert ctx == p_ids + c_ids[:len(ctx) - len(p_ids)]  # the search context is the completion's head
+    assert setup.model.training
+
+
+def test_rank_reward_matches_a_direct_computation(setup):
+    tok, target = setup.tok, sorted(setup.sids)[0]
+    ctx = tok.encode(setup.prompt + "<think>\nok\n</think>\n\n", add_special_tokens=False)
+    tgt = tok.encode(target, add_special_tokens=False) + [setup.stop]
+    with torch.no_grad():
+        logp = torch.log_softmax(setup.model(torch.tensor([ctx + tgt])).logits[0].float(), -1)
+    direct = math.exp(sum(logp[len(ctx) - 1 + i, t].item() for i, t in enumerate(tgt)) / len(tgt))
+    logged = {}
+    scores = setup.reward(prompts=["p"] * 2, completions=["", ""], ground_truth=[target, target],
+                          ranked_sids=[[target], ["<a_0><b_0><c_0>"]], search_ids=[ctx, ctx],
+                          think_closed=[True, False], log_metric=lambda k, v: logged.__setitem__(k, v))
+    assert scores == pytest.approx([1.0 + 0.5 * direct, 0.5 * direct], rel=1e-5)
+    assert logged["sid/rank_ndcg"] == 0.5 and logged["sid/rank_zero_std"] == 0.0
+    assert logged["sid/target_prob"] == pytest.approx(direct, rel=1e-5) and logged["sid/think_closed"] == 0.5
+
+
+def test_knob_checks():
+    with pytest.raises(ValueError, match="REWARD=rank scores the ranked list of a beam rollout"):
+        RLKnobs(reward="rank").resolved("trl")
+    with pytest.raises(ValueError, match="with THINK=0 every completion of a group would be the same beam"):
+        RLKnobs(sid_rollout="beam", think=False).resolved("trl")
+    with pytest.raises(ValueError, match="run on BACKEND=trl only"):
+        RLKnobs(sid_rollout="beam").resolved("verl")
+    with pytest.raises(ValueError, match="SID_ROLLOUT must be free or beam, got 'x'"):
+        RLKnobs(sid_rollout="x").resolved("trl")
+    assert RLKnobs(sid_rollout="beam", max_response_length=100).resolved("trl").think_budget == 84
+
+
+def test_prompts_from_valid(tmp_path):
+    release = write_tiny_release(tmp_path / "data", with_corpora=False)
+    out = tmp_path / "rl"
+    report = prepare_rl_data(PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY, output_dir=str(out),
+                                           train_from="valid", valid_holdout=2), say=lambda *_: None)
+    from sidreasoner.data.formats import read_split_csv
+    valid = read_split_csv(release.split("valid"))
+    assert report["splits"]["valid"]["written"] == 2
+    assert report["splits"]["train"]["rows_read"] == len(valid) - 2
+    with pytest.raises(Exception, match=r"--valid_holdout 99 must be between 1 and"):
+        prepare_rl_data(PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY,
+                                      output_dir=str(tmp_path / "rl2"), train_from="valid", valid_holdout=99),
+                        say=lambda *_: None)
+
+
+def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny_model_dir):
+    from sidreasoner.rl.trl_grpo import run_trl_grpo
+    release = write_tiny_release(tmp_path / "data", with_corpora=False)
+    prepare_rl_data(PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY, output_dir=str(tmp_path / "rl")),
+                    say=lambda *_: None)
+    knobs = RLKnobs(category=CATEGORY, data_dir=str(release.data_dir), model_path=str(tiny_model_dir[0]),
+                    rl_data_dir=str(tmp_path / "rl"), output_dir=str(tmp_path / "out"), rollout_n=4,
+                    train_batch_size=2, micro_batch_size=8, max_steps=2, max_response_length=40, lr=1e-2,
+                    kl_coef=0.0, save_freq=2, test_freq=0, device="cpu", seed=0, sid_rollout="beam", reward="rank",
+                    rank_k=3, drop_zero_variance=True)
+    summary = run_trl_grpo(knobs, say=lambda *_: None)
+    assert summary["steps"] == 2
+    lines = [json.loads(x) for x in (Path(knobs.output_dir) / "grpo_log.jsonl").read_text().splitlines()]
+    train = [x for x in lines if "reward" in x]
+    assert all("sid/rank_ndcg" in x and "sid/target_prob" in x and "sid/dropped_groups" in x for x in train)
+    assert all(x["sid/target_prob"] > 0 for x in train)
+    diag = json.loads((Path(knobs.output_dir) / "diagnostics.json").read_text())
+    assert diag["target_prob"]["points"] == 2 and "rank_zero_variance_groups" in diag
+    assert dataclasses.asdict(knobs)["reward"] == "rank"
