@@ -97,6 +97,8 @@ def test_knob_checks():
     with pytest.raises(ValueError, match="SID_ROLLOUT must be free or beam, got 'x'"):
         RLKnobs(sid_rollout="x").resolved("trl")
     assert RLKnobs(sid_rollout="beam", max_response_length=100).resolved("trl").think_budget == 84
+    with pytest.raises(ValueError, match=r"RANK_EVAL_ROWS \(50\) exceeds VALID_HOLDOUT \(10\)"):
+        RLKnobs(prompts_from="valid", valid_holdout=10, rank_eval_rows=50).resolved("trl")
 
 
 def test_prompts_from_valid(tmp_path):
@@ -122,8 +124,8 @@ def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny
     knobs = RLKnobs(category=CATEGORY, data_dir=str(release.data_dir), model_path=str(tiny_model_dir[0]),
                     rl_data_dir=str(tmp_path / "rl"), output_dir=str(tmp_path / "out"), rollout_n=4,
                     train_batch_size=2, micro_batch_size=8, max_steps=2, max_response_length=40, lr=1e-2,
-                    kl_coef=0.0, save_freq=2, test_freq=0, device="cpu", seed=0, sid_rollout="beam", reward="rank",
-                    rank_k=3, drop_zero_variance=True)
+                    kl_coef=0.0, save_freq=2, test_freq=2, val_max_rows=2, device="cpu", seed=0, sid_rollout="beam",
+                    reward="rank", rank_k=3, drop_zero_variance=True, rank_eval_rows=4)
     summary = run_trl_grpo(knobs, say=lambda *_: None)
     assert summary["steps"] == 2
     lines = [json.loads(x) for x in (Path(knobs.output_dir) / "grpo_log.jsonl").read_text().splitlines()]
@@ -132,4 +134,7 @@ def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny
     assert all(x["sid/target_prob"] > 0 for x in train)
     diag = json.loads((Path(knobs.output_dir) / "diagnostics.json").read_text())
     assert diag["target_prob"]["points"] == 2 and "rank_zero_variance_groups" in diag
+    probe = [x for x in lines if "val/think_ndcg10" in x]  # before training and at step 2, both modes
+    assert [x["step"] for x in probe] == [0, 2] and all(0 <= x["val/ndcg10"] <= 1 for x in probe)
+    assert diag["valid_think_ndcg10"]["points"] == 2
     assert dataclasses.asdict(knobs)["reward"] == "rank"

@@ -40,6 +40,8 @@ SERIES = {
     "completion_length": "completions/mean_length",
     "clipped_completions": "completions/clipped_ratio",
     "valid_reward": "val/reward_mean",
+    "valid_ndcg10": "val/ndcg10",
+    "valid_think_ndcg10": "val/think_ndcg10",
 }
 
 

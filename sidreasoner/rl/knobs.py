@@ -49,6 +49,9 @@ class RLKnobs:
     save_freq: int = _f(100, "save a checkpoint every N steps")
     test_freq: int = _f(100, "score the validation prompts every N steps (0: never during training; TRL: one "
                              "sample per prompt, logged as val/reward_mean)")
+    rank_eval_rows: int = _f(0, "trl: at every TEST_FREQ step and before the first, valid NDCG@10 in both modes (the "
+                                "evaluator's decoding: greedy reasoning, repetition penalty 1.3, RANK_K beams) on the "
+                                "first N rows of the valid split, logged as val/ndcg10 and val/think_ndcg10 (0: off)")
     val_max_rows: int = _f(0, "validation prompts used (0: every row of valid.parquet)")
     require_think_closed: bool = _f(False, "reward 0 unless the reasoning was closed with </think>")
     # -- rollouts, reward, prompts (the paper: free, match, train) ----------------------------------
@@ -126,7 +129,7 @@ class RLKnobs:
 _POSITIVE = ("rank_k", "max_prompt_length", "max_response_length", "rollout_n", "train_batch_size", "micro_batch_size", "epochs",
              "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size", "tensor_parallel", "logging_steps",
              "eval_samples")
-_NON_NEGATIVE = ("target_prob_weight", "max_think_tokens", "valid_holdout", "kl_coef", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows")
+_NON_NEGATIVE = ("rank_eval_rows", "target_prob_weight", "max_think_tokens", "valid_holdout", "kl_coef", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows")
 
 
 def check(k: RLKnobs) -> None:
@@ -161,6 +164,9 @@ def _check_rollout(k: RLKnobs) -> None:
     if k.sid_rollout == "beam" and not k.think:
         raise ValueError("SID_ROLLOUT=beam samples the reasoning; with THINK=0 every completion of a group would be "
                          "the same beam")
+    if k.prompts_from == "valid" and k.rank_eval_rows > k.valid_holdout:
+        raise ValueError(f"RANK_EVAL_ROWS ({k.rank_eval_rows}) exceeds VALID_HOLDOUT ({k.valid_holdout}): with "
+                         f"PROMPTS_FROM=valid the rows after the holdout are trained on")
     if k.rollout_repetition_penalty <= 0:
         raise ValueError(f"ROLLOUT_REPETITION_PENALTY must be > 0 (1: off), got {k.rollout_repetition_penalty}")
     if k.sid_rollout == "beam" and k.max_think_tokens >= k.max_response_length:

@@ -107,17 +107,46 @@ def grpo_args(k: RLKnobs, cpu: bool, world_size: int = 1):
     )
 
 
+def ranking_probe(k: RLKnobs, tokenizer):
+    """Both-mode valid NDCG@10 on the first RANK_EVAL_ROWS valid rows (None when 0)."""
+    if not k.rank_eval_rows:
+        return None
+    from ..data.formats import read_split_csv
+    from ..data.records import ReleasePaths
+    from ..sid.index import SIDIndex
+    from ..train.chat import model_prompt_style
+    from ..train.rank_eval import RankingProbe
+    index = SIDIndex.from_info(k.info_file)
+    rows = [r for r in read_split_csv(ReleasePaths(Path(k.data_dir), k.category).split("valid"))[:k.rank_eval_rows]
+            if r.history_sids and index.is_valid_sid(r.item_sid)]
+    return RankingProbe(rows, tokenizer, index, model_prompt_style(k.model_path), max(k.rank_k, 10),
+                        batch_size=max(k.micro_batch_size, 16), think_rows=len(rows), think_tokens=k.think_budget)
+
+
 def _reward_eval_callback(k: RLKnobs, records, catalogue, tokenizer, log):
-    """Every test_freq steps: sampled mean reward on the validation prompts, logged as val/reward_*."""
+    """Every test_freq steps: sampled mean reward on the validation prompts (val/reward_*) and, with
+    RANK_EVAL_ROWS, valid NDCG@10 in both modes (val/ndcg10, val/think_ndcg10; also before step 1)."""
     from transformers import TrainerCallback
+    probe = ranking_probe(k, tokenizer)
+
+    def measure(model, step: int, reward: bool) -> None:
+        entry = {"step": step}
+        if reward:
+            res = evaluate_reward(model, tokenizer, records, k.think, catalogue, 1, k.temperature,
+                                  k.max_response_length, k.seed, k.micro_batch_size)
+            entry.update({"val/reward_mean": res.mean_reward, **{f"val/{c}": v for c, v in res.components.items()}})
+        if probe is not None:
+            entry.update({f"val/{key}": v for key, v in probe(model).items() if key in ("ndcg10", "think_ndcg10")})
+        log(entry)
 
     class RewardEval(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            if probe is not None and state.global_step == 0 and state.is_world_process_zero:
+                measure(model, 0, reward=False)
+
         def on_step_end(self, args, state, control, model=None, **kw):
             if k.test_freq and state.global_step % k.test_freq == 0 and state.is_world_process_zero:
-                res = evaluate_reward(model, tokenizer, records, k.think, catalogue, 1, k.temperature,
-                                      k.max_response_length, k.seed, k.micro_batch_size)
-                log({"step": state.global_step, "val/reward_mean": res.mean_reward,
-                     **{f"val/{c}": v for c, v in res.components.items()}})
+                measure(model, state.global_step, reward=True)
     return RewardEval()
 
 
