@@ -44,13 +44,26 @@ class PipelineConfig:
     results_dir: str = field(default="results/demo", metadata={"help": "evaluations, table and chart"})
     seed: int = field(default=0, metadata={"help": "seed of the demo data and the training runs"})
     stages: int = field(default=3, metadata={"help": "stop after this stage and its evaluations: 1, 2 or 3"})
-    batch_size: int = field(default=32, metadata={"help": "SFT examples per optimiser step"})
-    micro_batch_size: int = field(default=32, metadata={"help": "SFT examples per forward pass"})
+    batch_size: int = field(default=32, metadata={
+        "help": "SFT examples per optimiser step. Demo stage 1, one epoch, 1 thread, valid probe NDCG@10: batch 16 "
+                "lr 2e-3 0.126, 32 lr 2e-3 0.135, 64 lr 4e-3 0.114 (same examples per second at each size)"})
+    micro_batch_size: int = field(default=8, metadata={
+        "help": "SFT examples per forward pass: the step's examples are sorted by length into micro-batches, so "
+                "smaller ones pad less, with the same optimisation. Demo, 1 thread: stage 2 (reasoning paths "
+                "beside short next_sid rows) 40 steps in 47.7 s at 32, 20.8 s at 8, 22.1 s at 4; stage 1 one "
+                "epoch 172 -> 144 s"})
     stage1_steps: int = field(default=-1, metadata={"help": "stage-1 optimiser steps (-1: STAGE1_EPOCHS epochs)"})
-    stage1_epochs: float = field(default=3.0, metadata={"help": "stage-1 epochs when STAGE1_STEPS is -1"})
-    stage1_eval_steps: int = field(default=190, metadata={
-        "help": "stage-1 validation (and valid ranking) every N steps (0: as SFT_EVAL_STEPS)"})
-    stage1_lr: float = field(default=2e-3, metadata={"help": "stage-1 learning rate (tiny models like it high)"})
+    stage1_epochs: float = field(default=1.0, metadata={
+        "help": "stage-1 epochs when STAGE1_STEPS is -1. Demo (22,911 rows an epoch, batch 32, lr 2e-3 cosine), "
+                "valid probe NDCG@10 at the end / training seconds: 0.75 epoch 0.122 / 107 s, 1 epoch 0.135 / "
+                "144 s (1 thread); 3 epochs 0.160 / 416 s (THREADS=2, idle machine): 1 keeps `make demo` "
+                "within 10 minutes"})
+    stage1_eval_steps: int = field(default=240, metadata={
+        "help": "stage-1 validation (and valid ranking) every N steps (0: as SFT_EVAL_STEPS); a 1,000-row "
+                "ranking probe costs ~3.5 s on 1 thread: 240 gives 3 over the demo's 716 steps"})
+    stage1_lr: float = field(default=2e-3, metadata={
+        "help": "stage-1 learning rate (tiny models like it high). Demo, one epoch at batch 32, valid probe "
+                "NDCG@10: 1.5e-3 0.132, 2e-3 0.135, 3e-3 0.126"})
     stage1_task_weights: str = field(default="", metadata={
         "help": "stage-1 task mixture, e.g. next_sid=2,title_history_to_title=0.25 (empty: sft.py's default)"})
     # the small-model recipe of stage 1 (README "Stage 1 at small scale"); sft.py's defaults are the paper's
@@ -76,16 +89,20 @@ class PipelineConfig:
                 "kept and training stops early on it (0: select by validation loss)"})
     early_stopping_patience: int = field(default=4, metadata={
         "help": "SFT evaluations without a better selection metric before stopping (0: never)"})
-    stage2_steps: int = field(default=160, metadata={"help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs)"})
+    stage2_steps: int = field(default=100, metadata={
+        "help": "stage-2 optimiser steps (-1: STAGE2_EPOCHS epochs); see STAGE2_REPLAY for the numbers"})
     stage2_epochs: float = field(default=1.0, metadata={"help": "stage-2 epochs when STAGE2_STEPS is -1"})
     stage2_lr: float = field(default=1e-3, metadata={
         "help": "stage-2 learning rate: half of stage 1's, high enough that a tiny model learns to write the "
                 "reasoning in a few hundred steps; STAGE2_REPLAY keeps its non-thinking skill"})
-    stage2_replay: float = field(default=2.0, metadata={
+    stage2_replay: float = field(default=4.0, metadata={
         "help": "weight of stage 1's next_sid examples replayed in stage 2 beside the reasoning paths (0: "
                 "reasoning only; 2: twice each of them per epoch); with it, stage 2 also selects its checkpoint "
-                "on valid NDCG@10 (RANK_EVAL_ROWS). Demo, 160 steps, valid probe NDCG@10 / reasoning loss: "
-                "replay 0.5 lr 2e-4 0.154 / 4.5; replay 2 lr 1e-3 0.160 / 1.8 (stage 1: 0.164)"})
+                "on valid NDCG@10 (RANK_EVAL_ROWS). Demo after a 3-epoch stage 1 (probe 0.164), 160 steps, valid "
+                "probe NDCG@10 / reasoning loss: replay 0.5 lr 2e-4 0.154 / 4.5; replay 2 lr 1e-3 0.160 / 1.8. "
+                "After the 1-epoch stage 1 (probe 0.135), 100 steps: replay 2 lr 1e-3 0.119 / 2.7; replay 2 "
+                "lr 5e-4 0.131 / 4.1; replay 3 lr 1e-3 0.125 / 2.9; replay 4 lr 7e-4 0.131 / 3.9; replay 4 lr "
+                "1e-3 0.134 / 3.2 (140 steps: 0.126 / 2.3)"})
     stage2_think_probe_rows: int = field(default=0, metadata={
         "help": "with STAGE2_REPLAY: the first N probe rows are also scored in thinking mode at every stage-2 "
                 "evaluation (sft.py --rank_eval_think_rows; 0: off, it costs a reasoning pass per evaluation)"})
@@ -101,14 +118,43 @@ class PipelineConfig:
     rl_lr: float = field(default=5e-5, metadata={"help": "stage-3 learning rate"})
     rl_max_response_length: int = field(default=224, metadata={
         "help": "stage-3 longest completion in tokens (room for the reasoning, the SID and the stop token)"})
+    rl_sid_rollout: str = field(default="beam", metadata={
+        "help": "stage-3 rollouts (RL_training_script.sh SID_ROLLOUT): beam = sampled reasoning, then the SID by "
+                "trie-constrained beam search, as thinking-mode evaluation decodes it; free = the model samples the "
+                "SID too (the paper)"})
+    rl_reward: str = field(default="rank", metadata={
+        "help": "stage-3 reward (REWARD): rank = the target's NDCG in the rollout's beam list + RL_TARGET_PROB_WEIGHT "
+                "x its probability after the reasoning (needs RL_SID_ROLLOUT=beam); match = the release's reward"})
+    rl_target_prob_weight: float = field(default=0.5, metadata={
+        "help": "weight of the dense term of the rank reward (TARGET_PROB_WEIGHT)"})
+    rl_prompts_from: str = field(default="valid", metadata={
+        "help": "stage-3 train prompts (PROMPTS_FROM): valid = the valid rows after the first max(RANK_EVAL_ROWS, "
+                "FUSION_VALID_ROWS), rows SFT never fitted (the first rows stay for the choices made on valid); "
+                "train = the train split (the paper)"})
+    rl_drop_zero_variance: bool = field(default=False, metadata={
+        "help": "stage-3 dynamic sampling (DROP_ZERO_VARIANCE): leave groups of equal rewards out of the loss"})
+    rl_valid_rows: int = field(default=0, metadata={
+        "help": "stage-3 curves: before training and every RL_STEPS/2 steps, valid NDCG@10 in both modes and the "
+                "sampled reward on the first N valid rows (RANK_EVAL_ROWS, VAL_MAX_ROWS; 0: off, the end-of-run "
+                "diagnostics only)"})
+    rl_temperature: float = field(default=0.7, metadata={
+        "help": "stage-3 sampling temperature of the reasoning (with beam rollouts the reasoning is also sampled "
+                "with THINK_REPETITION_PENALTY, near the greedy decoding evaluation uses)"})
+    rl_kl_coef: float = field(default=0.001, metadata={"help": "stage-3 KL weight to the stage-2 model (KL_COEF)"})
     eval_limit: int = field(default=0, metadata={
         "help": "test rows per non-thinking evaluation (0: the whole split, the rows the baselines score)"})
-    think_eval_limit: int = field(default=200, metadata={"help": "test rows per thinking evaluation (0: whole "
-                                                                 "split); thinking is ~20x slower on CPU"})
+    think_eval_limit: int = field(default=100, metadata={
+        "help": "test rows per thinking evaluation (0: whole split); thinking is ~20x slower on CPU (demo "
+                "stage-2 model, 1 thread: 100 rows ~16 s)"})
+    eval_batch_size: int = field(default=32, metadata={
+        "help": "rows per evaluation batch (the evaluation scripts' BATCH_SIZE; same metrics at any size). Demo, "
+                "1 thread: all 1,525 test rows non-thinking 17.1 s at 8, 12.6 s at 32, 13.0 s at 64; 100 rows "
+                "thinking 18.6 s at 8, 15.7 s at 32"})
     num_beams: int = field(default=10, metadata={"help": "beams = SIDs returned per row"})
-    fusion_valid_rows: int = field(default=200, metadata={
+    fusion_valid_rows: int = field(default=100, metadata={
         "help": "after stages 2 and 3: valid rows evaluated in both modes to choose the weight that fuses the "
-                "thinking and non-thinking test lists (RESULTS_DIR/<stage>_fused; 0: no fusion)"})
+                "thinking and non-thinking test lists (RESULTS_DIR/<stage>_fused; 0: no fusion; 100 rows: "
+                "~8 + ~15 s a stage on 1 thread)"})
     think_repetition_penalty: float = field(default=1.3, metadata={
         "help": "repetition penalty of thinking-mode reasoning (evaluate.py --repetition_penalty; 1: off, as the "
                 "release decodes): a tiny model reasoning greedily loops on a phrase, and 1.3 stops that "
@@ -117,8 +163,10 @@ class PipelineConfig:
         "help": "reasoning budget of thinking-mode evaluation in tokens (the demo's reasoning paths: p90 169)"})
     baselines: str = field(default="popularity,transitions", metadata={
         "help": f"comma-separated baselines to table beside the stages: {', '.join(BASELINES)}"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads per process, exported as OMP_NUM_THREADS "
-                                                      "(1 suits the tiny model and a busy CPU; 0: torch's choice)"})
+    threads: int = field(default=1, metadata={
+        "help": "torch CPU threads per process, exported as OMP_NUM_THREADS (1 suits the tiny model and a busy "
+                "CPU; 0: torch's choice). Demo stage 1, 2 cores: 2 threads ~7 steps/s on an idle machine but "
+                "~0.15 steps/s beside another busy process; 1 thread ~5 steps/s either way"})
 
     @classmethod
     def from_env(cls) -> "PipelineConfig":
@@ -154,7 +202,7 @@ def _eval_step(cfg: PipelineConfig, name: str, mode: str, out: Path, model: Path
     args = (["--limit", str(limit)] if limit else []) + (["--threads", str(cfg.threads)] if cfg.threads else [])
     args += ["--resume"]
     env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": split,
-           "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams)}
+           "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams), "BATCH_SIZE": str(cfg.eval_batch_size)}
     if mode == "think":
         env["MAX_THINK_TOKENS"] = str(cfg.max_think_tokens)
         env["REPETITION_PENALTY"] = str(cfg.think_repetition_penalty)
@@ -265,13 +313,23 @@ def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
     if cfg.rl_steps <= 0:
         return []
     s3 = run / "stage3"
+    rl_data = run / f"rl_data_{cfg.rl_prompts_from}"  # one folder per prompt source: --if_missing never mixes them
     env = {"BACKEND": "trl", "DATA_DIR": str(data), "CATEGORY": cfg.category,
-           "MODEL_PATH": str(run / "stage2" / "final_checkpoint"), "RL_DATA_DIR": str(run / "rl_data"),
+           "MODEL_PATH": str(run / "stage2" / "final_checkpoint"), "RL_DATA_DIR": str(rl_data),
            "OUTPUT_DIR": str(s3), "ROLLOUT_N": str(cfg.rl_rollout_n), "TRAIN_BATCH_SIZE": str(cfg.rl_batch_size),
            "MICRO_BATCH_SIZE": str(cfg.rl_rollout_n), "LR": str(cfg.rl_lr),
            "MAX_RESPONSE_LENGTH": str(cfg.rl_max_response_length), "MAX_STEPS": str(cfg.rl_steps),
-           "SAVE_FREQ": str(max(cfg.rl_steps // 2, 1)), "TEST_FREQ": "0", "SEED": str(cfg.seed),
-           "LOG_FILE": str(s3 / "train.log")}
+           "SAVE_FREQ": str(max(cfg.rl_steps // 2, 1)), "SEED": str(cfg.seed),
+           "TEST_FREQ": str(max(cfg.rl_steps // 2, 1) if cfg.rl_valid_rows else 0),
+           "RANK_EVAL_ROWS": str(cfg.rl_valid_rows), "VAL_MAX_ROWS": str(cfg.rl_valid_rows),
+           "LOG_FILE": str(s3 / "train.log"), "SID_ROLLOUT": cfg.rl_sid_rollout, "REWARD": cfg.rl_reward,
+           "TARGET_PROB_WEIGHT": str(cfg.rl_target_prob_weight), "PROMPTS_FROM": cfg.rl_prompts_from,
+           "VALID_HOLDOUT": str(max(cfg.rank_eval_rows, cfg.fusion_valid_rows, 1)),
+           "DROP_ZERO_VARIANCE": str(int(cfg.rl_drop_zero_variance)), "TEMPERATURE": str(cfg.rl_temperature),
+           "KL_COEF": str(cfg.rl_kl_coef)}
+    if cfg.rl_sid_rollout == "beam":  # the evaluator's reasoning budget and beams
+        env.update(MAX_THINK_TOKENS=str(min(cfg.max_think_tokens, cfg.rl_max_response_length - 16)),
+                   RANK_K=str(cfg.num_beams), ROLLOUT_REPETITION_PENALTY=str(cfg.think_repetition_penalty))
     steps = [Step("stage3_grpo", s3 / "final_checkpoint" / "config.json", ["bash", "RL_training_script.sh"], env)]
     model = s3 / "final_checkpoint"
     return steps + _eval_steps(cfg, "stage3", model, data) + _fusion_steps(cfg, "stage3", model, data)

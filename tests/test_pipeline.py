@@ -141,6 +141,12 @@ def test_stage3_follows_stage2_on_trl_and_can_be_turned_off():
     assert rl.env["BACKEND"] == "trl" and rl.env["MAX_STEPS"] == "5"
     assert rl.env["MODEL_PATH"] == str(Path("checkpoints/demo/stage2/final_checkpoint"))
     assert steps["eval_stage3_think"].env["BASE_MODEL"] == str(rl.done.parent)
+    # the small-model recipe: beam rollouts with the evaluator's budget and beams, rank reward, valid prompts
+    # after the rows the stage-2 probe and the fusion choice read
+    assert (rl.env["SID_ROLLOUT"], rl.env["REWARD"], rl.env["PROMPTS_FROM"]) == ("beam", "rank", "valid")
+    assert (rl.env["VALID_HOLDOUT"], rl.env["MAX_THINK_TOKENS"], rl.env["RANK_K"]) == ("1000", "192", "10")
+    paper = {s.name: s for s in P.plan(P.PipelineConfig(rl_steps=5, rl_sid_rollout="free", rl_reward="match"))}
+    assert "MAX_THINK_TOKENS" not in paper["stage3_grpo"].env
     assert not [n for n in (s.name for s in P.plan(P.PipelineConfig(rl_steps=0))) if "stage3" in n]
 
 
