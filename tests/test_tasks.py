@@ -289,6 +289,21 @@ def test_unmasked_mode_and_overlong_examples_are_counted(tokenizer):
                                                     "tokens left out"]
 
 
+def test_repeated_examples_are_tokenised_once_and_never_share_lists(tokenizer):
+    from sidreasoner.train.sft_data import EncodeStats, ExampleEncoder
+    ex = ChatExample("next_sid", (("user", "History: <a_1><b_2>. Next?"),), "<a_3><b_4>")
+    other = ChatExample("next_sid", (("user", "History: <a_3><b_4>. Next?"),), "<a_1><b_2>")
+    enc = ExampleEncoder(tokenizer, cutoff_len=4096)
+    calls = []
+    real = enc.encode_batch
+    enc.encode_batch = lambda batch: calls.append(len(batch)) or real(batch)
+    stats = EncodeStats()
+    out = enc.encode_all([ex, other, ex, ex], stats=stats, show=False)
+    assert calls == [2] and stats.kept == {"next_sid": 4}  # two objects tokenised, four examples kept
+    assert out[0] == out[2] == out[3] == real([ex])[0] and out[1] == real([other])[0]
+    assert out[0].labels is not out[2].labels and out[0].input_ids is not out[3].input_ids
+
+
 def test_general_reads_parquet_hf_arrow_and_json_lines_named_arrow(tmp_path):
     import datasets
     msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]

@@ -119,17 +119,23 @@ class ExampleEncoder:
                    stats: Optional[EncodeStats] = None, show: bool = True) -> list[Encoded]:
         examples = list(examples)
         stats = stats if stats is not None else EncodeStats()
+        # a weighted task repeats the same Example objects (whole copies): each object is tokenised once
+        unique = list({id(ex): ex for ex in examples}.values())
+        encoded: dict[int, Encoded] = {}
+        with tqdm(total=len(unique), desc=desc, unit="ex", disable=not show) as bar:
+            for i in range(0, len(unique), chunk):
+                batch = unique[i:i + chunk]
+                encoded.update(zip(map(id, batch), self.encode_batch(batch)))
+                bar.update(len(batch))
         kept = []
-        with tqdm(total=len(examples), desc=desc, unit="ex", disable=not show) as bar:
-            for i in range(0, len(examples), chunk):
-                for enc in self.encode_batch(examples[i:i + chunk]):
-                    if len(enc.input_ids) > self.cutoff_len:
-                        stats.overlong[enc.task] = stats.overlong.get(enc.task, 0) + 1
-                        continue
-                    stats.kept[enc.task] = stats.kept.get(enc.task, 0) + 1
-                    stats.tokens[enc.task] = stats.tokens.get(enc.task, 0) + len(enc.input_ids)
-                    kept.append(enc)
-                bar.update(min(chunk, len(examples) - i))
+        for ex in examples:
+            enc = encoded[id(ex)]
+            if len(enc.input_ids) > self.cutoff_len:
+                stats.overlong[enc.task] = stats.overlong.get(enc.task, 0) + 1
+                continue
+            stats.kept[enc.task] = stats.kept.get(enc.task, 0) + 1
+            stats.tokens[enc.task] = stats.tokens.get(enc.task, 0) + len(enc.input_ids)
+            kept.append(Encoded(list(enc.input_ids), list(enc.labels), enc.task))  # copies never share lists
         return kept
 
 
