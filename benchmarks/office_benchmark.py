@@ -48,7 +48,7 @@ OFFICE_SETTINGS = dict(
     # stage 2: the pipeline's lr and replay; 400 steps see ~5,900 reasoning paths beside ~19,700 replayed rows
     stage2_steps=400, stage2_epochs=1.0, sft_eval_steps=100, warmup_steps=30,
     # stage 3: beam rollouts + rank reward on valid prompts (the pipeline's recipe), valid curves on 200 rows
-    rl_steps=20, rl_lr=1e-4, rl_max_response_length=416, rl_valid_rows=200,
+    rl_steps=20, rl_batch_size=8, rl_lr=1e-4, rl_kl_coef=0.001, rl_max_response_length=416, rl_valid_rows=200,
     # the corpus's reasoning paths are 162 tokens on average (p99 269); the tiny model's own run longer
     eval_limit=0, think_eval_limit=2000, max_think_tokens=384)
 

@@ -115,9 +115,12 @@ class PipelineConfig:
     sft_eval_steps: int = field(default=0, metadata={"help": "SFT validation every N steps (0: a third of the "
                                                              "steps, or 150 when training by epochs)"})
     warmup_steps: int = field(default=20, metadata={"help": "SFT linear warm-up steps (both stages)"})
-    rl_steps: int = field(default=12, metadata={"help": "stage-3 GRPO steps (TRL backend; 0: skip stage 3)"})
+    rl_steps: int = field(default=6, metadata={"help": "stage-3 GRPO steps (TRL backend; 0: skip stage 3)"})
     rl_rollout_n: int = field(default=8, metadata={"help": "stage-3 completions per prompt (the GRPO group)"})
-    rl_batch_size: int = field(default=8, metadata={"help": "stage-3 prompts per step"})
+    rl_batch_size: int = field(default=16, metadata={
+        "help": "stage-3 prompts per step. Demo stage-2 model, 96 prompts in all, lr 5e-5, thinking NDCG@10 on the "
+                "first 1,000 valid rows (stage 2: 0.0922): 12 steps of 8 0.0893 (lr 1e-4 0.0797, lr 2e-5 0.0943); "
+                "6 steps of 16 with RL_KL_COEF 0.01 0.0989 (non-thinking 0.1287 -> 0.1269)"})
     rl_lr: float = field(default=5e-5, metadata={"help": "stage-3 learning rate"})
     rl_max_response_length: int = field(default=224, metadata={
         "help": "stage-3 longest completion in tokens (room for the reasoning, the SID and the stop token)"})
@@ -143,7 +146,7 @@ class PipelineConfig:
     rl_temperature: float = field(default=0.7, metadata={
         "help": "stage-3 sampling temperature of the reasoning (with beam rollouts the reasoning is also sampled "
                 "with THINK_REPETITION_PENALTY, near the greedy decoding evaluation uses)"})
-    rl_kl_coef: float = field(default=0.001, metadata={"help": "stage-3 KL weight to the stage-2 model (KL_COEF)"})
+    rl_kl_coef: float = field(default=0.01, metadata={"help": "stage-3 KL weight to the stage-2 model (KL_COEF)"})
     eval_limit: int = field(default=0, metadata={
         "help": "test rows per non-thinking evaluation (0: the whole split, the rows the baselines score)"})
     think_eval_limit: int = field(default=100, metadata={
