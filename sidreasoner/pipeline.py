@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -26,9 +25,7 @@ from typing import Optional
 # BASELINES: python -m sidreasoner.baselines <name>; the rest is this module's API for its callers too
 from .data.records import ReleasePaths
 from .pipeline_report import BASELINES, SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401
-
-REPO = Path(__file__).resolve().parents[1]
-
+from .pipeline_steps import REPO, Step, last_line, run_steps  # noqa: F401
 
 @dataclass
 class PipelineConfig:
@@ -190,14 +187,6 @@ def _cast(default, text: str):
         from .train.sft_config import str2bool
         return str2bool(text)
     return type(default)(text)
-
-
-@dataclass
-class Step:
-    name: str
-    done: Path                     # the step is skipped when this exists
-    cmd: list
-    env: dict = field(default_factory=dict)
 
 
 def _eval_step(cfg: PipelineConfig, name: str, mode: str, out: Path, model: Path, data: Path, split: str,
@@ -385,33 +374,6 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     for st in steps:
         st.env = {**common, **st.env}
     return steps
-
-
-def run_steps(steps: list[Step], log_dir: Path, times_file: Optional[Path] = None) -> list[dict]:
-    """Run the steps in order, skipping finished ones; stop at the first failure (its log is named).
-    Each finished step's seconds go into ``times_file`` at once, so a killed run keeps the times."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    timings = []
-    for i, st in enumerate(steps, 1):
-        head = f"[{i}/{len(steps)}] {st.name}"
-        if st.done.exists():
-            print(f"{head}: done already ({st.done}), skipped", flush=True)
-            timings.append({"step": st.name, "seconds": None, "status": "skipped"})
-            continue
-        log = log_dir / f"{st.name}.log"
-        print(f"{head}: running (log {log})", flush=True)
-        t0 = time.time()
-        with open(log, "w") as f:
-            proc = subprocess.run(st.cmd, cwd=REPO, env={**os.environ, **st.env}, stdout=f, stderr=subprocess.STDOUT)
-        secs = round(time.time() - t0, 1)
-        if proc.returncode != 0 or not st.done.exists():
-            tail = "".join(open(log, errors="replace").readlines()[-15:])
-            raise SystemExit(f"{head} failed (exit {proc.returncode}) after {secs} s; last lines of {log}:\n{tail}")
-        print(f"{head}: {secs} s", flush=True)
-        if times_file is not None:
-            record_time(times_file, st.name, secs)
-        timings.append({"step": st.name, "seconds": secs, "status": "ran"})
-    return timings
 
 
 def run(cfg: PipelineConfig) -> Path:

@@ -92,6 +92,23 @@ def test_run_steps_skips_done_and_reports_failures(tmp_path):
         P.run_steps(bad, tmp_path / "logs")
 
 
+def test_a_running_step_reports_its_last_log_line(tmp_path, capsys):
+    made = tmp_path / "made.txt"
+    code = (f"import sys, time; sys.stdout.write('loading\\nstep 1/9\\rstep 2/9\\r'); sys.stdout.flush(); "
+            f"time.sleep(1.2); open({str(made)!r}, 'w').write('ok')")
+    P.run_steps([P.Step("slow", made, [sys.executable, "-c", code])], tmp_path / "logs", heartbeat_s=0.4)
+    beats = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[1/1] slow: ") and " s, " in ln]
+    assert beats and beats[-1].endswith("s, step 2/9")  # the last tqdm redraw, not the whole line
+
+
+@pytest.mark.parametrize("text, shown", [("", "(log empty)"), ("a\nb\n\n", "b"), ("x\r\ny 1%\ry 50%", "y 50%")])
+def test_last_line(tmp_path, text, shown):
+    log = tmp_path / "log"
+    log.write_text(text)
+    assert P.last_line(log) == shown
+    assert P.last_line(tmp_path / "none") == "(no log yet)"
+
+
 def test_step_that_exits_0_without_its_output_is_a_failure(tmp_path):
     steps = [P.Step("silent", tmp_path / "missing", [sys.executable, "-c", "pass"])]
     with pytest.raises(SystemExit, match=r"silent failed \(exit 0\)"):

@@ -1,0 +1,81 @@
+"""Running the pipeline's steps: each a subprocess with its own log, skipped when its output exists,
+timed, and watched (a line a minute while it runs)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from .pipeline_report import record_time
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Step:
+    name: str
+    done: Path                     # the step is skipped when this exists
+    cmd: list
+    env: dict = field(default_factory=dict)
+
+
+def _wait(proc: subprocess.Popen, seconds: float):
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def last_line(log: Path, width: int = 100) -> str:
+    """The log's last non-empty line, as a terminal would show it (tqdm's carriage-return redraws: the
+    last one), cut to ``width`` characters."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(f.seek(0, 2) - 4096, 0))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return "(no log yet)"
+    redraws = [[seg.strip() for seg in ln.split("\r") if seg.strip()] for ln in tail.replace("\r\n", "\n").split("\n")]
+    lines = [segs[-1] for segs in redraws if segs]
+    return (lines[-1][:width] if lines else "(log empty)")
+
+
+def run_steps(steps: list[Step], log_dir: Path, times_file: Optional[Path] = None,
+              heartbeat_s: float = 60.0) -> list[dict]:
+    """Run the steps in order, skipping finished ones; stop at the first failure (its log is named).
+    Each finished step's seconds go into ``times_file`` at once, so a killed run keeps the times; while a
+    step runs, a line every ``heartbeat_s`` seconds gives its elapsed time and last log line."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    timings = []
+    for i, st in enumerate(steps, 1):
+        head = f"[{i}/{len(steps)}] {st.name}"
+        if st.done.exists():
+            print(f"{head}: done already ({st.done}), skipped", flush=True)
+            timings.append({"step": st.name, "seconds": None, "status": "skipped"})
+            continue
+        log = log_dir / f"{st.name}.log"
+        print(f"{head}: running (log {log})", flush=True)
+        t0 = time.time()
+        with open(log, "w") as f:
+            proc = subprocess.Popen(st.cmd, cwd=REPO, env={**os.environ, **st.env}, stdout=f, stderr=subprocess.STDOUT)
+            try:
+                while _wait(proc, heartbeat_s) is None:  # a line a minute: the step is alive, and where it is
+                    print(f"{head}: {time.time() - t0:.0f} s, {last_line(log)}", flush=True)
+            except BaseException:  # Ctrl-C or a kill of the driver: the step must not run on unseen
+                proc.kill()
+                proc.wait()
+                raise
+        secs = round(time.time() - t0, 1)
+        if proc.returncode != 0 or not st.done.exists():
+            tail = "".join(open(log, errors="replace").readlines()[-15:])
+            raise SystemExit(f"{head} failed (exit {proc.returncode}) after {secs} s; last lines of {log}:\n{tail}")
+        print(f"{head}: {secs} s", flush=True)
+        if times_file is not None:
+            record_time(times_file, st.name, secs)
+        timings.append({"step": st.name, "seconds": secs, "status": "ran"})
+    return timings
+
+
