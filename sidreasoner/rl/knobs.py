@@ -126,10 +126,11 @@ class RLKnobs:
         return str(Path(self.rl_data_dir) / "valid.parquet")
 
 
-_POSITIVE = ("rank_k", "max_prompt_length", "max_response_length", "rollout_n", "train_batch_size", "micro_batch_size", "epochs",
-             "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size", "tensor_parallel", "logging_steps",
-             "eval_samples")
-_NON_NEGATIVE = ("rank_eval_rows", "target_prob_weight", "max_think_tokens", "valid_holdout", "kl_coef", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows")
+_POSITIVE = ("rank_k", "max_prompt_length", "max_response_length", "rollout_n", "train_batch_size",
+             "micro_batch_size", "epochs", "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size",
+             "tensor_parallel", "logging_steps", "eval_samples")
+_NON_NEGATIVE = ("rank_eval_rows", "target_prob_weight", "max_think_tokens", "valid_holdout", "kl_coef", "max_steps",
+                 "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows")
 
 
 def check(k: RLKnobs) -> None:
