@@ -39,8 +39,8 @@ def test_zero_variance_share(values, group, share):
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir):
-    from sidreasoner.rl.rollout import BeamRollout, RankReward, catalogue_trie
-    from sidreasoner.rl.verl_reward import load_catalogue
+    from sidreasoner.eval.beam import catalogue_trie
+    from sidreasoner.rl.rollout import BeamRollout, RankReward
     from sidreasoner.train.chat import render_prompt, stop_token_id
     from sidreasoner.train.model_factory import load_model_and_tokenizer
     model, tok = load_model_and_tokenizer(tiny_model_dir[0], dtype="float32")

@@ -42,13 +42,6 @@ def rank_gain(target: str, ranked: Sequence[str]) -> float:
         return 0.0
 
 
-def catalogue_trie(tokenizer, sids, stop_id: int, source: str) -> SIDTrie:
-    """Trie over the catalogue SIDs the tokenizer can write (the rest cannot be searched)."""
-    from ..train.chat import usable_sid_coverage
-    bad = set(usable_sid_coverage(tokenizer, sorted(sids))["inexpressible"])
-    return SIDTrie.from_sids(sorted(s for s in sids if s not in bad), tokenizer, stop_id, source=source)
-
-
 def _policy(trainer):
     return trainer.accelerator.unwrap_model(trainer.model)
 

@@ -199,7 +199,8 @@ def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
     if k.sid_rollout == "free":
         return SIDReward(k.info_file, k.require_think_closed), None
     from ..train.chat import model_prompt_style, stop_token_id
-    from .rollout import BeamRollout, RankReward, catalogue_trie
+    from ..eval.beam import catalogue_trie
+    from .rollout import BeamRollout, RankReward
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func: experimental in TRL 1.16, pinned
     stop = stop_token_id(tokenizer)
     trie = catalogue_trie(tokenizer, catalogue, stop, source=f"info file {k.info_file}")
