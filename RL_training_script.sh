@@ -69,6 +69,7 @@ DEVICE=${DEVICE:-auto}                   # cpu | cuda | auto
 LOGGING_STEPS=${LOGGING_STEPS:-1}
 EVAL_ROWS=${EVAL_ROWS:-0}                # validation prompts scored before/after training (0: skip)
 EVAL_SAMPLES=${EVAL_SAMPLES:-4}
+LOG_COMPLETIONS=${LOG_COMPLETIONS:-0}    # print sampled completions and their rewards at every log step
 RANK_EVAL_ROWS=${RANK_EVAL_ROWS:-0}      # valid NDCG@10 (both modes) on the first N valid rows every TEST_FREQ steps
 LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}   # stdout+stderr, appended
 
@@ -77,7 +78,7 @@ export CATEGORY DATA_DIR MODEL_PATH RL_DATA_DIR INFO_FILE OUTPUT_DIR THINK MAX_P
     VAL_MAX_ROWS REQUIRE_THINK_CLOSED SID_ROLLOUT REWARD RANK_K TARGET_PROB_WEIGHT MAX_THINK_TOKENS \
     ROLLOUT_REPETITION_PENALTY DROP_ZERO_VARIANCE PROMPTS_FROM VALID_HOLDOUT SEED NGPUS NNODES PPO_MINI_BATCH_SIZE LOG_PROB_MICRO_BATCH_SIZE ROLLOUT_ENGINE \
     TENSOR_PARALLEL GPU_MEMORY_UTILIZATION LOGGER PROJECT_NAME EXPERIMENT_NAME DEVICE LOGGING_STEPS EVAL_ROWS \
-    EVAL_SAMPLES RANK_EVAL_ROWS
+    EVAL_SAMPLES RANK_EVAL_ROWS LOG_COMPLETIONS
 
 run() {  # DRY_RUN=1 prints each command (shell-quoted) instead of running it
     if [ "$DRY_RUN" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi

@@ -23,6 +23,7 @@ SEED=${SEED:-42}
 PROMPT_STYLE=${PROMPT_STYLE:-auto}   # native | compact | release | auto (as the base model was trained)
 GENERAL_REASONING_PATH=${GENERAL_REASONING_PATH:-}  # optional general chat data (JSONL/parquet/arrow)
 WANDB_PROJECT=${WANDB_PROJECT:-}         # empty: no wandb
+REPORT_TO=${REPORT_TO:-}                 # none | wandb | tensorboard (comma-separated; empty: wandb iff WANDB_PROJECT)
 PYTHON=${PYTHON:-python}
 LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}  # stdout+stderr, appended
 
@@ -35,5 +36,5 @@ mkdir -p "$(dirname "$LOG_FILE")"
     --base_model "$BASE_MODEL" --data_dir "$DATA_DIR" --category "$CATEGORY" --output_dir "$OUTPUT_DIR" \
     --batch_size "$BATCH_SIZE" --micro_batch_size "$MICRO_BATCH_SIZE" --learning_rate "$LEARNING_RATE" \
     --num_epochs "$NUM_EPOCHS" --cutoff_len "$CUTOFF_LEN" --seed "$SEED" --prompt_style "$PROMPT_STYLE" \
-    --general_reasoning_path "$GENERAL_REASONING_PATH" --wandb_project "$WANDB_PROJECT" \
+    --general_reasoning_path "$GENERAL_REASONING_PATH" --wandb_project "$WANDB_PROJECT" --report_to "$REPORT_TO" \
     "$@" 2>&1 | tee -a "$LOG_FILE"

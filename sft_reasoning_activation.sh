@@ -23,6 +23,7 @@ CUTOFF_LEN=${CUTOFF_LEN:-2048}           # reasoning paths are long
 SEED=${SEED:-42}
 PROMPT_STYLE=${PROMPT_STYLE:-auto}   # native | compact | release | auto (as the base model was trained)
 WANDB_PROJECT=${WANDB_PROJECT:-}         # empty: no wandb
+REPORT_TO=${REPORT_TO:-}                 # none | wandb | tensorboard (comma-separated; empty: wandb iff WANDB_PROJECT)
 PYTHON=${PYTHON:-python}
 LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}  # stdout+stderr, appended
 
@@ -36,5 +37,5 @@ mkdir -p "$(dirname "$LOG_FILE")"
     --reasoning_train_file "$REASONING_FILE" \
     --batch_size "$BATCH_SIZE" --micro_batch_size "$MICRO_BATCH_SIZE" --learning_rate "$LEARNING_RATE" \
     --num_epochs "$NUM_EPOCHS" --cutoff_len "$CUTOFF_LEN" --seed "$SEED" --prompt_style "$PROMPT_STYLE" \
-    --wandb_project "$WANDB_PROJECT" \
+    --wandb_project "$WANDB_PROJECT" --report_to "$REPORT_TO" \
     "$@" 2>&1 | tee -a "$LOG_FILE"

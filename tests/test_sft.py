@@ -223,3 +223,19 @@ def test_stage1_with_release_style_and_release_corpora_builds_the_eight_task_kin
         assert task in table and int(table[task][1]) > 0, (task, out.stdout[-3000:])
     assert "task off" not in out.stdout
     assert json.loads((tmp_path / "out" / "sft_config.json").read_text())["prompt_style"] == "release"
+
+
+@pytest.mark.parametrize("report_to, wandb, expected", [
+    ("", "", []), ("", "proj", ["wandb"]), ("none", "proj", []), ("tensorboard", "", ["tensorboard"]),
+    ("wandb, tensorboard", "", ["wandb", "tensorboard"]),
+])
+def test_report_to(report_to, wandb, expected):
+    assert SFTConfig(report_to=report_to, wandb_project=wandb).reporters() == expected
+
+
+def test_report_to_tensorboard_writes_events_and_rejects_unknown(tiny_model_dir, release, tmp_path):
+    with pytest.raises(ValueError, match=r"--report_to: unknown mlflow \(choose from none, wandb, tensorboard\)"):
+        resolve(_cfg(tiny_model_dir[0], release, tmp_path, report_to="mlflow"))
+    from sidreasoner.train.sft_trainer import training_arguments
+    targs, _ = training_arguments(resolve(_cfg(tiny_model_dir[0], release, tmp_path, report_to="tensorboard")), True)
+    assert targs.report_to == ["tensorboard"]

@@ -43,6 +43,9 @@ def test_grpo_config_follows_the_knobs(knobs):
     assert (args.learning_rate, args.beta, args.temperature, args.max_completion_length) == (5e-7, 0.001, 1.0, 1024)
     assert (args.num_train_epochs, args.save_steps, args.lr_scheduler_type, args.use_cpu) == (10, 100, "constant", True)
     assert args.generation_batch_size == 256 * 16  # one generation round per optimiser step, as in verl
+    assert args.log_completions is False
+    shown = grpo_args(RLKnobs(micro_batch_size=16, log_completions=True).resolved("trl"), cpu=True)
+    assert shown.log_completions is True and shown.num_completions_to_print == 16
     with pytest.raises(ValueError, match=r"^TRAIN_BATCH_SIZE x ROLLOUT_N \(12 completions per step\) must be a "
                                          r"multiple of MICRO_BATCH_SIZE x processes \(8\)$"):
         grpo_args(RLKnobs(train_batch_size=3, rollout_n=4, micro_batch_size=8).resolved("trl"), cpu=True)

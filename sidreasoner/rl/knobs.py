@@ -90,6 +90,8 @@ class RLKnobs:
     # -- TRL only ---------------------------------------------------------------------------------
     device: str = _f("auto", "trl: cpu, cuda or auto (cuda when available)")
     logging_steps: int = _f(1, "trl: log every N steps")
+    log_completions: bool = _f(False, "trl: print a table of sampled completions and their rewards at every log "
+                                      "step and send it to wandb when LOGGER has it (TRL's log_completions)")
     eval_rows: int = _f(0, "trl: validation prompts scored by sampling before and after training (0: skip)")
     eval_samples: int = _f(4, "trl: samples per prompt in that before/after score")
 

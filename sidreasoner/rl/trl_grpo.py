@@ -104,6 +104,7 @@ def grpo_args(k: RLKnobs, cpu: bool, world_size: int = 1):
         save_strategy="steps", save_steps=k.save_freq, logging_steps=k.logging_steps,
         gradient_checkpointing=not cpu, disable_dropout=True, remove_unused_columns=False,
         dataloader_num_workers=0, report_to=sorted(loggers) or "none", eval_strategy="no",
+        log_completions=k.log_completions, num_completions_to_print=k.rollout_n if k.log_completions else None,
     )
 
 

@@ -116,6 +116,9 @@ class SFTConfig:
     logging_steps: int = _f(10, "log the training loss every N optimiser steps")
     resume_from_checkpoint: str = _f("auto", "auto: continue from the last complete checkpoint in output_dir if "
                                              "any; none: start fresh; or a checkpoint folder")
+    report_to: str = _f("", "where the Trainer reports: none, wandb, tensorboard or a comma-separated mix "
+                            "(tensorboard writes under OUTPUT_DIR/runs; empty: wandb when --wandb_project is set, "
+                            "else none)")
     wandb_project: str = _f("", "log to this wandb project (off when empty)")
     wandb_run_name: str = _f("", "wandb run name (default: output_dir's name)")
     log_file: str = _f("", "JSON-lines log of every training/eval log event (default logs/<run name>.jsonl)")
@@ -129,6 +132,16 @@ class SFTConfig:
     # -- derived ----------------------------------------------------------------------------
     def run_name(self) -> str:
         return self.wandb_run_name or Path(self.output_dir).name
+
+    def reporters(self) -> list[str]:
+        """The Trainer's ``report_to`` (ValueError naming an unknown one)."""
+        names = [x.strip() for x in self.report_to.split(",") if x.strip()]
+        bad = [x for x in names if x not in REPORTERS]
+        if bad:
+            raise ValueError(f"--report_to: unknown {', '.join(bad)} (choose from {', '.join(REPORTERS)})")
+        if not names:
+            return ["wandb"] if self.wandb_project else []
+        return [x for x in names if x != "none"]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False)
@@ -183,6 +196,9 @@ _RANGES = {
 }
 
 
+REPORTERS = ("none", "wandb", "tensorboard")
+
+
 def check_numbers(cfg: SFTConfig) -> None:
     """ValueError naming the first numeric flag outside the values it accepts."""
     for name, (ok, what) in _RANGES.items():
@@ -196,6 +212,7 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
     if not cfg.base_model:
         raise ValueError("--base_model is required (a model folder, e.g. the output of scripts/make_tiny_model.py)")
     check_numbers(cfg)
+    cfg.reporters()
     for bad, what in ((cfg.loss_norm == "example", "--loss_norm example"),
                       (cfg.history_loss_weight != 1.0, "--history_loss_weight other than 1")):
         if bad and cfg.batching == "pack":

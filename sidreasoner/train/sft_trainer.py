@@ -90,6 +90,7 @@ def resolve_resume(value: str, output_dir) -> Optional[str]:
 
 #: fields that may differ between a killed run and its resumption without changing what is trained
 _RUNTIME_FIELDS = {"resume_from_checkpoint", "dry_run", "dataloader_num_workers", "wandb_project", "wandb_run_name",
+                   "report_to",
                    "log_file", "logging_steps"}
 
 
@@ -293,7 +294,7 @@ def training_arguments(cfg: SFTConfig, has_valid: bool, sparse: Optional[bool] =
         bf16=cuda and torch.cuda.is_bf16_supported(), use_cpu=not cuda, dataloader_pin_memory=cuda,
         dataloader_num_workers=cfg.dataloader_num_workers, remove_unused_columns=False,
         gradient_checkpointing=cfg.gradient_checkpointing, ddp_find_unused_parameters=False,
-        report_to=["wandb"] if cfg.wandb_project else "none",
+        report_to=cfg.reporters() or "none",
         deepspeed=cfg.deepspeed or None, fsdp=cfg.fsdp or None, fsdp_config=cfg.fsdp_config or None,
     )
     return args, accum * cfg.micro_batch_size * world
