@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--shard", default=None, help="i/n: evaluate rows i, i+n, i+2n, ... (one process per GPU)")
     a("--resume", action="store_true", help="continue an interrupted run: skip rows already in the predictions file")
     a("--merge_shards", metavar="DIR", help="merge DIR's shard predictions and write metrics.json, then exit")
-    a("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 on a busy shared CPU)")
+    a("--threads", type=int, default=None, help="torch CPU threads (0 or unset: torch's choice; 1 on a busy shared CPU)")
     a("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     a("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
       help="model dtype (auto: bfloat16 on GPU, float32 on CPU)")
@@ -95,7 +95,10 @@ def _config(args):
             check_info_matches_index(info, paths.index_json)
     mode = "think" if args.think else "nothink"
     out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
-    ks = [int(k) for k in args.ks.split(",")] if args.ks else None
+    try:
+        ks = [int(k) for k in args.ks.split(",") if k.strip()] if args.ks else None
+    except ValueError:
+        raise SystemExit(f"evaluate.py: --ks expects comma-separated integers like 1,5,10, got {args.ks!r}") from None
     if args.limit is not None and args.limit < 1:
         raise SystemExit(f"evaluate.py: --limit must be >= 1 (rows to evaluate), got {args.limit}")
     if args.repetition_penalty <= 0:
@@ -138,6 +141,8 @@ def _merge(directory: str) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None and args.threads < 0:
+        raise SystemExit(f"evaluate.py: --threads must be >= 1 (0 or unset: torch's choice), got {args.threads}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
         import torch

@@ -177,7 +177,12 @@ class PipelineConfig:
         for f in fields(cls):
             val = os.environ.get(f.name.upper())
             if val not in (None, ""):
-                kw[f.name] = _cast(f.default, val)
+                try:
+                    kw[f.name] = _cast(f.default, val)
+                except ValueError:
+                    kind = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}.get(
+                        type(f.default), "text")
+                    raise SystemExit(f"pipeline: {f.name.upper()} must be {kind}, got {val!r}") from None
         return cls(**kw)
 
 

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         kw = {"choices": ["all", "last"]} if f.name == "supervise" else {}
         sas.add_argument(f"--{f.name}", type=type(f.default), default=f.default,
                          help=f"{helps[f.name]} (default: %(default)s)", **kw)
-    sas.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    sas.add_argument("--threads", type=int, default=1, help="torch CPU threads, >= 1 (default: %(default)s)")
     sas.add_argument("--no_progress", action="store_true", help="hide the tqdm progress bar")
     tra = sub.add_parser("transitions", help="successors of the row's last item in train, backed off to "
                                              "most-popular")
@@ -123,6 +123,8 @@ def run_sasrec(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
     import torch
     from .common import load_splits, load_vocab
     from .sasrec import SASRecConfig, predict, save_sasrec, train_sasrec
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     cfg = SASRecConfig(**{f.name: getattr(args, f.name) for f in fields(SASRecConfig)})
     cfg.check()  # bad flags fail before any data is read
