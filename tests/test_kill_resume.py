@@ -1,0 +1,161 @@
+"""Real SIGKILL of a running process group, then a rerun with the same arguments:
+
+* the pipeline's step runner (``run_steps``) driving one ``evaluate.py --resume`` step, killed (driver and step
+  together) once the first prediction is on disk: the rerun ends with the metrics of an uninterrupted run and one
+  prediction per row;
+* ``rl/trl_grpo.py`` killed once ``checkpoint-1`` is complete: the rerun resumes, ends at ``max_steps`` with a
+  final checkpoint, and ``grpo_log.jsonl`` holds each training step once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from fixtures_model import REPO_ROOT, tiny_model_dir  # noqa: F401  (pytest fixture)
+from fixtures_sft import CATEGORY, write_tiny_release
+
+from sidreasoner.eval.predictions import read_records
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
+       "TOKENIZERS_PARALLELISM": "false"}
+N_TEST_ROWS = 16  # fixtures_sft: one test row per user
+
+
+def _wait_for(cond, proc: subprocess.Popen, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the process ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _kill_group(proc: subprocess.Popen):
+    os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
+# -- 1. the pipeline's step runner through an evaluation step ----------------------------------------------------
+
+DRIVER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from sidreasoner.pipeline_steps import Step, run_steps
+    model, data, cat, out, logs = sys.argv[1:6]
+    cmd = [sys.executable, "evaluate.py", "--base_model", model, "--data_dir", data, "--category", cat,
+           "--output_dir", out, "--num_beams", "4", "--batch_size", "1", "--resume"]
+    run_steps([Step("evaluate", Path(out) / "metrics.json", cmd)], Path(logs), heartbeat_s=1.0)
+""")
+
+
+def _driver(model, data, out: Path, logs: Path) -> list:
+    return [sys.executable, "-c", DRIVER, str(model), str(data), CATEGORY, str(out), str(logs)]
+
+
+def test_pipeline_evaluate_step_killed_then_rerun(tiny_model_dir, tmp_path):
+    model = tiny_model_dir[0]
+    data = write_tiny_release(tmp_path / "data", with_corpora=False).data_dir
+    out, pred = tmp_path / "killed", tmp_path / "killed" / "predictions.jsonl"
+    proc = subprocess.Popen(_driver(model, data, out, tmp_path / "logs"), env=ENV, cwd=REPO_ROOT,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: _lines(pred) >= 1, proc, 300, "the first prediction line")
+    _kill_group(proc)  # the driver and its evaluate.py step at once
+    n_before = _lines(pred)
+    assert not (out / "metrics.json").exists() and 0 < n_before < N_TEST_ROWS, n_before
+
+    again = subprocess.run(_driver(model, data, out, tmp_path / "logs"), env=ENV, cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "[1/1] evaluate: running" in again.stdout  # the step was not finished, so it ran again (resuming)
+
+    clean = tmp_path / "clean"
+    ref = subprocess.run(_driver(model, data, clean, tmp_path / "clean_logs"), env=ENV, cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stdout[-2000:] + ref.stderr[-2000:]
+
+    assert json.loads((out / "metrics.json").read_text()) == json.loads((clean / "metrics.json").read_text())
+    rows = [r["row"] for r in read_records(pred)]
+    assert len(rows) == len(set(rows)) == N_TEST_ROWS  # no row twice, none missing
+    assert sorted(rows) == sorted(r["row"] for r in read_records(clean / "predictions.jsonl"))
+
+    third = subprocess.run(_driver(model, data, out, tmp_path / "logs"), env=ENV, cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0 and "done already" in third.stdout  # a finished step is skipped
+
+
+# -- 2. TRL GRPO ------------------------------------------------------------------------------------------------
+
+def _grpo_cmd(model, data, rl, out) -> list:
+    flags = {"category": CATEGORY, "data_dir": data, "model_path": model, "rl_data_dir": rl, "output_dir": out,
+             "rollout_n": 8, "train_batch_size": 4, "micro_batch_size": 16, "max_steps": 3,
+             "max_response_length": 48, "lr": 1e-2, "kl_coef": 0.001, "save_freq": 1, "test_freq": 0,
+             "eval_rows": 0, "device": "cpu", "seed": 0}
+    return [sys.executable, str(REPO_ROOT / "rl" / "trl_grpo.py")] + [x for k, v in flags.items()
+                                                                    for x in (f"--{k}", str(v))]
+
+
+def _logged_steps(log: Path) -> list:
+    if not log.is_file():
+        return []
+    steps = []
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line being written
+            continue
+        if "reward" in entry:
+            steps.append(entry["step"])
+    return steps
+
+
+@pytest.mark.parametrize("kill_at", ["checkpoint-1", "step-2-logged"])
+def test_trl_grpo_killed_then_rerun(tiny_model_dir, tmp_path, kill_at):
+    """checkpoint-1: killed once checkpoint-1/trainer_state.json exists (the brief's kill point); step-2-logged:
+    killed as soon as step 2's line is in grpo_log.jsonl (the Trainer logs before it saves, so checkpoint-2 may
+    be incomplete and step 2 is trained again: its old line must not stay beside the new one)."""
+    from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data
+    release = write_tiny_release(tmp_path / "data", with_corpora=False)
+    rl = tmp_path / "rl"
+    prepare_rl_data(PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY, output_dir=str(rl)),
+                    say=lambda *_: None)
+    out = tmp_path / "out"
+    cmd = _grpo_cmd(tiny_model_dir[0], release.data_dir, rl, out)
+    proc = subprocess.Popen(cmd, env=ENV, cwd=REPO_ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if kill_at == "checkpoint-1":
+        _wait_for(lambda: (out / "checkpoint-1" / "trainer_state.json").is_file(), proc, 600, "checkpoint-1")
+    else:
+        _wait_for(lambda: 2 in _logged_steps(out / "grpo_log.jsonl"), proc, 600, "step 2's log line")
+    _kill_group(proc)
+    print(f"killed at {kill_at}: {sorted(p.name for p in out.iterdir())}, logged steps "
+          f"{_logged_steps(out / 'grpo_log.jsonl')}")
+    assert not (out / "grpo_summary.json").exists() and not (out / "final_checkpoint").exists()
+
+    again = subprocess.run(cmd, env=ENV, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "resuming from" in again.stdout and "checkpoint-" in again.stdout
+    summary = json.loads((out / "grpo_summary.json").read_text())
+    assert summary["steps"] == 3
+    assert Path(summary["final_checkpoint"]) == out / "final_checkpoint"
+    assert (out / "final_checkpoint" / "model.safetensors").is_file()
+    train_steps = _logged_steps(out / "grpo_log.jsonl")
+    assert sorted(train_steps) == [1, 2, 3], train_steps  # each training step logged once, none lost
+    assert len(summary["rewards_logged"]) == 3
