@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -235,6 +236,61 @@ def test_data_url_download_resumes_a_partial_file(release, tmp_path, server):
     assert _RangeHandler.ranges == ["bytes=1000-"]
     assert (out / ".download" / "release_archive").read_bytes() == body and not part.exists()
     assert ReleasePaths(out, CAT).info.is_file()
+
+
+class _TrickleHandler(_RangeHandler):
+    """The first (whole-file) request trickles, so a download can be killed half-way; ranges come at once."""
+
+    def do_GET(self):  # noqa: N802
+        if self.headers.get("Range"):
+            return super().do_GET()
+        type(self).ranges.append(None)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        try:
+            for i in range(0, len(self.body), 1 << 16):
+                self.wfile.write(self.body[i:i + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):  # the client was killed: what the test does
+            return
+
+
+def test_data_download_killed_mid_file_resumes_where_it_stopped(release, tmp_path):
+    """kill -9 of download_data.py in the middle of the archive; the rerun asks only for the missing bytes
+    and installs the same release (sha256 checked)."""
+    import signal
+    archive = tmp_path / "release.zip"
+    with zipfile.ZipFile(archive, "w") as z:  # + 3 MiB of noise: the downloader writes 1 MiB at a time
+        for p in release.rglob("*"):
+            z.write(p, p.relative_to(release))
+        z.writestr("NOISE.bin", random.Random(0).randbytes(3 << 20))
+    body = archive.read_bytes()
+    _TrickleHandler.body, _TrickleHandler.html, _TrickleHandler.ranges = body, False, []
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        out, url = tmp_path / "Amazon", f"http://127.0.0.1:{srv.server_address[1]}/release.zip"
+        argv = ["--output_dir", str(out), "--category", CAT, "--url", url, "--sha256", hashlib.sha256(body).hexdigest()]
+        part = out / ".download" / "release_archive.part"
+        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "download_data.py"), *argv],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline and not (part.is_file() and part.stat().st_size >= 1 << 20):
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        got = part.stat().st_size
+        assert 1 << 20 <= got < len(body) and not ReleasePaths(out, CAT).info.is_file()
+        assert dd.main(argv) == 0
+        resumed = int(_TrickleHandler.ranges[-1].split("=")[1].split("-")[0])
+        assert _TrickleHandler.ranges[0] is None and resumed == got  # only the missing tail is fetched
+        assert (out / ".download" / "release_archive").read_bytes() == body and ReleasePaths(out, CAT).info.is_file()
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def _zip_of(release, path: Path, extra: str = "") -> bytes:
