@@ -4,7 +4,9 @@
   together) once the first prediction is on disk: the rerun ends with the metrics of an uninterrupted run and one
   prediction per row;
 * ``rl/trl_grpo.py`` killed once ``checkpoint-1`` is complete: the rerun resumes, ends at ``max_steps`` with a
-  final checkpoint, and ``grpo_log.jsonl`` holds each training step once.
+  final checkpoint, and ``grpo_log.jsonl`` holds each training step once;
+* ``sft.py`` killed once ``checkpoint-2`` is complete: the rerun resumes and ends as an uninterrupted run (the
+  same training log with each step once, the same train loss in ``sft_summary.json``, the same final weights).
 """
 from __future__ import annotations
 
@@ -159,3 +161,52 @@ def test_trl_grpo_killed_then_rerun(tiny_model_dir, tmp_path, kill_at):
     train_steps = _logged_steps(out / "grpo_log.jsonl")
     assert sorted(train_steps) == [1, 2, 3], train_steps  # each training step logged once, none lost
     assert len(summary["rewards_logged"]) == 3
+
+
+# -- 3. SFT (sft.py) --------------------------------------------------------------------------------------------
+
+def _sft_cmd(model, data, out: Path) -> list:
+    flags = {"base_model": model, "data_dir": data, "category": CATEGORY, "output_dir": out,
+             "tasks": "next_sid,title_to_sid", "batch_size": 8, "micro_batch_size": 4, "learning_rate": 5e-3,
+             "warmup_steps": 0, "max_valid_per_task": 8, "logging_steps": 1, "seed": 0, "max_steps": 6,
+             "eval_steps": 2, "log_file": out / "log.jsonl"}
+    return [sys.executable, str(REPO_ROOT / "sft.py")] + [x for k, v in flags.items() for x in (f"--{k}", str(v))]
+
+
+def _train_log(log: Path) -> list:
+    return [(r["step"], round(r["loss"], 4)) for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
+
+
+def test_sft_killed_then_rerun(tiny_model_dir, tmp_path):
+    """Killed once checkpoint-2 is complete (trainer_state.json written), before the end; the same command again
+    resumes and ends as an uninterrupted run: the same training log (each step once), the same whole-run train
+    loss in sft_summary.json and the same final weights."""
+    import torch
+    from safetensors.torch import load_file
+    data = write_tiny_release(tmp_path / "data", with_corpora=False).data_dir
+    out = tmp_path / "killed"
+    cmd = _sft_cmd(tiny_model_dir[0], data, out)
+    proc = subprocess.Popen(cmd, env=ENV, cwd=REPO_ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: (out / "checkpoint-2" / "trainer_state.json").is_file(), proc, 600, "checkpoint-2")
+    _kill_group(proc)
+    print(f"killed: {sorted(p.name for p in out.iterdir())}")
+    assert not (out / "final_checkpoint").exists()
+
+    again = subprocess.run(cmd, env=ENV, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "resuming from" in again.stdout and "checkpoint-" in again.stdout
+
+    clean = tmp_path / "clean"
+    ref = subprocess.run(_sft_cmd(tiny_model_dir[0], data, clean), env=ENV, cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert ref.returncode == 0, ref.stdout[-2000:] + ref.stderr[-2000:]
+
+    logged = [_train_log(d / "log.jsonl") for d in (out, clean)]
+    assert [s for s, _ in logged[0]] == [1, 2, 3, 4, 5, 6], logged[0]  # each training step once, none lost
+    assert logged[0] == logged[1]
+    summaries = [json.loads((d / "final_checkpoint" / "sft_summary.json").read_text()) for d in (out, clean)]
+    assert summaries[0]["train_metrics"]["train_loss"] == summaries[1]["train_metrics"]["train_loss"]
+    a, b = (load_file(str(d / "final_checkpoint" / "model.safetensors")) for d in (out, clean))
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
