@@ -92,13 +92,14 @@ def stop_texts_of(tokenizer, stop_id: int) -> list[str]:
 @torch.no_grad()
 def hf_reasoning(model, tokenizer, prompts: Sequence[str], stop_id: int, max_think_tokens: int,
                  num_paths: int = 1, temperature: float = 1.0, seed: Optional[int] = None,
-                 repetition_penalty: float = 1.0) -> list[list[Reasoning]]:
+                 repetition_penalty: float = 1.0, sample: Optional[bool] = None) -> list[list[Reasoning]]:
     """Reasoning for each (already think-opened) prompt with HF ``generate``: ``num_paths`` per prompt.
     ``repetition_penalty`` > 1 (CTRL's, as HF applies it) breaks the loops a small model falls into
-    when it decodes greedily ("the user leans towards the user leans towards ...")."""
+    when it decodes greedily ("the user leans towards the user leans towards ..."). ``sample`` (default:
+    ``num_paths > 1``) samples at ``temperature`` even for one path (stage-3 rollouts)."""
     from .runner import encode_left_padded
     ids, mask = encode_left_padded(tokenizer, prompts, stop_id, model.device)
-    sample = num_paths > 1
+    sample = num_paths > 1 if sample is None else sample
     close_ids = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
     eos = [stop_id] + [t for t in (tokenizer.eos_token_id,) if t is not None and t != stop_id]
     kwargs = {}

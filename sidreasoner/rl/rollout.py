@@ -28,8 +28,8 @@ from typing import Optional, Sequence
 import torch
 
 from ..eval.beam import constrained_beam_search
-from ..eval.runner import encode_left_padded
-from ..eval.thinking import THINK_CLOSE, reasoning_prompt, search_prompt, split_reasoning, stop_texts_of
+from ..eval.runner import left_pad
+from ..eval.thinking import hf_reasoning, reasoning_prompt, search_prompt
 from ..sid.spelling import format_sid, parse_sid
 from ..sid.trie import SIDTrie
 
@@ -55,21 +55,11 @@ class BeamRollout:
         self.tok, self.trie, self.stop_id, self.style = tokenizer, trie, stop_id, style
         self.num_beams, self.max_think, self.batch_size = num_beams, max_think_tokens, batch_size
         self.temperature, self.repetition_penalty = temperature, repetition_penalty
-        close = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
-        self.eos = [stop_id] + ([close[0]] if len(close) == 1 else [])
-        self.stops = stop_texts_of(tokenizer, stop_id)
 
-    @torch.no_grad()
     def _reason(self, model, prompts: list[str]) -> list:
-        from transformers import GenerationConfig
-        ids, mask = encode_left_padded(self.tok, prompts, self.stop_id, model.device)
-        cfg = GenerationConfig(max_new_tokens=self.max_think, do_sample=True, temperature=self.temperature,
-                               top_k=None, top_p=None, min_p=None, num_beams=1, eos_token_id=self.eos,
-                               pad_token_id=self.stop_id,
-                               repetition_penalty=self.repetition_penalty if self.repetition_penalty != 1 else None)
-        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
-        texts = self.tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=False)
-        return [split_reasoning(t, self.stops) for t in texts]
+        paths = hf_reasoning(model, self.tok, prompts, self.stop_id, self.max_think, temperature=self.temperature,
+                             repetition_penalty=self.repetition_penalty, sample=True)
+        return [p[0] for p in paths]
 
     def _pieces(self, prompt: str, reasoning: str) -> tuple[list[int], list[int]]:
         """(prompt ids TRL trains on, completion ids up to the SID): the evaluator's search prompt split
@@ -82,12 +72,8 @@ class BeamRollout:
         return p_ids, self.tok.encode(full[len(rp):], add_special_tokens=False)
 
     def _search(self, model, contexts: list[list[int]]) -> list:
-        R, L = len(contexts), max(len(c) for c in contexts)
-        ids = torch.full((R, L), self.stop_id, dtype=torch.long)
-        mask = torch.zeros((R, L), dtype=torch.long)
-        for i, c in enumerate(contexts):
-            ids[i, L - len(c):], mask[i, L - len(c):] = torch.tensor(c), 1
-        return constrained_beam_search(model, ids.to(model.device), mask.to(model.device), self.trie, self.num_beams)
+        ids, mask = left_pad(contexts, self.stop_id, model.device)
+        return constrained_beam_search(model, ids, mask, self.trie, self.num_beams)
 
     def __call__(self, prompts: list[str], trainer) -> dict:
         model = _policy(trainer)
