@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from sidreasoner.ranges import SEED, above, at_least, check_list, check_ranges, either, finite, optional
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,20 +97,10 @@ def _config(args):
             check_info_matches_index(info, paths.index_json)
     mode = "think" if args.think else "nothink"
     out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
-    try:
-        ks = [int(k) for k in args.ks.split(",") if k.strip()] if args.ks else None
-    except ValueError:
-        raise SystemExit(f"evaluate.py: --ks expects comma-separated integers like 1,5,10, got {args.ks!r}") from None
-    if args.limit is not None and args.limit < 1:
-        raise SystemExit(f"evaluate.py: --limit must be >= 1 (rows to evaluate), got {args.limit}")
-    if args.repetition_penalty <= 0:
-        raise SystemExit(f"evaluate.py: --repetition_penalty must be > 0 (1: off), got {args.repetition_penalty}")
-    if args.calibrate < 0 or (args.calibrate and args.search == "reference"):
+    ks = _ks(args.ks)
+    if args.calibrate and args.search == "reference":
         raise SystemExit(f"evaluate.py: --calibrate must be >= 0 and needs --search ours, got {args.calibrate} "
                          f"with --search {args.search}")
-    for name in ("batch_size", "num_beams", "max_think_tokens", "num_reasoning_paths"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"evaluate.py: --{name} must be >= 1, got {getattr(args, name)}")
     return EvalConfig(
         base_model=args.base_model, output_dir=out, test_data_path=test, info_file=info, category=args.category,
         split=args.split, batch_size=args.batch_size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
@@ -118,6 +110,32 @@ def _config(args):
         reasoning_backend=args.reasoning_backend, search=args.search, beam_mode=args.beam_mode, limit=args.limit,
         shard=parse_shard(args.shard) or _torchrun_shard(), resume=args.resume, device=args.device, dtype=args.dtype, seed=args.seed,
         ks=ks, result_json_data=args.result_json_data, calibrate=args.calibrate)
+
+
+#: numeric flags and the values they accept (sidreasoner.ranges)
+_RANGES = {
+    "batch_size": at_least(1), "num_beams": at_least(1), "max_think_tokens": at_least(1),
+    "num_reasoning_paths": at_least(1), "limit": optional(at_least(1, "rows to evaluate")),
+    "max_new_tokens": optional(at_least(1)), "length_penalty": finite(), "temperature": above(0),
+    "repetition_penalty": above(0, "1: off"), "calibrate": at_least(0, "0: plain scores"), "seed": SEED,
+    "threads": optional(either(0, at_least(1), "torch's choice")),
+}
+
+
+def _ks(text):
+    try:
+        return [int(k) for k in text.split(",") if k.strip()] if text else None
+    except ValueError:
+        raise SystemExit(f"evaluate.py: --ks expects comma-separated integers like 1,5,10, got {text!r}") from None
+
+
+def _check_numbers(args) -> None:
+    """SystemExit naming the first numeric flag outside the values it accepts."""
+    try:
+        check_ranges(args, _RANGES)
+        check_list("ks", _ks(args.ks), at_least(1))
+    except ValueError as e:
+        raise SystemExit(f"evaluate.py: {e}") from None
 
 
 def _torchrun_shard():
@@ -141,8 +159,7 @@ def _merge(directory: str) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads is not None and args.threads < 0:
-        raise SystemExit(f"evaluate.py: --threads must be >= 1 (0 or unset: torch's choice), got {args.threads}")
+    _check_numbers(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
         import torch

@@ -26,11 +26,16 @@ def main(argv=None) -> int:
         print(f"trl_grpo.py: error: {e}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    try:
+        knobs = RLKnobs(**vars(args))
+        knobs.resolved("trl")  # bad values answered before torch is imported
+    except ValueError as e:
+        parser.error(str(e))
     from sidreasoner.data.records import DataError
     from sidreasoner.rl.trl_grpo import run_trl_grpo  # after parsing: --help needs no torch
     from sidreasoner.train.model_factory import ModelLoadError
     try:
-        run_trl_grpo(RLKnobs(**vars(args)))
+        run_trl_grpo(knobs)
     except (DataError, ModelLoadError, ValueError, OSError) as e:
         print(f"trl_grpo.py: error: {e}", file=sys.stderr)
         return 2

@@ -342,8 +342,9 @@ def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
         assert "--device cuda, but no CUDA device is available here" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--repetition_penalty must be > 0"):
         evaluate.main(common + ["--output_dir", str(tmp_path / "r"), "--repetition_penalty", "0"])
-    for argv in (["--calibrate", "-0.1"], ["--calibrate", "0.2", "--search", "reference"]):
-        with pytest.raises(SystemExit, match="--calibrate must be >= 0 and needs --search ours"):
+    for argv, message in ((["--calibrate", "-0.1"], r"--calibrate must be >= 0 \(0: plain scores\), got -0\.1"),
+                          (["--calibrate", "0.2", "--search", "reference"], "needs --search ours")):
+        with pytest.raises(SystemExit, match=message):
             evaluate.main(common + ["--output_dir", str(tmp_path / "c")] + argv)
     for argv, message in cases:
         assert evaluate.main(common + argv) == 2

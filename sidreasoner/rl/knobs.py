@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Mapping, Optional, get_type_hints
 
 from ..data.records import ReleasePaths
+from ..ranges import SEED, above, at_least, between, check_ranges, knob
 
 BACKENDS = ("verl", "trl")
 
@@ -128,27 +129,24 @@ class RLKnobs:
         return str(Path(self.rl_data_dir) / "valid.parquet")
 
 
-_POSITIVE = ("rank_k", "max_prompt_length", "max_response_length", "rollout_n", "train_batch_size",
-             "micro_batch_size", "epochs", "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size",
-             "tensor_parallel", "logging_steps", "eval_samples")
-_NON_NEGATIVE = ("rank_eval_rows", "target_prob_weight", "max_think_tokens", "valid_holdout", "kl_coef", "max_steps",
-                 "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows")
+#: numeric knobs and the values they accept (sidreasoner.ranges; NaN and infinities never)
+RANGES = {
+    **dict.fromkeys(("rank_k", "max_prompt_length", "max_response_length", "rollout_n", "train_batch_size",
+                     "micro_batch_size", "epochs", "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size",
+                     "tensor_parallel", "logging_steps", "eval_samples"), at_least(1)),
+    **dict.fromkeys(("rank_eval_rows", "target_prob_weight", "max_think_tokens", "valid_holdout", "kl_coef",
+                     "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows"), at_least(0)),
+    "temperature": above(0), "lr": above(0), "gpu_memory_utilization": between(0, 1, lo_open=True),
+    "rollout_repetition_penalty": above(0, "1: off"), "seed": SEED,
+}
 
 
 def check(k: RLKnobs) -> None:
     if not k.category:
         raise ValueError("CATEGORY is empty")
-    for name in _POSITIVE:
-        if getattr(k, name) < 1:
-            raise ValueError(f"{name.upper()} must be >= 1, got {getattr(k, name)}")
-    for name in _NON_NEGATIVE:
-        if getattr(k, name) < 0:
-            raise ValueError(f"{name.upper()} must be >= 0, got {getattr(k, name)}")
+    check_ranges(k, RANGES, label=knob)
     if k.rollout_n < 2:
         raise ValueError(f"ROLLOUT_N must be >= 2: GRPO compares completions of the same prompt, got {k.rollout_n}")
-    if not (k.temperature > 0 and k.lr > 0 and 0 < k.gpu_memory_utilization <= 1):
-        raise ValueError(f"TEMPERATURE and LR must be > 0 and GPU_MEMORY_UTILIZATION in (0, 1], got "
-                         f"{k.temperature}, {k.lr}, {k.gpu_memory_utilization}")
     _check_rollout(k)
     if k.ppo_mini_batch_size > k.train_batch_size:
         raise ValueError(f"PPO_MINI_BATCH_SIZE ({k.ppo_mini_batch_size}) exceeds TRAIN_BATCH_SIZE ({k.train_batch_size})")
@@ -170,8 +168,6 @@ def _check_rollout(k: RLKnobs) -> None:
     if k.prompts_from == "valid" and k.rank_eval_rows > k.valid_holdout:
         raise ValueError(f"RANK_EVAL_ROWS ({k.rank_eval_rows}) exceeds VALID_HOLDOUT ({k.valid_holdout}): with "
                          f"PROMPTS_FROM=valid the rows after the holdout are trained on")
-    if k.rollout_repetition_penalty <= 0:
-        raise ValueError(f"ROLLOUT_REPETITION_PENALTY must be > 0 (1: off), got {k.rollout_repetition_penalty}")
     if k.sid_rollout == "beam" and k.max_think_tokens >= k.max_response_length:
         raise ValueError(f"MAX_THINK_TOKENS ({k.max_think_tokens}) must leave room in MAX_RESPONSE_LENGTH "
                          f"({k.max_response_length}) for the closer, the SID and the stop token")

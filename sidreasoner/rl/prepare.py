@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..data.formats import atomic_write_text, read_info, read_split_csv
 from ..data.records import DataError, ReleasePaths
+from ..ranges import SEED, at_least, check_ranges
 from ..sid.spelling import format_sid, parse_sid
 from ..tasks.prompts import check_style
 from .data import RL_SPLITS, build_split_records, write_rl_parquet
@@ -28,6 +29,11 @@ _RUNTIME = ("if_missing", "overwrite")
 
 def _f(default, help: str):
     return field(default=default, metadata={"help": help})
+
+
+#: numeric flags and the values they accept (sidreasoner.ranges)
+_RANGES = {"max_train_rows": at_least(0, "0: all rows"), "max_valid_rows": at_least(0, "0: all rows"),
+           "valid_holdout": at_least(0), "seed": SEED}
 
 
 @dataclass
@@ -57,9 +63,7 @@ class PrepareConfig:
             raise ValueError("--category is required (names the split files under --data_dir)")
         if self.train_from not in ("train", "valid"):
             raise ValueError(f"--train_from must be train or valid, got {self.train_from!r}")
-        for name in ("max_train_rows", "max_valid_rows", "valid_holdout"):
-            if getattr(self, name) < 0:  # a negative cap used to drop rows silently
-                raise ValueError(f"--{name} must be >= 0 (0: all rows), got {getattr(self, name)}")
+        check_ranges(self, _RANGES)  # a negative cap used to drop rows silently
         c = dataclasses.replace(self)
         c.output_dir = c.output_dir or str(Path("data") / "rl" / c.category)
         c.info_file = c.info_file or str(ReleasePaths(Path(c.data_dir), c.category).info)

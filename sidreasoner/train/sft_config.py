@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, get_type_hints
 
 from ..data.records import ReleasePaths
+from ..ranges import SEED, above, at_least, between, check_ranges, either, optional
 from .chat import model_prompt_style
 
 STAGES = ("alignment", "reasoning")
@@ -181,18 +182,19 @@ def _fill(value: str, default: Path) -> str:
     return value or str(default)
 
 
-#: numeric flags and the values they accept: (test, what the message says)
+#: numeric flags and the values they accept (sidreasoner.ranges; NaN and infinities never)
 _RANGES = {
-    "recent_crops": (lambda v: v >= 0, ">= 0"), "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"), "history_loss_weight": (lambda v: v >= 0, ">= 0"),
-    "num_epochs": (lambda v: v is None or v > 0, "> 0 (an untrained model is not a result)"),
-    "max_steps": (lambda v: v == -1 or v > 0, "-1 (run the epochs) or > 0"),
-    "learning_rate": (lambda v: v is None or v > 0, "> 0"), "warmup_steps": (lambda v: v >= 0, ">= 0"),
-    "weight_decay": (lambda v: v >= 0, ">= 0"), "cutoff_len": (lambda v: v >= 8, ">= 8"),
-    "eval_steps": (lambda v: v >= 0, ">= 0"), "early_stopping_patience": (lambda v: v >= 0, ">= 0"),
-    "save_total_limit": (lambda v: v >= 1, ">= 1"), "logging_steps": (lambda v: v >= 1, ">= 1"),
-    "general_max_samples": (lambda v: v >= 0, ">= 0"), "max_valid_per_task": (lambda v: v >= 0, ">= 0"),
-    "valid_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"), "valid_item_fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "recent_crops": at_least(0), "dropout": between(0, 1, hi_open=True),
+    "label_smoothing": between(0, 1, hi_open=True), "history_loss_weight": at_least(0),
+    "num_epochs": optional(above(0, "an untrained model is not a result")),
+    "max_steps": either(-1, above(0), "run the epochs"),
+    "learning_rate": optional(above(0)), "warmup_steps": at_least(0),
+    "weight_decay": at_least(0), "cutoff_len": at_least(8),
+    "eval_steps": at_least(0), "early_stopping_patience": at_least(0),
+    "save_total_limit": at_least(1), "logging_steps": at_least(1),
+    "general_max_samples": at_least(0), "max_valid_per_task": at_least(0),
+    "valid_fraction": between(0, 1, hi_open=True), "valid_item_fraction": between(0, 1, hi_open=True),
+    "dataloader_num_workers": at_least(0), "seed": SEED,
 }
 
 
@@ -201,10 +203,7 @@ REPORTERS = ("none", "wandb", "tensorboard")
 
 def check_numbers(cfg: SFTConfig) -> None:
     """ValueError naming the first numeric flag outside the values it accepts."""
-    for name, (ok, what) in _RANGES.items():
-        value = getattr(cfg, name)
-        if not ok(value):
-            raise ValueError(f"--{name} must be {what}, got {value}")
+    check_ranges(cfg, _RANGES)
 
 
 def resolve(cfg: SFTConfig) -> SFTConfig:

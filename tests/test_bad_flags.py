@@ -1,0 +1,81 @@
+"""Numeric flags and environment knobs outside the values they accept, one table across the entry points (the
+rest of the bad inputs: tests/test_bad_inputs.py, whose helpers and fixtures this module shares).
+
+Each case asserts the exit status (or exception type) and that the message names the flag or knob AND the
+values it accepts: every entry point checks its numeric flags where it parses them (``sidreasoner.ranges``),
+NaN and infinities included, before any data is read or a model loaded.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from fixtures_model import tiny_model_dir  # noqa: F401  (pytest fixture)
+from test_bad_inputs import (CATEGORY, REPO, Ctx, baseline, call, ev_release, fusion, knobs_env, pipeline, prep,
+                             release, scr, script, sft, trl)  # noqa: F401  (release: pytest fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def shell(name, **env):
+    """``bash NAME`` with ``env``: the stage scripts check their own knobs before starting Python."""
+    def run(c):
+        full = {**os.environ, "PYTHON": sys.executable, "LOG_FILE": str(c.tmp / "log.txt"), **env}
+        p = subprocess.run(["bash", name], cwd=REPO, env=full, capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout + p.stderr
+    return run
+
+
+# (id, case, expected status or exception type, regex the message must match: the flag AND its range)
+CASES = [
+    # ---- evaluate.py ----------------------------------------------------------------------------
+    ("evaluate-max-new-tokens-zero", ev_release("--max_new_tokens", "0"), 1, r"--max_new_tokens must be >= 1, got 0"),
+    ("evaluate-length-penalty-nan", ev_release("--length_penalty", "nan"), 1,
+     r"--length_penalty must be a finite number, got nan"),
+    ("evaluate-temperature-zero", ev_release("--temperature", "0"), 1, r"--temperature must be > 0, got 0\.0"),
+    ("evaluate-repetition-penalty-inf", ev_release("--repetition_penalty", "inf"), 1,
+     r"--repetition_penalty must be > 0 \(1: off\), got inf"),
+    ("evaluate-calibrate-nan", ev_release("--calibrate", "nan"), 1,
+     r"--calibrate must be >= 0 \(0: plain scores\), got nan"),
+    ("evaluate-seed-negative", ev_release("--seed", "-1"), 1, r"--seed must be in \[0, 4294967295\], got -1"),
+    ("evaluate-ks-zero", ev_release("--ks", "0,5"), 1, r"--ks values must be >= 1, got 0"),
+    ("evaluate-limit-negative-merge", ev_release("--limit", "-2", "--merge_shards", "x"), 1,
+     r"--limit must be >= 1 \(rows to evaluate\), got -2"),
+    # ---- sft.py -----------------------------------------------------------------------------------
+    ("sft-learning-rate-inf", sft("--learning_rate", "inf"), 2, r"--learning_rate must be > 0, got inf"),
+    ("sft-num-epochs-nan", sft("--num_epochs", "nan"), 2, r"--num_epochs must be > 0 .*got nan"),
+    ("sft-weight-decay-nan", sft("--weight_decay", "nan"), 2, r"--weight_decay must be >= 0, got nan"),
+    ("sft-history-loss-weight-inf", sft("--history_loss_weight", "inf"), 2,
+     r"--history_loss_weight must be >= 0, got inf"),
+    ("sft-workers-negative", sft("--dataloader_num_workers", "-1"), 2,
+     r"--dataloader_num_workers must be >= 0, got -1"),
+    ("sft-seed-negative", sft("--seed", "-5"), 2, r"--seed must be in \[0, 4294967295\], got -5"),
+    ("sft-warmup-negative", sft("--warmup_steps", "-1"), 2, r"--warmup_steps must be >= 0, got -1"),
+    ("sft-logging-steps-zero", sft("--logging_steps", "0"), 2, r"--logging_steps must be >= 1, got 0"),
+    # ---- rl/prepare_data.py, RL knobs (environment: RL_training_script.sh, verl_config), rl/trl_grpo.py ------
+    ("prepare-seed-negative", prep("--seed", "-1"), 2, r"--seed must be in \[0, 4294967295\], got -1"),
+    ("knobs-kl-nan", knobs_env(KL_COEF="nan"), "ValueError", r"KL_COEF must be >= 0, got nan"),
+    ("knobs-target-prob-weight-nan", knobs_env(TARGET_PROB_WEIGHT="nan"), "ValueError",
+     r"TARGET_PROB_WEIGHT must be >= 0, got nan"),
+    ("knobs-temperature-inf", knobs_env(TEMPERATURE="inf"), "ValueError", r"TEMPERATURE must be > 0, got inf"),
+    ("knobs-lr-inf", knobs_env(LR="inf"), "ValueError", r"LR must be > 0, got inf"),
+    ("knobs-repetition-penalty-nan", knobs_env(ROLLOUT_REPETITION_PENALTY="nan"), "ValueError",
+     r"ROLLOUT_REPETITION_PENALTY must be > 0 \(1: off\), got nan"),
+    ("knobs-seed-negative", knobs_env(SEED="-1"), "ValueError", r"SEED must be in \[0, 4294967295\], got -1"),
+    ("trl-flag-kl-nan", trl("--kl_coef", "nan"), 2, r"error: KL_COEF must be >= 0, got nan"),
+    ("trl-flag-temperature-zero", trl("--temperature", "0"), 2, r"TEMPERATURE must be > 0, got 0\.0"),
+    ("trl-env-save-freq-zero", trl(env={"SAVE_FREQ": "0"}), 2, r"SAVE_FREQ must be >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("case, expected, pattern", [pytest.param(c, e, p, id=i) for i, c, e, p in CASES])
+def test_bad_flag(case, expected, pattern, release, tiny_model_dir, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    status, message = case(Ctx(release, tiny_model_dir[0], tmp_path, monkeypatch))
+    assert status == expected, f"status {status!r}, expected {expected!r}; message:\n{message}"
+    assert re.search(pattern, message, re.S), f"message does not match {pattern!r}:\n{message}"
+    assert "Traceback" not in message
