@@ -17,6 +17,7 @@ from sidreasoner.data.formats import atomic_write_text
 from sidreasoner.data.records import SPLITS, ReleasePaths
 from sidreasoner.data.stats import compute_stats, render_stats
 from sidreasoner.data.validate import ValidationReport, check_release, load_release
+from sidreasoner.ranges import at_least, parse_checked
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,10 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="problems printed per kind; the total is always shown (default: %(default)s)")
     ap.add_argument("--json", type=Path, default=None,
                     help="also write statistics, all problems and the resolved config to this JSON file")
-    args = ap.parse_args(argv)
-    if args.max_history < 1 or args.max_examples < 0:
-        ap.error("--max_history must be >= 1 and --max_examples >= 0")
-    return args
+    return parse_checked(ap, argv, {"max_history": at_least(1), "max_examples": at_least(0)})
 
 
 def _usage_problem(paths: ReleasePaths) -> str | None:

@@ -22,6 +22,7 @@ from sidreasoner.data.formats import atomic_write_text, read_split_csv
 from sidreasoner.data.records import DataError
 from sidreasoner.eval.metrics import read_predictions
 from sidreasoner.eval.report import default_metric_names, load_runs, markdown_table, write_comparison, write_examples_page
+from sidreasoner.ranges import at_least, parse_checked
 from sidreasoner.sid.index import SIDIndex
 
 
@@ -62,8 +63,6 @@ def _compare(args) -> None:
 def _examples(args) -> None:
     if args.info_file is None:
         raise ValueError("--examples needs --info_file (the catalogue, for titles)")
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
     index = SIDIndex.from_info(args.info_file)
     rows = read_split_csv(args.split_csv) if args.split_csv else None
     for run_dir in args.examples:
@@ -74,7 +73,7 @@ def _examples(args) -> None:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv, {"n": at_least(1)})
     if not args.runs and not args.examples:
         parser.error("give run folders to compare and/or --examples RUN_DIR")
     try:

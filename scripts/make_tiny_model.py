@@ -21,7 +21,8 @@ from sidreasoner.data.records import DataError, ReleasePaths
 from sidreasoner.sid.index import SIDIndex
 from sidreasoner.tasks.prompts import next_sid_prompt
 from sidreasoner.train.chat import render_prompt
-from sidreasoner.train.tokenizer import DEFAULT_VOCAB_SIZE, catalogue_texts, train_catalogue_tokenizer
+from sidreasoner.ranges import SEED, at_least, optional, parse_checked
+from sidreasoner.train.tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB, catalogue_texts, train_catalogue_tokenizer
 
 #: rows of a split used to measure prompt length (enough for a stable mean, fast to tokenise)
 PROMPT_SAMPLE = 1000
@@ -44,6 +45,13 @@ class TinyModelConfig:
     overwrite: bool = False
 
 
+#: numeric flags and the values they accept (sidreasoner.ranges)
+_RANGES = {"vocab_size": at_least(MIN_VOCAB, "256 bytes + 3 special tokens"), "seed": SEED,
+           "intermediate_size": optional(at_least(1)),
+           **dict.fromkeys(("hidden_size", "num_layers", "num_heads", "num_kv_heads", "max_position_embeddings"),
+                           at_least(1))}
+
+
 def parse_args(argv=None) -> TinyModelConfig:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True, help="release folder holding index/<Cat>.index.json and .item.json")
@@ -63,7 +71,11 @@ def parse_args(argv=None) -> TinyModelConfig:
                         "item-to-item mapping of a model trained from scratch")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace --output_dir if it exists and is not empty")
-    return TinyModelConfig(**vars(p.parse_args(argv)))
+    args = parse_checked(p, argv, _RANGES)
+    if args.hidden_size % args.num_heads or args.num_heads % args.num_kv_heads:  # before the tokenizer is trained
+        p.error(f"--hidden_size ({args.hidden_size}) must divide by --num_heads ({args.num_heads}), and --num_heads "
+                f"by --num_kv_heads ({args.num_kv_heads})")
+    return TinyModelConfig(**vars(args))
 
 
 def prompt_token_stats(tokenizer, paths: ReleasePaths) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sidreasoner.data.formats import atomic_write_text
 from sidreasoner.data.records import DataError, ReleasePaths
+from sidreasoner.ranges import SEED, Range, above, at_least, optional, parse_checked
 from sidreasoner.teacher.cache import ResponseCache
 from sidreasoner.teacher.client import ChatClient, TeacherAPIError
 from sidreasoner.teacher.synthesize import SynthesisConfig, synthesize
@@ -65,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: numeric flags and the values they accept (sidreasoner.ranges)
+_RANGES = {
+    **dict.fromkeys(("concurrency", "max_words", "neighbours", "max_tokens"), at_least(1)),
+    **dict.fromkeys(("max_items", "max_sequences"), optional(at_least(1))),
+    **dict.fromkeys(("repair_rounds", "max_retries", "backoff_base", "backoff_max", "temperature"), at_least(0)),
+    "timeout": Range(above(0).ok, "> 0 seconds"), "seed": SEED,
+}
+
+
 def make_client(args, cache_path: Path) -> ChatClient:
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     return ChatClient(args.teacher_url, args.teacher_model, api_key_env=args.api_key_env, timeout=args.timeout,
@@ -87,17 +97,9 @@ def print_stats(stats: dict) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv, _RANGES)
     if args.teacher == "openai" and not (args.teacher_url and args.teacher_model):
         build_parser().error("--teacher openai needs --teacher_url and --teacher_model")
-    for flag in ("concurrency", "max_words", "neighbours", "max_items", "max_sequences"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            build_parser().error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    for flag in ("repair_rounds", "max_retries", "backoff_base", "backoff_max"):
-        if getattr(args, flag) < 0:
-            build_parser().error(f"--{flag} must be >= 0, got {getattr(args, flag)}")
-    if args.timeout <= 0:
-        build_parser().error(f"--timeout must be > 0 seconds, got {args.timeout}")
     out_dir = Path(args.output_dir) if args.output_dir else ReleasePaths(Path(args.data_dir), args.category).index_json.parent
     cfg = SynthesisConfig(args.data_dir, args.category, str(out_dir), args.split, args.max_items, args.max_sequences,
                           args.seed, args.max_words, args.repair_rounds, args.target_sid_policy, args.neighbours,

@@ -250,7 +250,7 @@ def test_script_unknown_target_item(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--levels", "9"], "error: levels must be in 1..8 (SID spelling has 8 letters), got 9"),
+    (["--levels", "9"], "error: --levels must be in [1, 8] (SID spelling has 8 letters), got 9"),
     (["--embedder", "./no_such_model"], "error: embedder folder ./no_such_model not found (or not a folder)"),
     (["--no_auto_size", "--codebook_size", "64"], "error: codebook_size 64 exceeds the 40 items; lower it or enable "
                                                   "auto sizing"),

@@ -26,11 +26,18 @@ from typing import Mapping, Optional
 import numpy as np
 
 from ..data.records import DataError, Item, ReleasePaths, SPLITS
+from ..ranges import SEED, at_least, between, check_ranges
 from ..data.text import DEFAULT_MAX_CHARS, item_text, parse_description
 from .collisions import STRATEGIES, collision_stats, resolve_collisions
 from .spelling import LEVEL_LETTERS, MAX_LEVELS, format_sid
 
 METHODS = ("rkmeans", "rqvae")
+
+
+#: numeric flags of the SID builder (scripts/build_sids.py, make_demo_data.py) and the values they accept
+_RANGES = {"codebook_size": at_least(2), "balance_slack": at_least(0), "min_items_per_code": at_least(1),
+           "headroom": at_least(1), "seed": SEED,
+           **dict.fromkeys(("batch_size", "max_text_chars", "tfidf_dim", "kmeans_iters", "rqvae_steps"), at_least(1))}
 
 
 @dataclass
@@ -66,16 +73,9 @@ class SIDBuildConfig:
         if self.collision not in STRATEGIES:
             raise ValueError(f"collision must be one of {STRATEGIES}, got {self.collision!r}")
         max_levels = MAX_LEVELS - (self.collision == "extra_level")
-        if not 1 <= self.levels <= max_levels:
-            raise ValueError(f"levels must be in 1..{max_levels} (SID spelling has {MAX_LEVELS} letters), "
-                             f"got {self.levels}")
-        if self.codebook_size < 2:
-            raise ValueError(f"codebook_size must be >= 2, got {self.codebook_size}")
-        if self.balance_slack < 0 or self.min_items_per_code < 1 or self.headroom < 1:
-            raise ValueError("balance_slack must be >= 0, min_items_per_code and headroom >= 1")
-        for name in ("batch_size", "max_text_chars", "tfidf_dim", "kmeans_iters", "rqvae_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        levels = between(1, max_levels, note=f"SID spelling has {MAX_LEVELS} letters"
+                         + (", one taken by --collision extra_level" if max_levels < MAX_LEVELS else ""))
+        check_ranges(self, {"levels": levels, **_RANGES})
 
 
 @dataclass

@@ -31,7 +31,7 @@ DEFAULT_VOCAB_SIZE = 3072
 DEFAULT_MODEL_MAX_LENGTH = 2048
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 THINK_TOKENS = (THINK_OPEN, THINK_CLOSE)
-_MIN_VOCAB = 256 + len(SPECIAL_TOKENS)
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)
 
 # Generic reasoning prose (what stage-2 reasoning paths sound like), so such text is not spelled
 # out byte by byte by a tokenizer that only saw product titles.
@@ -138,8 +138,8 @@ def train_catalogue_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VO
     """
     from tokenizers import AddedToken, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-    if vocab_size < _MIN_VOCAB:
-        raise ValueError(f"vocab_size must be at least {_MIN_VOCAB} (256 bytes + 3 special tokens), got {vocab_size}")
+    if vocab_size < MIN_VOCAB:
+        raise ValueError(f"vocab_size must be at least {MIN_VOCAB} (256 bytes + 3 special tokens), got {vocab_size}")
     if isinstance(texts, str):
         raise TypeError("texts must be an iterable of strings, not one string")
     sids = _check_sid_tokens(sid_tokens)
