@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .ranges import above, at_least, check_ranges, parse_checked
+
 
 @dataclass
 class Ranked:
@@ -43,6 +45,10 @@ class Recommendations:
         return asdict(self)
 
 
+#: numeric settings (flags of ``python -m sidreasoner.recommend``) and the values they accept
+RANGES = {"num_beams": at_least(1), "max_think_tokens": at_least(1), "repetition_penalty": above(0, "1: off")}
+
+
 class Recommender:
     """A trained model and its catalogue, ready to rank the next item for histories of item ids."""
 
@@ -54,9 +60,8 @@ class Recommender:
         from .sid.index import SIDIndex
         from .train.chat import model_prompt_style, stop_token_id
         from .train.model_factory import load_model_and_tokenizer
-        if num_beams < 1 or max_think_tokens < 1 or repetition_penalty <= 0:
-            raise ValueError(f"num_beams and max_think_tokens must be >= 1 and repetition_penalty > 0, got "
-                             f"{num_beams}, {max_think_tokens}, {repetition_penalty}")
+        check_ranges({"num_beams": num_beams, "max_think_tokens": max_think_tokens,
+                      "repetition_penalty": repetition_penalty}, RANGES)
         info = ReleasePaths(Path(data_dir), category).info
         if not info.is_file():
             raise FileNotFoundError(f"{info}: catalogue not found (--data_dir and --category name the release files)")
@@ -147,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv, RANGES)
     try:
         rows = read_histories(args.input) if args.input else [{"history": [h.strip() for h in args.history.split(",")
                                                                            if h.strip()]}]

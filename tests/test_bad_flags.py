@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from fixtures_model import tiny_model_dir  # noqa: F401  (pytest fixture)
-from test_bad_inputs import (CATEGORY, REPO, Ctx, baseline, call, ev_release, fusion, knobs_env, pipeline, prep,
+from test_bad_inputs import (CATEGORY, REPO, Ctx, baseline, call, ev_release, fusion, knobs_env, library, pipeline, prep,
                              release, scr, script, sft, trl)  # noqa: F401  (release: pytest fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,6 +28,25 @@ def shell(name, **env):
         p = subprocess.run(["bash", name], cwd=REPO, env=full, capture_output=True, text=True, timeout=60)
         return p.returncode, p.stdout + p.stderr
     return run
+
+
+def module(name, *argv):
+    """``python -m NAME`` in-process: its ``main(argv)``."""
+    def run(c):
+        import importlib
+        return call(importlib.import_module(name).main, [a(c) if callable(a) else a for a in argv])
+    return run
+
+
+def _prior(c):
+    path = c.tmp / "prior.json"
+    path.write_text('{"prior": {}}', encoding="utf-8")
+    return path
+
+
+def _recommender(c, **kw):
+    from sidreasoner.recommend import Recommender
+    return Recommender(str(c.model), str(c.rel), CATEGORY, **kw)
 
 
 # (id, case, expected status or exception type, regex the message must match: the flag AND its range)
@@ -111,6 +130,52 @@ CASES = [
                                    "--timeout", "inf"), 2, r"--timeout must be > 0 seconds, got inf"),
     ("synthesize-backoff-nan", scr("scripts/synthesize_corpus.py", "--data_dir", "d", "--category", "c",
                                    "--backoff_max", "nan"), 2, r"--backoff_max must be >= 0, got nan"),
+    # ---- python -m sidreasoner.baselines ---------------------------------------------------------
+    ("baselines-sasrec-heads-zero", baseline("sasrec", "--heads", "0"), 2, r"--heads must be >= 1, got 0"),
+    ("baselines-sasrec-lr-zero", baseline("sasrec", "--lr", "0"), 2, r"--lr must be > 0, got 0\.0"),
+    ("baselines-sasrec-weight-decay-nan", baseline("sasrec", "--weight_decay", "nan"), 2,
+     r"--weight_decay must be >= 0, got nan"),
+    ("baselines-sasrec-seed-negative", baseline("sasrec", "--seed", "-3"), 2,
+     r"--seed must be in \[0, 4294967295\], got -3"),
+    ("baselines-ks-zero", baseline("popularity", "--ks", "0,10"), 2, r"--ks values must be >= 1, got 0"),
+    # ---- python -m sidreasoner.eval.fusion / .calibration / .effect / .metrics -------------------
+    ("fusion-num-beams-zero", fusion("--test", "a", "b", "--output_dir", "o", "--weight", "0.5", "--num_beams", "0"),
+     2, r"--num_beams must be >= 1, got 0"),
+    ("fusion-weight-nan-adaptive", fusion("--test", "a", "b", "--output_dir", "o", "--method", "adaptive",
+                                          "--weight", "nan"), 2, r"--weight must be a finite number, got nan"),
+    ("fusion-weight-negative-calibrated", fusion("--test", "a", "b", "--output_dir", "o", "--method", "calibrated",
+                                                 "--prior", "p", "--weight", "-1"), 2,
+     r"--weight must be >= 0 \(a calibration alpha\) with --method calibrated, got -1\.0"),
+    ("fusion-weights-nan-calibrated", fusion("--test", "a", "b", "--valid", "c", "d", "--output_dir", "o", "--method",
+                                             "calibrated", "--prior", lambda c: _prior(c), "--weights", "0,nan"), 2,
+     r"--weights values must be >= 0 \(a calibration alpha\), got nan"),
+    ("calibration-batch-size-zero", module("sidreasoner.eval.calibration", "--model_path", "m", "--info_file", "i",
+                                           "--output", "o", "--batch_size", "0"), 2,
+     r"--batch_size must be >= 1, got 0"),
+    ("effect-k-zero", module("sidreasoner.eval.effect", "a", "b", "--k", "0"), 2, r"--k must be >= 1, got 0"),
+    ("metrics-num-beams-zero", module("sidreasoner.eval.metrics", "p.jsonl", "--num_beams", "0"), 2,
+     r"--num_beams must be >= 1 \(unset: the longest ranked list\), got 0"),
+    ("metrics-ks-zero", module("sidreasoner.eval.metrics", "p.jsonl", "--ks", "0,5"), 2,
+     r"--ks values must be >= 1, got 0"),
+    # ---- python -m sidreasoner.recommend, python -m sidreasoner.rl.reward_eval -------------------
+    ("recommend-num-beams-zero", module("sidreasoner.recommend", "--model", lambda c: c.model, "--data_dir",
+                                        lambda c: c.rel, "--category", CATEGORY, "--history", "I001",
+                                        "--num_beams", "0"), 2, r"--num_beams must be >= 1, got 0"),
+    ("recommend-repetition-penalty-nan", module("sidreasoner.recommend", "--model", "m", "--data_dir", "d",
+                                                "--category", "c", "--history", "I001", "--repetition_penalty", "nan"),
+     2, r"--repetition_penalty must be > 0 \(1: off\), got nan"),
+    ("recommend-library-think-tokens-zero", library(lambda c: _recommender(c, max_think_tokens=0)), "ValueError",
+     r"--max_think_tokens must be >= 1, got 0"),
+    ("reward-eval-rows-negative", module("sidreasoner.rl.reward_eval", "--model_path", "m", "--data_file", "d",
+                                         "--rows", "-1"), 2, r"--rows must be >= 0 \(0: all\), got -1"),
+    ("reward-eval-samples-zero", module("sidreasoner.rl.reward_eval", "--model_path", "m", "--data_file", "d",
+                                        "--samples", "0"), 2, r"--samples must be >= 1, got 0"),
+    ("reward-eval-temperature-negative", module("sidreasoner.rl.reward_eval", "--model_path", "m", "--data_file",
+                                                "d", "--temperature", "-1"), 2,
+     r"--temperature must be >= 0 \(0: greedy\), got -1\.0"),
+    ("reward-eval-threads-negative", module("sidreasoner.rl.reward_eval", "--model_path", "m", "--data_file", "d",
+                                            "--threads", "-2"), 2,
+     r"--threads must be 0 \(torch's choice\) or >= 1, got -2"),
 ]
 
 

@@ -462,7 +462,7 @@ CASES = [
     ("fusion-no-weight-no-valid", fusion("--test", "a", "b", "--output_dir", "o"), 2,
      r"give --valid THINK_DIR NOTHINK_DIR to choose the weight, or --weight"),
     ("fusion-weight-over-one", fusion("--test", "a", "b", "--output_dir", "o", "--weight", "1.5"), 2,
-     r"weights must lie in \[0, 1\]"),
+     r"--weight must be in \[0, 1\] with --method fusion, got 1\.5"),
     ("fusion-best-with-weight", fusion("--test", "a", "b", "--output_dir", "o", "--method", "best", "--weight", "0.5"),
      2, r"--method best chooses every method's weight on --valid: leave out --weight"),
     ("fusion-calibrated-without-prior", fusion("--test", "a", "b", "--output_dir", "o", "--method", "calibrated",

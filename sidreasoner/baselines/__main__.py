@@ -24,6 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..data.records import SPLITS, DataError, ReleasePaths
+from ..ranges import at_least, check_list, check_ranges
 from .common import write_run
 
 log = logging.getLogger("sidreasoner.baselines")
@@ -89,6 +90,16 @@ def _ks(text):
         raise ValueError(f"--ks expects comma-separated integers like 1,5,10, got {text!r}") from None
 
 
+def _check_numbers(args, ks) -> None:
+    """ValueError naming the first numeric flag outside the values it accepts (before any data is read)."""
+    table = {"num_beams": at_least(1)}
+    if args.baseline == "sasrec":
+        from .sasrec import RANGES
+        table.update(RANGES, threads=at_least(1))
+    check_ranges(args, table)
+    check_list("ks", ks, at_least(1))
+
+
 def run_popularity(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
     from .common import check_items, load_splits, load_vocab
     from .popularity import item_counts, predict
@@ -123,8 +134,6 @@ def run_sasrec(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
     import torch
     from .common import load_splits, load_vocab
     from .sasrec import SASRecConfig, predict, save_sasrec, train_sasrec
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     cfg = SASRecConfig(**{f.name: getattr(args, f.name) for f in fields(SASRecConfig)})
     cfg.check()  # bad flags fail before any data is read
@@ -159,9 +168,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     paths = ReleasePaths(args.data_dir, args.category, split_suffix=args.split_suffix)
     try:
-        if args.num_beams < 1:
-            raise ValueError(f"--num_beams must be >= 1, got {args.num_beams}")
         ks = _ks(args.ks)
+        _check_numbers(args, ks)
         runner = {"popularity": run_popularity, "sasrec": run_sasrec, "transitions": run_transitions}[args.baseline]
         records, run = runner(args, paths)
         config = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -36,10 +36,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.records import DataError, SequenceRow
+from ..ranges import SEED, above, at_least, between, check_ranges
 from ..eval.metrics import compute_metrics
 from .common import PAD, ItemVocab, prediction_record, top_sids
 
 IGNORE = -100  # label of positions that are not supervised (padding)
+
+
+#: numeric settings (flags of ``python -m sidreasoner.baselines sasrec``) and the values they accept
+RANGES = {**dict.fromkeys(("hidden", "blocks", "heads", "max_len", "batch_size", "max_epochs", "patience",
+                           "eval_batch_size"), at_least(1)),
+          "dropout": between(0, 1, hi_open=True), "lr": above(0), "weight_decay": at_least(0), "seed": SEED}
 
 
 @dataclass
@@ -62,13 +69,9 @@ class SASRecConfig:
     def check(self) -> None:
         if self.supervise not in ("all", "last"):
             raise ValueError(f"supervise must be 'all' or 'last', got {self.supervise!r}")
+        check_ranges(self, RANGES)
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
-        for name in ("hidden", "blocks", "heads", "max_len", "batch_size", "max_epochs", "patience", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not re.fullmatch(r"(HR|NDCG)@[1-9]\d*", self.select_metric):
             raise ValueError(f"select_metric must look like NDCG@10 or HR@10, got {self.select_metric!r}")
 

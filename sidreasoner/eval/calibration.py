@@ -30,6 +30,7 @@ from typing import Sequence
 
 import torch
 
+from ..ranges import at_least, parse_checked
 from ..sid.trie import END, ROOT, SIDTrie
 
 DEFAULT_ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.5)
@@ -125,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv, {"batch_size": at_least(1)})
     from ..data.formats import atomic_write_text
     from ..data.records import DataError
     from ..sid.index import SIDIndex

@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 from ..data.formats import atomic_write_text
 from ..data.records import DataError
+from ..ranges import at_least, parse_checked
 from . import predictions as P
 from .metrics import target_rank
 
@@ -91,9 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("nothink_dir", help="evaluation folder of the same model's non-thinking run")
     p.add_argument("--k", type=int, default=10, help="cut-off of the NDCG gain that decides helped/hurt "
                                                       "(default: %(default)s)")
-    args = p.parse_args(argv)
-    if args.k < 1:
-        p.error(f"--k must be >= 1, got {args.k}")
+    args = parse_checked(p, argv, {"k": at_least(1)})
     try:
         effect = write_effect(args.think_dir, args.nothink_dir, args.k)
     except DataError as err:

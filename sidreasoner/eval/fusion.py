@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 
 from ..data.formats import atomic_write_text
 from ..data.records import DataError
+from ..ranges import at_least, between, check_list, finite, optional, parse_checked
 from . import predictions as P
 from .calibration import DEFAULT_ALPHAS, calibrate_row, load_prior
 from .metrics import compute_metrics
@@ -156,15 +157,26 @@ def _candidates(p, args, valid_pairs, method: str) -> list[float]:
     if method == "adaptive":
         return thresholds_of(valid_pairs)
     grid = DEFAULT_ALPHAS if method == "calibrated" else DEFAULT_WEIGHTS
+    return list(args.weights or grid)
+
+
+def _check_weights(p, args) -> None:
+    """--weight and --weights inside the values of --method (parse time; --weights becomes a list)."""
+    if args.weight is not None and not _weight_range(args.method).ok(args.weight):
+        p.error(f"--weight must be {_weight_range(args.method).text} with --method {args.method}, got {args.weight}")
     try:
-        weights = [float(w) for w in args.weights.split(",")] if args.weights else list(grid)
+        args.weights = [float(w) for w in args.weights.split(",")] if args.weights else None
     except ValueError:
         p.error(f"--weights: expected comma-separated numbers, got {args.weights!r}")
-    if method == "fusion" and any(not 0 <= w <= 1 for w in weights):
-        p.error("weights must lie in [0, 1]")
-    if method == "calibrated" and any(w < 0 for w in weights):
-        p.error("calibration alphas must be >= 0")
-    return weights
+    try:
+        check_list("weights", args.weights, _weight_range(args.method))
+    except ValueError as e:
+        p.error(str(e))
+
+
+def _weight_range(method: str):
+    """Fusion weights lie in [0, 1], calibration alphas >= 0, adaptive margin thresholds anywhere finite."""
+    return {"fusion": between(0, 1), "calibrated": at_least(0, "a calibration alpha")}.get(method, finite())
 
 
 def choose_method(p, args, valid, prior) -> tuple[str, float, dict]:
@@ -185,15 +197,14 @@ def choose_method(p, args, valid, prior) -> tuple[str, float, dict]:
 
 def main(argv=None) -> int:
     p = build_parser()
-    args = p.parse_args(argv)
+    args = parse_checked(p, argv, {"num_beams": at_least(1), "weight": optional(finite())})
     if args.weight is None and not args.valid:
         p.error("give --valid THINK_DIR NOTHINK_DIR to choose the weight, or --weight")
-    if args.method == "fusion" and args.weight is not None and not 0 <= args.weight <= 1:
-        p.error("weights must lie in [0, 1]")
     if args.method == "best" and (args.weight is not None or args.weights):
         p.error("--method best chooses every method's weight on --valid: leave out --weight and --weights")
     if (args.method == "calibrated" and not args.prior) or (args.prior and args.method not in ("calibrated", "best")):
         p.error("--prior goes with --method calibrated or best, and --method calibrated needs --prior")
+    _check_weights(p, args)
     try:
         prior = load_prior(args.prior) if args.prior else None
         method, weight, record = args.method, args.weight, {}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import AbstractSet, Iterable, Optional, Sequence
 
 from ..data.records import DataError
+from ..ranges import at_least, check_list, optional, parse_checked
 from ..sid.spelling import SIDFormatError, parse_sid
 
 DEFAULT_KS = (1, 3, 5, 10, 20, 50)
@@ -182,7 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_checked(parser, argv, {"num_beams": optional(at_least(1, "unset: the longest ranked list"))})
+    try:
+        check_list("ks", args.ks, at_least(1))
+    except ValueError as e:
+        parser.error(str(e))
     try:
         rows, blank = read_predictions(args.predictions)
         catalogue = catalogue_from_info(args.info_file) if args.info_file else None

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..ranges import SEED, at_least, either, optional, parse_checked
 from ..rewards import RewardConfig, compute_reward
 from .data import user_and_system
 
@@ -108,6 +109,12 @@ def first_rows(records: Sequence[dict], n: int) -> list[dict]:
     return list(records[:n] if n > 0 else records)
 
 
+#: numeric flags and the values they accept (sidreasoner.ranges)
+_RANGES = {"rows": at_least(0, "0: all"), "samples": at_least(1), "temperature": at_least(0, "0: greedy"),
+           "max_new_tokens": at_least(1), "batch_size": at_least(1), "seed": SEED,
+           "threads": optional(either(0, at_least(1), "torch's choice"))}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -127,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv, _RANGES)
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..data.records import DataError
