@@ -19,6 +19,8 @@ BATCH_SIZE=${BATCH_SIZE:-8}
 OUTPUT_DIR=${OUTPUT_DIR:-results/${CATEGORY}_nothink_beams${NUM_BEAMS}}
 NPROC=${NPROC:-1}
 PYTHON=${PYTHON:-python}
+source scripts/knobs.sh
+int_knob NPROC 1
 if [ -n "${GPUS:-}" ]; then export CUDA_VISIBLE_DEVICES="$GPUS"; fi
 LAUNCH=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"); fi

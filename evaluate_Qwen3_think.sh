@@ -25,6 +25,8 @@ REPETITION_PENALTY=${REPETITION_PENALTY:-1.0}
 OUTPUT_DIR=${OUTPUT_DIR:-results/${CATEGORY}_think_beams${NUM_BEAMS}}
 NPROC=${NPROC:-1}
 PYTHON=${PYTHON:-python}
+source scripts/knobs.sh
+int_knob NPROC 1
 if [ -n "${GPUS:-}" ]; then export CUDA_VISIBLE_DEVICES="$GPUS"; fi
 LAUNCH=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC"); fi

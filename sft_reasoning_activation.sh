@@ -27,6 +27,9 @@ REPORT_TO=${REPORT_TO:-}                 # none | wandb | tensorboard (comma-sep
 PYTHON=${PYTHON:-python}
 LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}  # stdout+stderr, appended
 
+source scripts/knobs.sh
+int_knob NPROC 1
+int_knob MASTER_PORT 1 65535
 if [ -n "${GPUS:-}" ]; then export CUDA_VISIBLE_DEVICES="$GPUS"; fi
 LAUNCH=("$PYTHON")
 if [ "$NPROC" -gt 1 ]; then LAUNCH=("$PYTHON" -m torch.distributed.run --nproc_per_node "$NPROC" --master_port "$MASTER_PORT"); fi

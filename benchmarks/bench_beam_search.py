@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from sidreasoner.ranges import at_least, check_list, parse_checked
+
 REPO = Path(__file__).resolve().parents[1]
 OFFICE = REPO.parent / "shared" / "data" / "Amazon"
 
@@ -95,7 +97,16 @@ def time_path(fn, batches, repeats: int):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parse_checked(parser, argv, {n: at_least(1) for n in ("rows", "batch_size", "threads", "repeats")})
+    try:
+        beams = [int(b) for b in args.beams.split(",")]
+    except ValueError:
+        parser.error(f"--beams expects comma-separated integers, got {args.beams!r}")
+    try:
+        check_list("beams", beams, at_least(1))
+    except ValueError as e:
+        parser.error(str(e))
     torch.set_num_threads(args.threads)
     from sidreasoner.eval.beam import constrained_beam_search, same_ranking
     from sidreasoner.eval.reference import reference_beam_search

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from sidreasoner.ranges import SEED, at_least, parse_checked
+
 REPO = Path(__file__).resolve().parents[1]
 OFFICE = REPO.parent / "shared" / "data" / "Amazon"
 MODES = ("pad", "group", "pack")
@@ -161,7 +163,8 @@ def report(res: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv, {"seed": SEED, **{n: at_least(1) for n in (
+        "examples", "micro_batch_size", "batch_size", "rounds", "threads")}})
     summary = report(run(args))
     print(json.dumps(summary))
     return 0

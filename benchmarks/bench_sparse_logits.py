@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from sidreasoner.ranges import at_least, parse_checked
+
 REPO = Path(__file__).resolve().parents[1]
 OFFICE = REPO.parent / "shared" / "data" / "Amazon"
 
@@ -85,7 +87,8 @@ def step_time(model, opt, batches, sparse: bool) -> float:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_checked(build_parser(), argv, {n: at_least(1) for n in ("examples", "micro_batch_size", "rounds",
+                                                                         "threads")})
     torch.set_num_threads(args.threads)
     from sidreasoner.train.collate import PadCollator
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from sidreasoner import pipeline  # noqa: E402
+from sidreasoner.pipeline_ranges import RANGES  # noqa: E402
+from sidreasoner.ranges import parse_checked  # noqa: E402
 
 OFFICE = REPO.parent / "shared" / "data" / "Amazon"
 SPLIT_SUFFIX = "_5_2016-10-2018-11"  # the release's file names: info/<category>_5_2016-10-2018-11.txt
@@ -86,7 +88,7 @@ def main(argv=None) -> None:
     p.add_argument("--think_eval_limit", type=int, default=OFFICE_SETTINGS["think_eval_limit"],
                    help="test rows per thinking evaluation (0: all; default %(default)s)")
     p.add_argument("--rl_steps", type=int, default=20, help="stage-3 GRPO steps (0: skip stage 3)")
-    args = p.parse_args(argv)
+    args = parse_checked(p, argv, {k: RANGES[k] for k in ("threads", "think_eval_limit", "rl_steps")})
     cfg = build_config(args)
     print(pipeline.run(cfg).read_text())
     summary = json.loads((Path(cfg.results_dir) / pipeline.SUMMARY_FILE).read_text())

@@ -24,6 +24,7 @@ from typing import Optional
 
 # BASELINES: python -m sidreasoner.baselines <name>; the rest is this module's API for its callers too
 from .data.records import ReleasePaths
+from .pipeline_ranges import check_knobs, check_stage3_env
 from .pipeline_report import BASELINES, SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401
 from .pipeline_steps import REPO, Step, last_line, run_steps  # noqa: F401
 
@@ -351,6 +352,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     the steps after stage ``cfg.stages``'s evaluations are left out."""
     if cfg.stages not in (1, 2, 3):
         raise SystemExit(f"STAGES must be 1, 2 or 3 (stop after that stage and its evaluations), got {cfg.stages}")
+    check_knobs(cfg)
     py, run = sys.executable, Path(cfg.run_dir)
     data = Path(cfg.data_dir) if cfg.data_dir else Path("data/demo")
     steps: list[Step] = []
@@ -378,6 +380,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     common = {"PYTHON": py, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}
     for st in steps:
         st.env = {**common, **st.env}
+    check_stage3_env(steps)
     return steps
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Optional
 import subprocess
 import sys
 
@@ -176,6 +177,46 @@ CASES = [
     ("reward-eval-threads-negative", module("sidreasoner.rl.reward_eval", "--model_path", "m", "--data_file", "d",
                                             "--threads", "-2"), 2,
      r"--threads must be 0 \(torch's choice\) or >= 1, got -2"),
+    # ---- python -m sidreasoner.pipeline (run_pipeline.sh, make demo; benchmarks/office_benchmark.py) ---------
+    ("pipeline-env-stage1-lr-negative", pipeline("--dry_run", env={"STAGE1_LR": "-1e-3"}), 1,
+     r"pipeline: STAGE1_LR \(--stage1_lr\) must be > 0, got -0\.001"),
+    ("pipeline-dropout-one", pipeline("--dropout", "1", "--dry_run"), 1,
+     r"DROPOUT \(--dropout\) must be in \[0, 1\), got 1\.0"),
+    ("pipeline-think-eval-limit-negative", pipeline("--think_eval_limit", "-1", "--dry_run"), 1,
+     r"THINK_EVAL_LIMIT \(--think_eval_limit\) must be >= 0 \(0: the whole split\), got -1"),
+    ("pipeline-stage1-steps-zero", pipeline("--stage1_steps", "0", "--dry_run"), 1,
+     r"STAGE1_STEPS \(--stage1_steps\) must be -1 \(STAGE1_EPOCHS epochs\) or > 0, got 0"),
+    ("pipeline-env-threads-negative", pipeline("--dry_run", env={"THREADS": "-2"}), 1,
+     r"THREADS \(--threads\) must be >= 0 \(0: torch's choice\), got -2"),
+    ("pipeline-rl-rollout-n-one", pipeline("--rl_rollout_n", "1", "--dry_run"), 1,
+     r"RL_ROLLOUT_N \(--rl_rollout_n\) must be >= 2"),
+    ("pipeline-rl-kl-nan", pipeline("--rl_kl_coef", "nan", "--dry_run"), 1,
+     r"RL_KL_COEF \(--rl_kl_coef\) must be >= 0, got nan"),
+    ("pipeline-stage3-env-think-budget", pipeline("--rl_max_response_length", "10", "--dry_run"), 1,
+     r"pipeline: stage 3 \(RL_training_script\.sh\): MAX_THINK_TOKENS must be >= 0, got -6"),
+    ("office-benchmark-threads-negative", scr("benchmarks/office_benchmark.py", "--threads", "-1"), 2,
+     r"--threads must be >= 0 \(0: torch's choice\), got -1"),
+    ("office-benchmark-rl-steps-negative", scr("benchmarks/office_benchmark.py", "--data_dir", "nowhere",
+                                               "--rl_steps", "-5"), 2, r"--rl_steps must be >= 0 \(0: skip stage 3\)"),
+    # ---- benchmarks/ -----------------------------------------------------------------------------
+    ("bench-beam-rows-zero", scr("benchmarks/bench_beam_search.py", "--rows", "0"), 2, r"--rows must be >= 1, got 0"),
+    ("bench-beam-beams-zero", scr("benchmarks/bench_beam_search.py", "--beams", "10,0"), 2,
+     r"--beams values must be >= 1, got 0"),
+    ("bench-sft-rounds-zero", scr("benchmarks/bench_sft_throughput.py", "--rounds", "0"), 2,
+     r"--rounds must be >= 1, got 0"),
+    ("bench-sparse-micro-batch-zero", scr("benchmarks/bench_sparse_logits.py", "--micro_batch_size", "0"), 2,
+     r"--micro_batch_size must be >= 1, got 0"),
+    # ---- the stage shell scripts' own knobs (the rest go to sft.py / evaluate.py / the RL knobs) -------------
+    ("sft-enrich-sh-nproc-text", shell("sft_Qwen3_enrich.sh", NPROC="two"), 2,
+     r"sft_Qwen3_enrich\.sh: NPROC must be an integer >= 1, got 'two'"),
+    ("sft-enrich-sh-master-port", shell("sft_Qwen3_enrich.sh", MASTER_PORT="70000"), 2,
+     r"MASTER_PORT must be an integer >= 1 and <= 65535, got '70000'"),
+    ("sft-reasoning-sh-nproc-zero", shell("sft_reasoning_activation.sh", NPROC="0"), 2,
+     r"sft_reasoning_activation\.sh: NPROC must be an integer >= 1, got '0'"),
+    ("evaluate-sh-nproc-negative", shell("evaluate_Qwen3.sh", NPROC="-1"), 2,
+     r"evaluate_Qwen3\.sh: NPROC must be an integer >= 1, got '-1'"),
+    ("evaluate-think-sh-nproc-text", shell("evaluate_Qwen3_think.sh", NPROC="4x"), 2,
+     r"evaluate_Qwen3_think\.sh: NPROC must be an integer >= 1, got '4x'"),
 ]
 
 
@@ -186,3 +227,35 @@ def test_bad_flag(case, expected, pattern, release, tiny_model_dir, tmp_path, mo
     assert status == expected, f"status {status!r}, expected {expected!r}; message:\n{message}"
     assert re.search(pattern, message, re.S), f"message does not match {pattern!r}:\n{message}"
     assert "Traceback" not in message
+
+
+def _numeric_fields(cls) -> set:
+    import dataclasses
+    from typing import get_type_hints
+    hints = get_type_hints(cls)
+    return {f.name for f in dataclasses.fields(cls) if hints[f.name] in (int, float, Optional[int], Optional[float])}
+
+
+def test_every_numeric_knob_has_a_range():
+    """A numeric field added to a config without a range fails here, not silently at run time."""
+    from sidreasoner import pipeline_ranges
+    from sidreasoner.pipeline import PipelineConfig
+    from sidreasoner.rl import knobs
+    from sidreasoner.train import sft_config
+    assert _numeric_fields(PipelineConfig) - set(pipeline_ranges.RANGES) == {"stages"}  # plan() checks STAGES
+    assert _numeric_fields(knobs.RLKnobs) - set(knobs.RANGES) == set()
+    # sft_config.resolve checks these four together (they depend on each other)
+    assert _numeric_fields(sft_config.SFTConfig) - set(sft_config._RANGES) == {
+        "batch_size", "micro_batch_size", "rank_eval_rows", "rank_eval_beams", "rank_eval_think_rows",
+        "rank_eval_think_tokens"}
+
+
+def test_kinds_per_entry_point():
+    """Both tables together cover every entry point (the id's prefix names it)."""
+    import test_bad_inputs
+    ids = [c[0] for c in test_bad_inputs.CASES + CASES]
+    assert len(ids) == len(set(ids))
+    prefixes = {i.split("-")[0] for i in ids}
+    assert {"evaluate", "sft", "prepare", "knobs", "trl", "rl", "pipeline", "baselines", "fusion", "calibration",
+            "effect", "metrics", "recommend", "reward", "diagnostics", "check", "compare", "build", "demo", "tiny",
+            "synthesize", "merge", "office", "bench"} <= prefixes
