@@ -112,11 +112,12 @@ def _config(args):
         ks=ks, result_json_data=args.result_json_data, calibrate=args.calibrate)
 
 
-#: numeric flags and the values they accept (sidreasoner.ranges)
+#: numeric flags and the values they accept (sidreasoner.ranges); --max_new_tokens: the runner checks it against
+#: the catalogue's SID length
 _RANGES = {
     "batch_size": at_least(1), "num_beams": at_least(1), "max_think_tokens": at_least(1),
     "num_reasoning_paths": at_least(1), "limit": optional(at_least(1, "rows to evaluate")),
-    "max_new_tokens": optional(at_least(1)), "length_penalty": finite(), "temperature": above(0),
+    "length_penalty": finite(), "temperature": above(0),
     "repetition_penalty": above(0, "1: off"), "calibrate": at_least(0, "0: plain scores"), "seed": SEED,
     "threads": optional(either(0, at_least(1), "torch's choice")),
 }

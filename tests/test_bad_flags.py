@@ -53,7 +53,8 @@ def _recommender(c, **kw):
 # (id, case, expected status or exception type, regex the message must match: the flag AND its range)
 CASES = [
     # ---- evaluate.py ----------------------------------------------------------------------------
-    ("evaluate-max-new-tokens-zero", ev_release("--max_new_tokens", "0"), 1, r"--max_new_tokens must be >= 1, got 0"),
+    ("evaluate-max-new-tokens-negative", ev_release("--max_new_tokens", "-1"), 2,
+     r"--max_new_tokens -1 cannot hold a 3-token SID plus the stop token; use at least 4"),
     ("evaluate-length-penalty-nan", ev_release("--length_penalty", "nan"), 1,
      r"--length_penalty must be a finite number, got nan"),
     ("evaluate-temperature-zero", ev_release("--temperature", "0"), 1, r"--temperature must be > 0, got 0\.0"),
