@@ -17,9 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from sidreasoner.data.demo import DemoConfig, DemoData, generate_demo, planted_stats, structure_baselines, write_release
 from sidreasoner.data.formats import atomic_write_text
-from sidreasoner.data.records import ReleasePaths
+from sidreasoner.data.records import ReleasePaths, parse_categories
 from sidreasoner.data.stats import compute_stats, render_stats
 from sidreasoner.data.validate import ReleaseData, ValidationReport, check_release, load_release
 from sidreasoner.sid.build import SIDBuildConfig, SIDBuildResult, assign_sids, format_report
@@ -30,7 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output_dir", required=True, help="data folder to write (release layout under it)")
-    p.add_argument("--category", default="Demo", help="category name used in file names (default: Demo)")
+    p.add_argument("--category", default="Demo",
+                   help="category name used in file names (default: Demo); several, comma-separated (Demo,Demo2), "
+                        "write one catalogue each, the first with --seed and the others with seeds drawn from it")
     p.add_argument("--seed", type=int, default=0, help="random seed for data and SIDs (default: 0)")
     p.add_argument("--n_items", type=int, default=1200, help="catalogue size (default: 1200; at least 2 per item kind)")
     p.add_argument("--n_users", type=int, default=1500, help="number of users (default: 1500)")
@@ -108,20 +112,29 @@ def _rounded(obj, digits: int = 6):
     return obj
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def category_seed(seed: int, position: int) -> int:
+    """Seed of the category at ``position`` of ``--category A,B``: the first keeps ``--seed`` (its files are
+    those of a one-category run), the others get seeds drawn from (seed, position), so two categories have
+    different catalogues and users while sharing the SID token vocabulary (same levels and codebook)."""
+    if position == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0] % 2**31)
+
+
+def write_category(args: argparse.Namespace, category: str, seed: int) -> None:
+    """Generate, write, read back and summarise one category's files under --output_dir."""
     t0 = time.perf_counter()
-    cfg = DemoConfig(category=args.category, n_items=args.n_items, n_users=args.n_users,
-                     min_len=args.min_len, max_len=args.max_len, seed=args.seed)
+    cfg = DemoConfig(category=category, n_items=args.n_items, n_users=args.n_users,
+                     min_len=args.min_len, max_len=args.max_len, seed=seed)
     sid_cfg = SIDBuildConfig(embedder=args.embedder, levels=args.levels, codebook_size=args.codebook_size,
-                             method=args.method, seed=args.seed)
+                             method=args.method, seed=seed)
     try:
         cfg.check()
         sid_cfg.validate()
     except ValueError as e:
         raise SystemExit(f"make_demo_data: {e}") from None
     out = Path(args.output_dir)
-    paths = ReleasePaths(out, args.category)
+    paths = ReleasePaths(out, category)
     if paths.index_json.exists() and not args.overwrite:
         raise SystemExit(f"make_demo_data: {paths.index_json} exists; pass --overwrite to replace it")
     data = generate_demo(cfg, progress=True)
@@ -134,10 +147,23 @@ def main(argv=None) -> int:
     sid_report = {k: v for k, v in result.report.items() if k != "seconds"}
     sid_report["embedder"] = {k: v for k, v in result.report["embedder"].items() if k != "cache_file"}
     stats["sid_report"] = _rounded(sid_report)
-    resolved = {"args": vars(args), "demo": dataclasses.asdict(cfg), "sid": dataclasses.asdict(sid_cfg)}
-    atomic_write_text(out / f"{args.category}.demo_config.json", json.dumps(resolved, indent=1, default=str) + "\n")
-    atomic_write_text(out / f"{args.category}.demo_report.json", json.dumps(stats, indent=1, default=str) + "\n")
-    print(f"wrote {out} (category {args.category}) in {time.perf_counter() - t0:.1f} s")
+    resolved = {"args": {**vars(args), "category": category, "seed": seed},
+                "demo": dataclasses.asdict(cfg), "sid": dataclasses.asdict(sid_cfg)}
+    atomic_write_text(out / f"{category}.demo_config.json", json.dumps(resolved, indent=1, default=str) + "\n")
+    atomic_write_text(out / f"{category}.demo_report.json", json.dumps(stats, indent=1, default=str) + "\n")
+    print(f"wrote {out} (category {category}) in {time.perf_counter() - t0:.1f} s")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        categories = parse_categories(args.category)
+    except ValueError as e:
+        raise SystemExit(f"make_demo_data: --category: {e}") from None
+    if len(categories) == 1:  # one category: exactly the files (and config) of before
+        categories = [args.category]
+    for position, category in enumerate(categories):
+        write_category(args, category, category_seed(args.seed, position))
     return 0
 
 

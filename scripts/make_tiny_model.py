@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from sidreasoner.data.formats import read_item_json, read_split_csv
-from sidreasoner.data.records import DataError, ReleasePaths
+from sidreasoner.data.records import DataError, ReleasePaths, parse_categories
 from sidreasoner.sid.index import SIDIndex
 from sidreasoner.tasks.prompts import next_sid_prompt
 from sidreasoner.train.chat import render_prompt
@@ -55,7 +55,8 @@ _RANGES = {"vocab_size": at_least(MIN_VOCAB, "256 bytes + 3 special tokens"), "s
 def parse_args(argv=None) -> TinyModelConfig:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True, help="release folder holding index/<Cat>.index.json and .item.json")
-    p.add_argument("--category", required=True, help="category name, e.g. Office_Products")
+    p.add_argument("--category", required=True,
+                   help="category name, e.g. Office_Products; several, comma-separated, share one tokenizer")
     p.add_argument("--output_dir", required=True, help="folder to write the model and tokenizer to")
     p.add_argument("--vocab_size", type=int, default=DEFAULT_VOCAB_SIZE,
                    help="BPE vocabulary size incl. 256 bytes and 3 special tokens; think tags and SID tokens "
@@ -98,16 +99,33 @@ def prompt_token_stats(tokenizer, paths: ReleasePaths) -> dict:
     return out
 
 
+def _catalogues(cfg: TinyModelConfig):
+    """(paths of the first category, items, indexed items, SID tokens) of ``--category`` (several: A,B).
+    Several categories share one tokenizer: the BPE learns every catalogue's text and the SID tokens are
+    the union, so one model can be trained on all of them (the prompt statistics use the first)."""
+    categories = parse_categories(cfg.category)
+    if len(categories) == 1:
+        categories = [cfg.category]  # one category: exactly as before
+    items, indexed, tokens = {}, 0, set()
+    for category in categories:
+        paths = ReleasePaths(cfg.data_dir, category)
+        # item ids are per category (the same id may be two items): keyed by category too when several
+        found = read_item_json(paths.item_json)
+        items.update(found if len(categories) == 1 else {f"{category}/{k}": v for k, v in found.items()})
+        index = SIDIndex.from_index_json(paths.index_json, paths.item_json)
+        indexed += len(index)
+        tokens.update(index.tokens())
+    # SIDIndex.tokens()'s order (level, then code): one category gets exactly its own list
+    return ReleasePaths(cfg.data_dir, categories[0]), items, indexed, sorted(tokens, key=lambda t: (t[1], int(t[3:-1])))
+
+
 def run(cfg: TinyModelConfig) -> dict:
     t0 = time.time()
     cfg.intermediate_size = cfg.intermediate_size or 3 * cfg.hidden_size
-    paths = ReleasePaths(cfg.data_dir, cfg.category)
-    items = read_item_json(paths.item_json)
-    index = SIDIndex.from_index_json(paths.index_json, paths.item_json)
+    paths, items, indexed, sid_tokens = _catalogues(cfg)
     from sidreasoner.train.model_factory import check_output_dir, count_parameters, make_tiny_qwen3, save_model_dir
     check_output_dir(cfg.output_dir, cfg.overwrite)  # before the work, not after it
     texts = catalogue_texts(items)
-    sid_tokens = index.tokens()
     tokenizer = train_catalogue_tokenizer(texts, cfg.vocab_size, sid_tokens,
                                           model_max_length=cfg.max_position_embeddings)
     model = make_tiny_qwen3(tokenizer, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
@@ -116,7 +134,7 @@ def run(cfg: TinyModelConfig) -> dict:
                             max_position_embeddings=cfg.max_position_embeddings, seed=cfg.seed,
                             tie_embeddings=not cfg.untied)
     stats = {
-        "items": len(items), "indexed_items": len(index), "texts": len(texts), "sid_tokens": len(sid_tokens),
+        "items": len(items), "indexed_items": indexed, "texts": len(texts), "sid_tokens": len(sid_tokens),
         "tokenizer_size": len(tokenizer), "parameters": count_parameters(model),
         "prompt_tokens": prompt_token_stats(tokenizer, paths),
     }

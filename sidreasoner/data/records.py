@@ -95,3 +95,25 @@ class ReleasePaths:
 
 
 SPLITS = ("train", "valid", "test")
+
+
+def parse_categories(text: str) -> list[str]:
+    """``"Office_Products,Toys"`` -> ``["Office_Products", "Toys"]``: the one parser of every ``--category`` /
+    ``CATEGORY`` that takes several categories (one catalogue each, SID tokens shared). A single name gives a
+    one-element list, so callers keep their one-category behaviour. ValueError on an empty list, an empty
+    name (``A,,B``), a duplicate (it would be trained twice) or a name with ``/`` or ``=`` (``/`` would leave
+    the release layout; ``=`` separates a category from its catalogue in ``Cat=info_file`` lists)."""
+    names = [part.strip() for part in (text or "").split(",")]
+    if names == [""]:
+        raise ValueError("no category given (expected a name, or several separated by commas: A,B)")
+    for name in names:
+        if not name:
+            raise ValueError(f"empty category name in {text!r} (expected names separated by commas: A,B)")
+        if "/" in name or "=" in name:
+            raise ValueError(f"category {name!r} in {text!r}: a name contains no '/' or '='")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"category {name!r} is named twice in {text!r}")
+        seen.add(name)
+    return names
