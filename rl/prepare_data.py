@@ -4,6 +4,8 @@ Write the stage-3 RL data of one category in verl's parquet format: ``train.parq
 from the train split and ``valid.parquet`` from the valid split (the test split is never used), one
 row per sequence: the history -> next-SID prompt in the shared wording (thinking mode by default),
 ``data_source`` = ``sidreasoner/<category>``, the target SID as the rule reward's ground truth.
+``--category A,B`` writes the rows of both into the same files (the reward then needs each row's
+catalogue: ``--info_file A=path,B=path``, or empty for the release layout's).
 Both backends of ``RL_training_script.sh`` read these files. ``prepare_config.json`` and
 ``prepare_report.json`` (rows written, sampled out, skipped by reason) land beside them.
 """

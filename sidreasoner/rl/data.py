@@ -42,6 +42,29 @@ def data_source(category: str) -> str:
     return DATA_SOURCE_PREFIX + category
 
 
+def parse_info_files(text) -> Optional[dict[str, str]]:
+    """``"A=/d/info/A.txt,B=/d/info/B.txt"`` -> ``{"A": ..., "B": ...}``: one catalogue per category, for RL
+    data of several categories (the reward checks each row against its own category's catalogue: the same
+    SID can be two items of two catalogues). None for a plain path (one catalogue for every row)."""
+    if not isinstance(text, str) or "=" not in text or "/" in text.partition("=")[0]:
+        return None  # a path (one with '=' in a folder name too)
+    out = {}
+    for part in text.split(","):
+        category, sep, path = (x.strip() for x in part.partition("="))
+        if not (sep and category and path):
+            raise ValueError(f"catalogue list {text!r}: expected CATEGORY=INFO_FILE entries separated by commas, "
+                             f"got {part!r}")
+        if category in out:
+            raise ValueError(f"catalogue list {text!r}: category {category!r} named twice")
+        out[category] = path
+    return out
+
+
+def format_info_files(files: dict) -> str:
+    """The inverse of :func:`parse_info_files` (what a shell variable or a hydra override carries)."""
+    return ",".join(f"{category}={path}" for category, path in files.items())
+
+
 def category_of(source) -> str:
     """``"sidreasoner/Office_Products"`` -> ``"Office_Products"``; ValueError for any other data_source."""
     if isinstance(source, str) and source.startswith(DATA_SOURCE_PREFIX) and len(source) > len(DATA_SOURCE_PREFIX):

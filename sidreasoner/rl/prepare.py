@@ -1,4 +1,4 @@
-"""Build the RL parquet files of one category: ``train.parquet`` and ``valid.parquet`` (never test).
+"""Build the RL parquet files of one category (or of several, ``category="A,B"``): ``train.parquet`` and ``valid.parquet`` (never test).
 
 ``prepare_rl_data(cfg)`` reads the release split CSVs, writes the parquet files (``sidreasoner.rl.data``)
 with ``prepare_config.json`` and ``prepare_report.json`` beside them, and returns the report. With
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.formats import atomic_write_text, read_info, read_split_csv
-from ..data.records import DataError, ReleasePaths
+from ..data.records import DataError, ReleasePaths, parse_categories
 from ..ranges import SEED, at_least, check_ranges
 from ..sid.spelling import format_sid, parse_sid
 from ..tasks.prompts import check_style
-from .data import RL_SPLITS, build_split_records, write_rl_parquet
+from .data import RL_SPLITS, build_split_records, format_info_files, parse_info_files, write_rl_parquet
 
 CONFIG_NAME = "prepare_config.json"
 REPORT_NAME = "prepare_report.json"
@@ -39,22 +39,24 @@ _RANGES = {"max_train_rows": at_least(0, "0: all rows"), "max_valid_rows": at_le
 @dataclass
 class PrepareConfig:
     data_dir: str = _f("data/Amazon", "release-layout data folder (train/ valid/ info/)")
-    category: str = _f("", "category, e.g. Office_Products")
+    category: str = _f("", "category, e.g. Office_Products; several, comma-separated (A,B): the rows of each, "
+                           "each row's data_source naming its category")
     output_dir: str = _f("", "where train.parquet and valid.parquet go (default data/rl/<category>)")
     think: bool = _f(True, "thinking-mode prompts (ask to think step by step; the chat template opens <think>); "
                            "False: non-thinking prompts")
     prompt_style: str = _f("native", "wording of the prompts: native, compact (history SIDs only) or release "
                                      "(the SIDReasoner release's prompts); use the "
                                      "style the RL model was trained with (its folder's prompt_style.json)")
-    max_train_rows: int = _f(0, "keep a seeded random subset of this many train rows (0: all)")
-    max_valid_rows: int = _f(0, "keep a seeded random subset of this many valid rows (0: all)")
+    max_train_rows: int = _f(0, "keep a seeded random subset of this many train rows (of each category; 0: all)")
+    max_valid_rows: int = _f(0, "keep a seeded random subset of this many valid rows (of each category; 0: all)")
     seed: int = _f(0, "seed of the row subsets")
     train_from: str = _f("train", "split the RL train prompts come from: train (the paper) or valid: the valid rows "
                                   "after the first --valid_holdout, rows the SFT stages never fitted; the first "
                                   "--valid_holdout valid rows stay the validation prompts (and the rows a run's "
                                   "choices are made on)")
     valid_holdout: int = _f(1000, "with --train_from valid: the first N valid rows, kept out of RL training")
-    info_file: str = _f("", "catalogue used to count targets outside it (default: the release info file)")
+    info_file: str = _f("", "catalogue used to count targets outside it (default: the release info file); several "
+                            "categories: A=path,B=path (default: each one's release info file)")
     if_missing: bool = _f(False, "do nothing when the files exist and were written with the same settings")
     overwrite: bool = _f(False, "replace existing files")
 
@@ -66,12 +68,36 @@ class PrepareConfig:
         check_ranges(self, _RANGES)  # a negative cap used to drop rows silently
         c = dataclasses.replace(self)
         c.output_dir = c.output_dir or str(Path("data") / "rl" / c.category)
+        if len(self.categories()) > 1:
+            c.info_file = format_info_files(_info_files(c))
         c.info_file = c.info_file or str(ReleasePaths(Path(c.data_dir), c.category).info)
         check_style(c.prompt_style)
         return c
 
+    def categories(self) -> list[str]:
+        """``--category A,B``: rows of each (one catalogue each); one name: ``[category]`` as given."""
+        try:
+            names = parse_categories(self.category)
+        except ValueError as e:
+            raise ValueError(f"--category: {e}") from None
+        return names if len(names) > 1 else [self.category]
+
     def content_settings(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in _RUNTIME}
+
+
+def _info_files(cfg: PrepareConfig) -> dict[str, str]:
+    """Several categories: each one's catalogue, from ``--info_file A=path,B=path`` or the release layout."""
+    cats = cfg.categories()
+    given = parse_info_files(cfg.info_file)
+    if cfg.info_file and given is None:
+        raise ValueError(f"--info_file {cfg.info_file!r} is one catalogue, but --category names {len(cats)}: give "
+                         f"one per category ({format_info_files({c: '...' for c in cats})}) or leave it empty")
+    files = given if given is not None else {c: str(ReleasePaths(Path(cfg.data_dir), c).info) for c in cats}
+    if sorted(files) != sorted(cats):
+        raise ValueError(f"--info_file names the catalogues of {', '.join(files)}, but --category is "
+                         f"{', '.join(cats)}")
+    return {c: files[c] for c in cats}
 
 
 def output_paths(cfg: PrepareConfig) -> dict[str, Path]:
@@ -91,7 +117,12 @@ _PATH_SETTINGS = ("data_dir", "info_file")
 def _changed_settings(old: dict, new: dict) -> dict:
     """Settings whose value differs; paths compare by the file they name (../data and /abs/data are one)."""
     def norm(key, value):
-        return os.path.realpath(os.path.expanduser(value)) if key in _PATH_SETTINGS and value else value
+        if key not in _PATH_SETTINGS or not value:
+            return value
+        several = parse_info_files(value) if key == "info_file" else None  # A=path,B=path: each path
+        if several is not None:
+            return {c: os.path.realpath(os.path.expanduser(p)) for c, p in several.items()}
+        return os.path.realpath(os.path.expanduser(value))
     # a setting added after the files were written reads as its default (files of an older version stay usable)
     defaults = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}
     return {k: v for k, v in new.items() if norm(k, old.get(k, defaults.get(k))) != norm(k, v)}
@@ -138,32 +169,52 @@ def _source_rows(cfg: PrepareConfig, release: ReleasePaths, split: str):
     return src, (rows[cfg.valid_holdout:] if split == "train" else rows[:cfg.valid_holdout])
 
 
+def _category_split(cfg: PrepareConfig, category: str, info: str, catalogue, split: str, say, label: str):
+    """(records, report entry) of one category's rows for one RL file; DataError when none is usable."""
+    src, rows = _source_rows(cfg, ReleasePaths(Path(cfg.data_dir), category), split)
+    limit = {"train": cfg.max_train_rows, "valid": cfg.max_valid_rows}[split]
+    records, rep = build_split_records(rows, src, category, "valid" if cfg.train_from == "valid" else split,
+                                       cfg.think, catalogue, limit, cfg.seed, cfg.prompt_style)
+    if not records:
+        raise DataError(src, f"no usable rows for the RL {split} file ({rep.skips.total} skipped)")
+    say(label(rep.written) + (f" ({rep.sampled_out} sampled out)" if rep.sampled_out else ""))
+    for line in rep.skips.lines():
+        say(f"  skipped {line}")
+    if rep.targets_not_in_catalogue:
+        say(f"  warning: {rep.targets_not_in_catalogue} targets are not in the catalogue {info}")
+    return records, {**rep.as_dict(), "source": str(src)}
+
+
 def prepare_rl_data(cfg: PrepareConfig, say=print) -> dict:
-    """Write (or keep, with ``if_missing``) the train/valid parquet files; return the report."""
+    """Write (or keep, with ``if_missing``) the train/valid parquet files; return the report. Several
+    categories: each file holds every category's rows (each row's data_source names its category, so the
+    reward checks it against that category's catalogue), ``max_*_rows`` apply per category."""
     cfg = cfg.resolved()
     out = Path(cfg.output_dir)
     if _reuse_existing(cfg):
         say(f"RL data in {out} is present; kept as it is (--overwrite rebuilds it)")
         return json.loads((out / REPORT_NAME).read_text(encoding="utf-8")) if (out / REPORT_NAME).is_file() else {}
-    release = ReleasePaths(Path(cfg.data_dir), cfg.category)
-    catalogue = _catalogue(cfg.info_file)
-    if catalogue is None:
-        say(f"note: no catalogue at {cfg.info_file}; targets are not checked against it")
+    several = len(cfg.categories()) > 1
+    files = _info_files(cfg) if several else {cfg.category: cfg.info_file}
+    catalogues = {category: _catalogue(info) for category, info in files.items()}
+    for category, info in files.items():
+        if catalogues[category] is None:
+            say(f"note: no catalogue at {info}; targets are not checked against it")
     report = {"output_dir": str(out), "splits": {}}
-    limits = {"train": cfg.max_train_rows, "valid": cfg.max_valid_rows}
     for split, path in output_paths(cfg).items():
-        src, rows = _source_rows(cfg, release, split)
-        records, rep = build_split_records(rows, src, cfg.category, "valid" if cfg.train_from == "valid" else split,
-                                           cfg.think, catalogue, limits[split], cfg.seed, cfg.prompt_style)
-        if not records:
-            raise DataError(src, f"no usable rows for the RL {split} file ({rep.skips.total} skipped)")
+        records, parts = [], {}
+        for category in files:
+            label = ((lambda n, c=category: f"{split} [{c}]: {n} rows") if several
+                     else (lambda n: f"{split}: {n} rows -> {path}"))
+            recs, parts[category] = _category_split(cfg, category, files[category], catalogues[category], split,
+                                                    say, label)
+            records += recs
         write_rl_parquet(path, records)
-        report["splits"][split] = {**rep.as_dict(), "source": str(src), "parquet": str(path)}
-        say(f"{split}: {rep.written} rows -> {path}" + (f" ({rep.sampled_out} sampled out)" if rep.sampled_out else ""))
-        for line in rep.skips.lines():
-            say(f"  skipped {line}")
-        if rep.targets_not_in_catalogue:
-            say(f"  warning: {rep.targets_not_in_catalogue} targets are not in the catalogue {cfg.info_file}")
+        if several:
+            report["splits"][split] = {"written": len(records), "parquet": str(path), "categories": parts}
+            say(f"{split}: {len(records)} rows of {len(files)} categories -> {path}")
+        else:
+            report["splits"][split] = {**parts[cfg.category], "parquet": str(path)}
     atomic_write_text(out / CONFIG_NAME, json.dumps(cfg.content_settings(), indent=1) + "\n")
     atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=1) + "\n")
     return report

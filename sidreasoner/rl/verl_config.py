@@ -56,6 +56,15 @@ def _abs(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def _abs_info(info_file: str) -> str:
+    """The reward's catalogue as an absolute path; one per category (``A=path,B=path``) each made absolute."""
+    from .data import format_info_files, parse_info_files
+    several = parse_info_files(info_file)
+    if several is None:
+        return _abs(info_file)
+    return format_info_files({c: _abs(p) for c, p in several.items()})
+
+
 def _model_path(path: str) -> str:
     """Local folders become absolute (Ray workers run elsewhere); hub ids stay as they are."""
     from ..train.model_factory import looks_local
@@ -98,7 +107,7 @@ def _settings(k: RLKnobs) -> dict:
         "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu": k.log_prob_micro_batch_size,
         "reward.custom_reward_function.path": str(REWARD_FILE),
         "reward.custom_reward_function.name": "compute_score",
-        "+reward.custom_reward_function.reward_kwargs.info_file": _abs(k.info_file),
+        "+reward.custom_reward_function.reward_kwargs.info_file": _abs_info(k.info_file),
         "+reward.custom_reward_function.reward_kwargs.require_think_closed": k.require_think_closed,
         "trainer.n_gpus_per_node": k.ngpus,
         "trainer.nnodes": k.nnodes,

@@ -10,7 +10,8 @@ reward_kwargs.info_file=...``). A dict return is logged key by key; ``score`` is
 
 Settings read from the keyword arguments (all optional):
 
-* ``info_file``: the catalogue (``SID<TAB>title<TAB>item_id``); without it the validity bonus is 0 and a
+* ``info_file``: the catalogue (``SID<TAB>title<TAB>item_id``), or one per category for RL data of several
+  categories (``A=path,B=path``: each row checked against its own category's); without it the validity bonus is 0 and a
   warning is logged once per process. A path that does not exist is an error (a typo must not
   silently cost the bonus for a whole run).
 * ``require_think_closed``, ``level_weights``, ``valid_bonus``: ``sidreasoner.rewards.RewardConfig``.
@@ -31,7 +32,7 @@ from ..data.formats import read_info
 from ..data.records import DataError
 from ..rewards import RewardConfig, compute_reward
 from ..sid.spelling import format_sid, parse_sid
-from .data import source_kind
+from .data import category_of, parse_info_files, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,12 @@ def warn_once(key: str, message: str) -> None:
 
 @functools.lru_cache(maxsize=8)
 def load_catalogue(info_file: str) -> frozenset:
-    """Canonical SID strings of an info file (read once per process and path)."""
+    """Canonical SID strings of an info file (read once per process and path); of ``A=path,B=path``, the
+    union of those catalogues (what the tokenizer must know; rows are checked per category by
+    :func:`catalogue_for`)."""
+    several = _catalogues(info_file)
+    if several is not None:
+        return frozenset().union(*several.values())
     path = Path(info_file).expanduser()
     if not path.is_file():
         raise DataError(path, "catalogue (info_file of the SID reward) not found; set "
@@ -76,7 +82,29 @@ def reward_config(require_think_closed=False, level_weights=None, valid_bonus=No
     return _reward_config(weights, None if valid_bonus is None else float(valid_bonus), _as_bool(require_think_closed))
 
 
-def catalogue_for(info_file) -> Optional[frozenset]:
+@functools.lru_cache(maxsize=8)
+def _catalogues(info_file: str) -> Optional[dict]:
+    """``A=path,B=path`` -> ``{category: catalogue}`` (each read once per process), None for one path."""
+    files = parse_info_files(info_file)
+    return None if files is None else {c: load_catalogue(path) for c, path in files.items()}
+
+
+def catalogue_for(info_file, data_source=None) -> Optional[frozenset]:
+    """The catalogue a row is checked against. ``info_file`` is one catalogue for every row, or one per
+    category (``A=path,B=path``: RL data of several categories, ``rl/prepare_data.py --category A,B``): a
+    row of ours is then checked against its own category's, since the same SID can be an item of one
+    catalogue and nothing (or another item) in the other; a release row (``rec/<mix>``, one data_source for
+    the whole mix) against their union, as the release's single info file of the mix does. A category
+    missing from the list is a ValueError: a run must not silently score a category without its bonus."""
+    several = _catalogues(info_file) if isinstance(info_file, str) else None
+    if several is not None:
+        if source_kind(data_source) != "ours":
+            return frozenset().union(*several.values())
+        category = category_of(data_source)
+        if category not in several:
+            raise ValueError(f"SID reward: a row of category {category!r}, but the catalogues given (info_file) "
+                             f"are those of {', '.join(several)}")
+        return several[category]
     if info_file in (None, ""):
         warn_once("no_info_file", "SID reward: no info_file given, so the validity bonus is 0 for every completion "
                                   "(pass +reward.custom_reward_function.reward_kwargs.info_file=<catalogue> to verl, "
@@ -92,6 +120,6 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, info
         warn_once(f"source:{data_source!r}", f"SID reward: unknown data_source {data_source!r} (neither "
                                              f"'sidreasoner/<Category>' nor the release's 'rec/<name>'); scored by "
                                              f"the same SID-match rule")
-    catalogue = catalogue_for(info_file)
+    catalogue = catalogue_for(info_file, data_source)
     config = reward_config(require_think_closed, level_weights, valid_bonus)
     return compute_reward(solution_str, ground_truth, catalogue, config).as_dict()

@@ -1,0 +1,122 @@
+"""Several categories in one run (``--category A,B`` / ``CATEGORY=A,B``): one catalogue each, SID tokens
+shared. The parser, the two-category demo data and tiny tokenizer, the RL data and reward per row's
+category, SFT on both catalogues, and the pipeline evaluating each category on its own."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sidreasoner.data.formats import read_info, read_split_csv
+from sidreasoner.data.records import ReleasePaths, parse_categories
+
+REPO = Path(__file__).resolve().parents[1]
+CATS = ["Demo", "Demo2"]
+SMALL = ["--n_items", "300", "--n_users", "300"]
+
+
+def _run(args: list, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, **kw)
+
+
+@pytest.fixture(scope="module")
+def two_cats(tmp_path_factory) -> Path:
+    """Small two-category demo data (Demo, Demo2), written once for the module."""
+    out = tmp_path_factory.mktemp("two_cats")
+    done = _run(["scripts/make_demo_data.py", "--output_dir", out, "--category", ",".join(CATS), *SMALL])
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _catalogue(data: Path, cat: str) -> dict[str, str]:
+    return {r.sid: r.item_id for r in read_info(ReleasePaths(data, cat).info)}
+
+
+# -- parsing ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, names", [("Office_Products", ["Office_Products"]), ("A,B", ["A", "B"]),
+                                         (" A , B ,C", ["A", "B", "C"])])
+def test_parse_categories(text, names):
+    assert parse_categories(text) == names
+
+
+@pytest.mark.parametrize("text, message", [("", "no category"), ("A,,B", "empty category name"),
+                                           ("A,", "empty category name"), ("A,B,A", "named twice"),
+                                           ("A/B", "no '/'"), ("A=x", "no '/' or '='")])
+def test_parse_categories_refuses(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_categories(text)
+
+
+# -- demo data and tiny tokenizer ----------------------------------------------------------------------
+def test_demo_data_two_categories_deterministic_sharing_sid_tokens(two_cats, tmp_path):
+    one = tmp_path / "one"
+    assert _run(["scripts/make_demo_data.py", "--output_dir", one, "--category", "Demo", *SMALL]).returncode == 0
+    # the first category is the one-category run's data, byte for byte
+    for path in ("info/Demo_5_2016-10-2018-11.txt", "train/Demo_5_2016-10-2018-11.csv", "Demo.demo_report.json"):
+        assert (two_cats / path).read_bytes() == (one / path).read_bytes()
+    a, b = _catalogue(two_cats, "Demo"), _catalogue(two_cats, "Demo2")
+    assert a != b and len(a) == len(b) == 300
+    tokens = {s.split(">")[0] for s in list(a) + list(b)}
+    assert all(t.startswith("<a_") for t in tokens)  # the same token vocabulary, different items
+    again = tmp_path / "again"
+    assert _run(["scripts/make_demo_data.py", "--output_dir", again, "--category", "Demo,Demo2", *SMALL]).returncode == 0
+    assert (again / "info/Demo2_5_2016-10-2018-11.txt").read_bytes() == \
+        (two_cats / "info/Demo2_5_2016-10-2018-11.txt").read_bytes()
+
+
+def test_demo_data_refuses_a_bad_category_list(tmp_path):
+    done = _run(["scripts/make_demo_data.py", "--output_dir", tmp_path, "--category", "Demo,Demo", *SMALL])
+    assert done.returncode != 0 and "named twice" in done.stderr
+
+
+def test_tiny_tokenizer_covers_both_catalogues(two_cats, tmp_path):
+    from transformers import AutoTokenizer
+    from sidreasoner.train.chat import check_sid_tokens
+    done = _run(["scripts/make_tiny_model.py", "--data_dir", two_cats, "--category", "Demo,Demo2",
+                 "--output_dir", tmp_path / "tiny", "--hidden_size", "32", "--num_layers", "1"])
+    assert done.returncode == 0, done.stderr
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tiny")
+    for cat in CATS:
+        check_sid_tokens(tok, list(_catalogue(two_cats, cat)))
+
+
+# -- RL data and reward ------------------------------------------------------------------------------------
+def test_rl_data_rows_of_each_category_and_reward_per_row(two_cats, tmp_path):
+    from sidreasoner.rl.data import read_rl_parquet
+    from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data
+    from sidreasoner.rl.verl_reward import compute_score
+    out = tmp_path / "rl"
+    report = prepare_rl_data(PrepareConfig(data_dir=str(two_cats), category="Demo,Demo2", output_dir=str(out),
+                                           max_train_rows=7), say=lambda *a: None)
+    assert set(report["splits"]["train"]["categories"]) == set(CATS)
+    train = read_rl_parquet(out / "train.parquet")
+    assert [r["data_source"] for r in train] == ["sidreasoner/Demo"] * 7 + ["sidreasoner/Demo2"] * 7
+    valid = read_rl_parquet(out / "valid.parquet")
+    assert len(valid) == sum(len(read_split_csv(ReleasePaths(two_cats, c).split("valid"))) for c in CATS)
+    info = json.loads((out / "prepare_config.json").read_text())["info_file"]
+    assert info == ",".join(f"{c}={ReleasePaths(two_cats, c).info}" for c in CATS)
+    # a SID of Demo2's catalogue only: valid for a Demo2 row, invalid (no bonus) for a Demo row
+    only_b = sorted(set(_catalogue(two_cats, "Demo2")) - set(_catalogue(two_cats, "Demo")))[0]
+    wrong = "<a_999><b_999><c_999>"
+    assert compute_score("sidreasoner/Demo2", only_b, wrong, info_file=info)["valid_bonus"] > 0
+    assert compute_score("sidreasoner/Demo", only_b, wrong, info_file=info)["valid_bonus"] == 0
+    # the release's rows (one data_source for the mix): the union, as its one info file of the mix
+    assert compute_score("rec/Amazon_mix3_IOV", only_b, wrong, info_file=info)["valid_bonus"] > 0
+    with pytest.raises(ValueError, match="category 'Other'"):
+        compute_score("sidreasoner/Other", only_b, wrong, info_file=info)
+
+
+def test_rl_data_refuses_one_catalogue_for_two_categories(two_cats, tmp_path):
+    from sidreasoner.rl.prepare import PrepareConfig
+    one = str(ReleasePaths(two_cats, "Demo").info)
+    with pytest.raises(ValueError, match="one per category"):
+        PrepareConfig(data_dir=str(two_cats), category="Demo,Demo2", output_dir=str(tmp_path), info_file=one).resolved()
+    with pytest.raises(ValueError, match="--info_file names the catalogues of Demo"):
+        PrepareConfig(data_dir=str(two_cats), category="Demo,Demo2", output_dir=str(tmp_path),
+                      info_file=f"Demo={one}").resolved()
+    with pytest.raises(ValueError, match="--category: empty category"):
+        PrepareConfig(data_dir=str(two_cats), category="Demo,", output_dir=str(tmp_path)).resolved()
