@@ -73,13 +73,21 @@ def test_demo_data_refuses_a_bad_category_list(tmp_path):
     assert done.returncode != 0 and "named twice" in done.stderr
 
 
-def test_tiny_tokenizer_covers_both_catalogues(two_cats, tmp_path):
+@pytest.fixture(scope="module")
+def tiny(two_cats, tmp_path_factory) -> Path:
+    """A tiny Qwen3 whose tokenizer was built from both catalogues."""
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    done = _run(["scripts/make_tiny_model.py", "--data_dir", two_cats, "--category", "Demo,Demo2",
+                 "--output_dir", out, "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2",
+                 "--num_kv_heads", "1"])
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_tiny_tokenizer_covers_both_catalogues(two_cats, tiny):
     from transformers import AutoTokenizer
     from sidreasoner.train.chat import check_sid_tokens
-    done = _run(["scripts/make_tiny_model.py", "--data_dir", two_cats, "--category", "Demo,Demo2",
-                 "--output_dir", tmp_path / "tiny", "--hidden_size", "32", "--num_layers", "1"])
-    assert done.returncode == 0, done.stderr
-    tok = AutoTokenizer.from_pretrained(tmp_path / "tiny")
+    tok = AutoTokenizer.from_pretrained(tiny)
     for cat in CATS:
         check_sid_tokens(tok, list(_catalogue(two_cats, cat)))
 
@@ -120,3 +128,31 @@ def test_rl_data_refuses_one_catalogue_for_two_categories(two_cats, tmp_path):
                       info_file=f"Demo={one}").resolved()
     with pytest.raises(ValueError, match="--category: empty category"):
         PrepareConfig(data_dir=str(two_cats), category="Demo,", output_dir=str(tmp_path)).resolved()
+
+
+# -- SFT ---------------------------------------------------------------------------------------------------
+def test_sft_trains_on_both_categories_and_probes_each_in_its_catalogue(two_cats, tiny, tmp_path):
+    out = tmp_path / "s1"
+    done = _run(["sft.py", "--stage", "alignment", "--base_model", tiny, "--data_dir", two_cats,
+                 "--category", "Demo,Demo2", "--output_dir", out, "--tasks", "next_sid,sid_to_title",
+                 "--max_steps", "4", "--eval_steps", "2", "--batch_size", "8", "--rank_eval_rows", "10",
+                 "--prompt_style", "compact", "--max_valid_per_task", "10", "--log_file", out / "log.jsonl"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "final_checkpoint" / "sft_summary.json").read_text())
+    tasks = {row["task"] for row in summary["tasks"]}
+    assert tasks == {f"{t}[{c}]" for t in ("next_sid", "sid_to_title") for c in CATS}
+    last = summary["eval_history"][-1]
+    for cat in CATS:
+        assert f"eval_next_sid[{cat}]_loss" in last and f"eval_ndcg10[{cat}]" in last
+    pooled = (last["eval_ndcg10[Demo]"] + last["eval_ndcg10[Demo2]"]) / 2  # 10 rows each: equal weights
+    assert last["eval_ndcg10"] == pytest.approx(pooled)
+    assert "ranking probe [Demo2]: 10 valid rows" in done.stdout
+
+
+def test_sft_refuses_one_category_files_for_several(two_cats, tiny):
+    from sidreasoner.train.sft_config import SFTConfig, resolve
+    index = str(ReleasePaths(two_cats, "Demo").index_json)
+    with pytest.raises(ValueError, match="--sid_index_path name one category's file"):
+        resolve(SFTConfig(base_model=str(tiny), data_dir=str(two_cats), category="Demo,Demo2", sid_index_path=index))
+    with pytest.raises(ValueError, match="named twice"):
+        resolve(SFTConfig(base_model=str(tiny), data_dir=str(two_cats), category="Demo,Demo"))

@@ -39,7 +39,8 @@ class SFTConfig:
     base_model: str = _f("", "model folder (or hub id) to start from; stage 2: the stage-1 final_checkpoint")
     output_dir: str = _f("", "where checkpoints and final_checkpoint go (default checkpoints/sft_<stage>_<category>)")
     data_dir: str = _f("data/Amazon", "release-layout data folder; fills every path flag left empty")
-    category: str = _f("", "category, e.g. Office_Products (names the files under --data_dir)")
+    category: str = _f("", "category, e.g. Office_Products (names the files under --data_dir); several, "
+                           "comma-separated (A,B): every category's files, one catalogue each, SID tokens shared")
     train_file: str = _f("", "train split CSV (default <data_dir>/train/<category>_5_2016-10-2018-11.csv)")
     eval_file: str = _f("", "valid split CSV: validation rows of the sequence tasks")
     sid_index_path: str = _f("", "<category>.index.json: item id -> SID tokens")
@@ -234,7 +235,10 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
             setattr(c, key, value)
     if c.reasoning_train_file and not c.llm_generated_sequence_path:
         c.llm_generated_sequence_path = c.reasoning_train_file
-    if c.category:
+    from .categories import check_flags, several
+    if several(c):  # every category's files from the release layout (sidreasoner.train.categories)
+        check_flags(c)
+    elif c.category:
         rp = ReleasePaths(Path(c.data_dir), c.category)
         c.train_file = _fill(c.train_file, rp.split("train"))
         c.eval_file = _fill(c.eval_file, rp.split("valid"))
@@ -242,7 +246,7 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
         c.item_meta_path = _fill(c.item_meta_path, rp.item_json)
         c.llm_generated_data_path = _fill(c.llm_generated_data_path, rp.item_enhanced)
         c.llm_generated_sequence_path = _fill(c.llm_generated_sequence_path, rp.narrative)
-    if not c.sid_index_path:
+    if not c.sid_index_path and not several(c):
         raise ValueError("give --category (with --data_dir) or --sid_index_path and the other data paths")
     if not c.output_dir:
         c.output_dir = str(Path("checkpoints") / f"sft_{c.stage}_{c.category or 'run'}")

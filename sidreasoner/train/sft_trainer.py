@@ -23,7 +23,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 from ..data.formats import atomic_write_text
 from ..data.records import DataError
 from ..tasks.mixture import STAGE_TASKS, build_mixture, format_table, make_tasks, parse_task_values
-from ..tasks.sources import DataPaths, load_task_data
+from . import categories
 from .chat import write_prompt_style
 from .collate import StepGroupedSampler, make_collator
 from .dropout import add_dropout
@@ -155,11 +155,14 @@ def task_names(cfg: SFTConfig) -> list[str]:
 def build_datasets(cfg: SFTConfig, data, tokenizer):
     """Mixture -> tokenised train dataset and per-task validation datasets; prints the task table."""
     names = task_names(cfg)
-    tasks = make_tasks(names, cfg.valid_fraction, cfg.general_max_samples, cfg.prompt_style,
-                       cfg.history_loss, cfg.keep_covered_rows, cfg.recent_crops, cfg.category)
-    mix = build_mixture(tasks, data, parse_task_values(cfg.task_weights, "--task_weights"),
-                        parse_task_values(cfg.task_caps, "--task_caps", int), cfg.max_valid_per_task, cfg.seed)
-    say(format_table(mix.table, mix.skips))
+    if isinstance(data, categories.CategoryData):
+        mix = categories.mixture(cfg, data, names, say)
+    else:
+        tasks = make_tasks(names, cfg.valid_fraction, cfg.general_max_samples, cfg.prompt_style,
+                           cfg.history_loss, cfg.keep_covered_rows, cfg.recent_crops, cfg.category)
+        mix = build_mixture(tasks, data, parse_task_values(cfg.task_weights, "--task_weights"),
+                            parse_task_values(cfg.task_caps, "--task_caps", int), cfg.max_valid_per_task, cfg.seed)
+        say(format_table(mix.table, mix.skips))
     encoder = ExampleEncoder(tokenizer, cfg.cutoff_len, mask_prompt=cfg.mask_assistant)
     stats = EncodeStats()
     train = TokenizedDataset(encoder.encode_all(mix.train, "tokenising train", stats=stats, show=is_main_process()))
@@ -338,6 +341,8 @@ def make_probe(cfg: SFTConfig, data, tokenizer) -> Optional[RankingProbe]:
     """The valid-ranking probe of ``--rank_eval_rows`` (None when 0)."""
     if not cfg.rank_eval_rows:
         return None
+    if isinstance(data, categories.CategoryData):  # a probe per category, in its own catalogue
+        return categories.make_probes(cfg, data, tokenizer, say)
     from ..data.formats import read_split_csv
     valid_rows = data.valid_rows or (read_split_csv(cfg.eval_file) if cfg.eval_file else [])
     if not valid_rows:
@@ -356,14 +361,7 @@ def run_sft(cfg: SFTConfig) -> dict:
     torch.manual_seed(cfg.seed)
     names = task_names(cfg)
     make_tasks(names)  # unknown task names fail before any file is read
-    paths = DataPaths(cfg.sid_index_path, cfg.item_meta_path, cfg.train_file, cfg.eval_file,
-                      cfg.llm_generated_data_path, cfg.llm_generated_sequence_path, cfg.general_reasoning_path)
-    data, report = load_task_data(paths, names, cfg.valid_item_fraction, cfg.seed)
-    for note in report.notes:
-        say(f"task off: {note}")
-    for path, log in report.skips.items():
-        if log.total:
-            say(f"{path}: {log.total} malformed rows left out:\n  " + "\n  ".join(log.lines()))
+    data = categories.load(cfg, names, say)
     model, tokenizer = load_model(cfg, data.index)
     train, valid, mix = build_datasets(cfg, data, tokenizer)
     out = Path(cfg.output_dir)
