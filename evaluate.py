@@ -83,12 +83,12 @@ def _config(args):
     from sidreasoner.eval.runner import EvalConfig
     from sidreasoner.data.records import ReleasePaths
     if not args.base_model:
-        raise SystemExit("evaluate.py: --base_model is required (a model folder)")
+        raise ValueError("--base_model is required (a model folder)")
     if args.compare_nothink and not args.think:
-        raise SystemExit("evaluate.py: --compare_nothink compares a thinking run with a non-thinking one: add --think")
+        raise ValueError("--compare_nothink compares a thinking run with a non-thinking one: add --think")
     test, info = args.test_data_path, args.info_file
     if (test is None or info is None) and not (args.data_dir and args.category):
-        raise SystemExit("evaluate.py: give --data_dir and --category, or both --test_data_path and --info_file")
+        raise ValueError("give --data_dir and --category, or both --test_data_path and --info_file")
     if args.data_dir:
         paths = ReleasePaths(Path(args.data_dir), args.category)
         test, info = test or str(paths.split(args.split)), info or str(paths.info)
@@ -99,7 +99,7 @@ def _config(args):
     out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
     ks = _ks(args.ks)
     if args.calibrate and args.search == "reference":
-        raise SystemExit(f"evaluate.py: --calibrate must be >= 0 and needs --search ours, got {args.calibrate} "
+        raise ValueError(f"--calibrate must be >= 0 and needs --search ours, got {args.calibrate} "
                          f"with --search {args.search}")
     return EvalConfig(
         base_model=args.base_model, output_dir=out, test_data_path=test, info_file=info, category=args.category,
@@ -127,16 +127,13 @@ def _ks(text):
     try:
         return [int(k) for k in text.split(",") if k.strip()] if text else None
     except ValueError:
-        raise SystemExit(f"evaluate.py: --ks expects comma-separated integers like 1,5,10, got {text!r}") from None
+        raise ValueError(f"--ks expects comma-separated integers like 1,5,10, got {text!r}") from None
 
 
 def _check_numbers(args) -> None:
-    """SystemExit naming the first numeric flag outside the values it accepts."""
-    try:
-        check_ranges(args, _RANGES)
-        check_list("ks", _ks(args.ks), at_least(1))
-    except ValueError as e:
-        raise SystemExit(f"evaluate.py: {e}") from None
+    """ValueError naming the first numeric flag outside the values it accepts."""
+    check_ranges(args, _RANGES)
+    check_list("ks", _ks(args.ks), at_least(1))
 
 
 def _torchrun_shard():
@@ -150,7 +147,7 @@ def _merge(directory: str) -> dict:
     from sidreasoner.eval.runner import finalize
     found = shard_files(directory)
     if len(found) != 1:
-        raise SystemExit(f"evaluate.py: expected shard files of one run in {directory}, found counts {sorted(found)}")
+        raise ValueError(f"expected shard files of one run in {directory}, found counts {sorted(found)}")
     n = next(iter(found))
     cfg = json.loads((Path(directory) / f"config.shard0of{n}.json").read_text(encoding="utf-8"))
     merge_shards(directory, n)
@@ -159,8 +156,14 @@ def _merge(directory: str) -> dict:
 
 
 def main(argv=None) -> int:
+    """Exit status 0 done; 2 a bad flag or combination (checked before the model loads), bad or missing data or
+    model (the message names the flag, or the file, row and field)."""
     args = build_parser().parse_args(argv)
-    _check_numbers(args)
+    try:
+        _check_numbers(args)
+    except ValueError as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
         import torch

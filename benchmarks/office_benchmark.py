@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from sidreasoner import pipeline  # noqa: E402
 from sidreasoner.pipeline_ranges import RANGES  # noqa: E402
-from sidreasoner.ranges import parse_checked  # noqa: E402
+from sidreasoner.ranges import UsageError, exit_usage, parse_checked  # noqa: E402
 
 OFFICE = REPO.parent / "shared" / "data" / "Amazon"
 SPLIT_SUFFIX = "_5_2016-10-2018-11"  # the release's file names: info/<category>_5_2016-10-2018-11.txt
@@ -64,7 +64,7 @@ def build_config(args) -> pipeline.PipelineConfig:
     """OFFICE_SETTINGS for ``args.category``: its data, its run and results folders, the flags' values."""
     info = Path(args.data_dir) / "info" / f"{args.category}{SPLIT_SUFFIX}.txt"
     if not info.is_file():
-        raise SystemExit(f"office_benchmark: {info} not found; point --data_dir at the release folder holding "
+        raise UsageError(f"{info} not found; point --data_dir at the release folder holding "
                          f"{args.category} (python scripts/download_data.py --category {args.category} fetches it)")
     name = short_name(args.category)
     return pipeline.PipelineConfig(data_dir=str(args.data_dir), threads=args.threads, **{
@@ -89,7 +89,10 @@ def main(argv=None) -> None:
                    help="test rows per thinking evaluation (0: all; default %(default)s)")
     p.add_argument("--rl_steps", type=int, default=20, help="stage-3 GRPO steps (0: skip stage 3)")
     args = parse_checked(p, argv, {k: RANGES[k] for k in ("threads", "think_eval_limit", "rl_steps")})
-    cfg = build_config(args)
+    try:  # missing data: exit 2 as a bad flag; a failing pipeline step: exit 1
+        cfg = build_config(args)
+    except UsageError as e:
+        exit_usage("office_benchmark", e)
     print(pipeline.run(cfg).read_text())
     summary = json.loads((Path(cfg.results_dir) / pipeline.SUMMARY_FILE).read_text())
     print(json.dumps(summary), flush=True)  # the last line: the summary for scripts

@@ -6,7 +6,8 @@ layout: ``{train,valid,test}/<Cat>_5_2016-10-2018-11.csv``, ``index/<Cat>.index.
 builder (``sidreasoner.sid.build``). It reads its output back with the format readers, checks it,
 prints statistics and count baselines that show the structure is learnable, and writes
 ``<Cat>.demo_config.json`` (resolved config) and ``<Cat>.demo_report.json`` next to the data.
-The same flags give byte-identical files.
+The same flags give byte-identical files. Exit status: 0 written and read back, 1 the written data failed its
+read-back check, 2 a bad flag or an existing output (``--overwrite``).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from sidreasoner.data.formats import atomic_write_text
 from sidreasoner.data.records import ReleasePaths, parse_categories
 from sidreasoner.data.stats import compute_stats, render_stats
 from sidreasoner.data.validate import ReleaseData, ValidationReport, check_release, load_release
+from sidreasoner.ranges import exit_usage
 from sidreasoner.sid.build import SIDBuildConfig, SIDBuildResult, assign_sids, format_report
 from sidreasoner.sid.spelling import parse_sid
 
@@ -132,11 +134,11 @@ def write_category(args: argparse.Namespace, category: str, seed: int) -> None:
         cfg.check()
         sid_cfg.validate()
     except ValueError as e:
-        raise SystemExit(f"make_demo_data: {e}") from None
+        exit_usage("make_demo_data", e)
     out = Path(args.output_dir)
     paths = ReleasePaths(out, category)
     if paths.index_json.exists() and not args.overwrite:
-        raise SystemExit(f"make_demo_data: {paths.index_json} exists; pass --overwrite to replace it")
+        exit_usage("make_demo_data", f"{paths.index_json} exists; pass --overwrite to replace it")
     data = generate_demo(cfg, progress=True)
     result = build_sids(data, sid_cfg)
     write_release(data, result.item_to_sid, paths)
@@ -159,7 +161,7 @@ def main(argv=None) -> int:
     try:
         categories = parse_categories(args.category)
     except ValueError as e:
-        raise SystemExit(f"make_demo_data: --category: {e}") from None
+        exit_usage("make_demo_data", f"--category: {e}")
     if len(categories) == 1:  # one category: exactly the files (and config) of before
         categories = [args.category]
     for position, category in enumerate(categories):

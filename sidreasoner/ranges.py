@@ -7,6 +7,7 @@ parsing, before any data is read or model loaded::
     args = parse_checked(parser, argv, RANGES)   # argparse: usage + "error: --batch_size must be >= 1, got 0", exit 2
     check_ranges(cfg, RANGES)                    # anything else: ValueError with the same message
     check_ranges(knobs, RANGES, label=knob)      # environment knobs: "KL_COEF must be >= 0, got nan"
+    raise UsageError("--a and --b exclude each other")  # found later: main() answers it with exit_usage (exit 2)
 
 NaN and infinities are outside every range (a NaN compares false with everything, so ``x < 0`` checks let it
 through); ``None`` is outside every range unless wrapped in ``optional``.
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+import sys
+from typing import Any, Callable, Mapping, NamedTuple, NoReturn, Optional, Sequence
 
 
 class Range(NamedTuple):
@@ -103,3 +105,20 @@ def parse_checked(parser: argparse.ArgumentParser, argv, table: Mapping[str, Ran
     except ValueError as e:
         parser.error(str(e))
     return args
+
+
+class UsageError(SystemExit):
+    """A flag, knob or combination found wrong after argparse parsed it; ``str(e)`` is the message naming it.
+
+    Exit status 2 is argparse's for a usage error, 1 is left for a run that failed: an entry point catches this
+    and calls ``exit_usage``. (Left uncaught it is a SystemExit with a message: the message, exit status 1.)
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
+def exit_usage(prog: str, message) -> NoReturn:
+    """``prog: error: message`` on stderr and exit status 2, as argparse answers a bad flag."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)

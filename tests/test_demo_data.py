@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -283,12 +284,15 @@ def test_script_small_run_is_consistent_and_deterministic(tmp_path):
     assert set(report["baselines_test"]) == {"most_popular", "same_category", "transition", "same_sid_first_code"}
 
 
-def test_script_refuses_to_overwrite_and_rejects_bad_flags(tmp_path):
+def test_script_refuses_to_overwrite_and_rejects_bad_flags(tmp_path, capsys):
     mod = _script()
     paths = ReleasePaths(tmp_path, "Demo")
     paths.index_json.parent.mkdir(parents=True)
     paths.index_json.write_text("{}")
-    with pytest.raises(SystemExit, match=r"index/Demo.index.json exists; pass --overwrite to replace it$"):
-        mod.main(["--output_dir", str(tmp_path), *SMALL])
-    with pytest.raises(SystemExit, match=r"^make_demo_data: n_items=10: need at least 136"):
-        mod.main(["--output_dir", str(tmp_path), "--n_items", "10"])
+    for argv, message in (
+            ([*SMALL], r"index/Demo.index.json exists; pass --overwrite to replace it$"),
+            (["--n_items", "10"], r"^make_demo_data: error: n_items=10: need at least 136")):
+        with pytest.raises(SystemExit) as exc:  # a usage error: exit 2, as argparse's
+            mod.main(["--output_dir", str(tmp_path), *argv])
+        assert exc.value.code == 2
+        assert re.search(message, capsys.readouterr().err.strip())

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -335,17 +336,18 @@ def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
             "--output_dir", str(tmp_path / "ob")]
     assert evaluate.main(args) == 2
     assert f"{info}, line 2, field 'sid': item {item} has SID " in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"--limit must be >= 1 \(rows to evaluate\), got -3"):
-        evaluate.main(common + ["--output_dir", str(tmp_path / "l"), "--limit", "-3"])
+    # a bad flag or combination is a usage error: exit 2 before the model loads, as argparse answers a bad type
+    usage = [(["--limit", "-3"], r"--limit must be >= 1 \(rows to evaluate\), got -3"),
+             (["--repetition_penalty", "0"], "--repetition_penalty must be > 0"),
+             (["--calibrate", "-0.1"], r"--calibrate must be >= 0 \(0: plain scores\), got -0\.1"),
+             (["--calibrate", "0.2", "--search", "reference"], "needs --search ours")]
+    for argv, message in usage:
+        assert evaluate.main(common + ["--output_dir", str(tmp_path / "u")] + argv) == 2
+        assert re.search(r"^evaluate\.py: error: .*" + message, capsys.readouterr().err.strip().splitlines()[-1])
+    assert not (tmp_path / "u").exists()
     if not torch.cuda.is_available():
         assert evaluate.main(common + ["--output_dir", str(tmp_path / "d"), "--device", "cuda", "--limit", "2"]) == 2
         assert "--device cuda, but no CUDA device is available here" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="--repetition_penalty must be > 0"):
-        evaluate.main(common + ["--output_dir", str(tmp_path / "r"), "--repetition_penalty", "0"])
-    for argv, message in ((["--calibrate", "-0.1"], r"--calibrate must be >= 0 \(0: plain scores\), got -0\.1"),
-                          (["--calibrate", "0.2", "--search", "reference"], "needs --search ours")):
-        with pytest.raises(SystemExit, match=message):
-            evaluate.main(common + ["--output_dir", str(tmp_path / "c")] + argv)
     for argv, message in cases:
         assert evaluate.main(common + argv) == 2
         assert capsys.readouterr().err.strip().splitlines()[-1] == f"evaluate.py: error: {message}"

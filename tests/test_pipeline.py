@@ -4,6 +4,7 @@ The full pipeline itself runs in `make demo`; here its plumbing is tested withou
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -310,8 +311,11 @@ def test_office_benchmark_category_folders_and_summary_last_line(tmp_path, monke
     spec = importlib.util.spec_from_file_location("office_benchmark", REPO / "benchmarks" / "office_benchmark.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    with pytest.raises(SystemExit, match=r"info/Toys_and_Games_5_2016-10-2018-11.txt not found"):
+    with pytest.raises(SystemExit) as exc:  # missing data: exit 2, as a bad flag
         bench.main(["--data_dir", str(tmp_path), "--category", "Toys_and_Games"])
+    assert exc.value.code == 2
+    assert re.search(r"office_benchmark: error: .*info/Toys_and_Games_5_2016-10-2018-11.txt not found",
+                     capsys.readouterr().err)
     (tmp_path / "info").mkdir()
     (tmp_path / "info" / "Toys_and_Games_5_2016-10-2018-11.txt").write_text("")
     seen = {}
