@@ -68,7 +68,39 @@ def test_beam_rollout_completions(setup):
         text = setup.tok.decode(c_ids)
         assert text.endswith(f"\n{THINK_CLOSE}\n\n{ranked[0]}<|im_end|>")  # closer, best beam, stop token
         assert ctx == p_ids + c_ids[:len(ctx) - len(p_ids)]  # the search context is the completion's head
+    assert out["env_mask"] == [[1] * len(c) for c in out["completion_ids"]]  # every token trained by default
     assert setup.model.training
+
+
+def test_beam_rollout_can_keep_the_searched_sid_out_of_the_policy_loss(setup):
+    from sidreasoner.rl.rollout import BeamRollout
+    roll = BeamRollout(setup.tok, setup.rollout.trie, setup.stop, "native", num_beams=3, max_think_tokens=12,
+                       temperature=1.0, batch_size=4, sid_loss=False)
+    torch.manual_seed(0)
+    out = roll([setup.prompt] * 2, setup.trainer)
+    assert roll.last is out
+    for c_ids, ctx, p_ids, mask in zip(out["completion_ids"], out["search_ids"], out["prompt_ids"], out["env_mask"]):
+        head = len(ctx) - len(p_ids)  # reasoning + closer: sampled or added, trained
+        sid = len(setup.tok.encode(out["ranked_sids"][0][0], add_special_tokens=False))
+        assert mask == [1] * head + [0] * (len(c_ids) - head) and len(c_ids) - head >= sid + 1
+
+
+def test_answer_batch_and_nll_match_a_direct_computation(setup):
+    from sidreasoner.rl.rollout import answer_batch, answer_ids, answer_nll
+    tok, target = setup.tok, sorted(setup.sids)[0]
+    ctx = [tok.encode(setup.prompt + "<think>\nok\n</think>\n\n", add_special_tokens=False),
+           tok.encode(setup.prompt + "<think>\nlonger reasoning\n</think>\n\n", add_special_tokens=False)]
+    tgt = answer_ids(tok, target, setup.stop)
+    assert tgt[-1] == setup.stop and tok.decode(tgt[:-1]) == target and answer_ids(tok, "no sid", 0) is None
+    ids, mask, labels = answer_batch(ctx, [tgt, None], pad_id=setup.stop)
+    assert ids.shape == mask.shape == labels.shape == (2, max(len(ctx[0]) + len(tgt), len(ctx[1])))
+    assert (labels[1] == -100).all() and labels[0, len(ctx[0]):len(ctx[0]) + len(tgt)].tolist() == tgt
+    with torch.no_grad():
+        logp = torch.log_softmax(setup.model(torch.tensor([ctx[0] + tgt])).logits[0].float(), -1)
+        direct = -sum(logp[len(ctx[0]) - 1 + i, t].item() for i, t in enumerate(tgt)) / len(tgt)
+        setup.model.eval()
+        assert answer_nll(setup.model, ids, mask, labels).item() == pytest.approx(direct, rel=1e-4)
+        assert answer_nll(setup.model, ids[1:], mask[1:], labels[1:]).item() == 0.0
 
 
 def test_rank_reward_matches_a_direct_computation(setup):
@@ -99,6 +131,10 @@ def test_knob_checks():
     assert RLKnobs(sid_rollout="beam", max_response_length=100).resolved("trl").think_budget == 84
     with pytest.raises(ValueError, match=r"RANK_EVAL_ROWS \(50\) exceeds VALID_HOLDOUT \(10\)"):
         RLKnobs(prompts_from="valid", valid_holdout=10, rank_eval_rows=50).resolved("trl")
+    with pytest.raises(ValueError, match="ANSWER_NLL_WEIGHT trains the target after a beam rollout's reasoning"):
+        RLKnobs(answer_nll_weight=1.0).resolved("trl")
+    with pytest.raises(ValueError, match="ANSWER_NLL_WEIGHT must be >= 0"):
+        RLKnobs(sid_rollout="beam", answer_nll_weight=-1.0).resolved("trl")
 
 
 def test_prompts_from_valid(tmp_path):
@@ -125,13 +161,15 @@ def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny
                     rl_data_dir=str(tmp_path / "rl"), output_dir=str(tmp_path / "out"), rollout_n=4,
                     train_batch_size=2, micro_batch_size=8, max_steps=2, max_response_length=40, lr=1e-2,
                     kl_coef=0.0, save_freq=2, test_freq=2, val_max_rows=2, device="cpu", seed=0, sid_rollout="beam",
-                    reward="rank", rank_k=3, drop_zero_variance=True, rank_eval_rows=4)
+                    reward="rank", rank_k=3, drop_zero_variance=True, rank_eval_rows=4, answer_nll_weight=1.0,
+                    beam_sid_loss=False)
     summary = run_trl_grpo(knobs, say=lambda *_: None)
     assert summary["steps"] == 2
     lines = [json.loads(x) for x in (Path(knobs.output_dir) / "grpo_log.jsonl").read_text().splitlines()]
     train = [x for x in lines if "reward" in x]
     assert all("sid/rank_ndcg" in x and "sid/target_prob" in x and "sid/dropped_groups" in x for x in train)
     assert all(x["sid/target_prob"] > 0 for x in train)
+    assert all(x["sid/answer_nll"] > 0 for x in train)  # the answer loss ran beside GRPO
     diag = json.loads((Path(knobs.output_dir) / "diagnostics.json").read_text())
     assert diag["target_prob"]["points"] == 2 and "rank_zero_variance_groups" in diag
     probe = [x for x in lines if "val/think_ndcg10" in x]  # before training and at step 2, both modes

@@ -65,6 +65,12 @@ class RLKnobs:
     rank_k: int = _f(10, "SID_ROLLOUT=beam: beams per rollout = length of the ranked list REWARD=rank scores")
     target_prob_weight: float = _f(0.5, "REWARD=rank: weight of the target's per-token probability after the "
                                         "reasoning (0: NDCG only)")
+    answer_nll_weight: float = _f(0.0, "SID_ROLLOUT=beam: weight of the target SID's negative log-likelihood after "
+                                       "each rollout's own reasoning, added to the GRPO loss (the reasoning is "
+                                       "rewarded for making the target likely, and the answer is trained after the "
+                                       "reasoning the model writes, not the teacher's; 0: off)")
+    beam_sid_loss: bool = _f(True, "SID_ROLLOUT=beam: the searched SID tokens of each rollout carry the policy-gradient "
+                                   "loss too (0: only the sampled reasoning does; the SID is searched, not sampled)")
     max_think_tokens: int = _f(0, "SID_ROLLOUT=beam: reasoning budget in tokens (0: MAX_RESPONSE_LENGTH minus 16, "
                                   "room for the closer, the SID and the stop token)")
     rollout_repetition_penalty: float = _f(1.0, "SID_ROLLOUT=beam: repetition penalty of the sampled reasoning "
@@ -134,8 +140,9 @@ RANGES = {
     **dict.fromkeys(("rank_k", "max_prompt_length", "max_response_length", "rollout_n", "train_batch_size",
                      "micro_batch_size", "epochs", "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size",
                      "tensor_parallel", "logging_steps", "eval_samples"), at_least(1)),
-    **dict.fromkeys(("rank_eval_rows", "target_prob_weight", "max_think_tokens", "valid_holdout", "kl_coef",
-                     "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows"), at_least(0)),
+    **dict.fromkeys(("rank_eval_rows", "target_prob_weight", "answer_nll_weight", "max_think_tokens", "valid_holdout",
+                     "kl_coef", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows"),
+                    at_least(0)),
     "temperature": above(0), "lr": above(0), "gpu_memory_utilization": between(0, 1, lo_open=True),
     "rollout_repetition_penalty": above(0, "1: off"), "seed": SEED,
 }
@@ -162,6 +169,8 @@ def _check_rollout(k: RLKnobs) -> None:
             raise ValueError(f"{name.upper()} must be {' or '.join(allowed)}, got {getattr(k, name)!r}")
     if k.reward == "rank" and k.sid_rollout != "beam":
         raise ValueError("REWARD=rank scores the ranked list of a beam rollout: set SID_ROLLOUT=beam")
+    if k.answer_nll_weight > 0 and k.sid_rollout != "beam":
+        raise ValueError("ANSWER_NLL_WEIGHT trains the target after a beam rollout's reasoning: set SID_ROLLOUT=beam")
     if k.sid_rollout == "beam" and not k.think:
         raise ValueError("SID_ROLLOUT=beam samples the reasoning; with THINK=0 every completion of a group would be "
                          "the same beam")

@@ -34,6 +34,40 @@ from ..sid.spelling import format_sid, parse_sid
 from ..sid.trie import SIDTrie
 
 
+def answer_ids(tokenizer, truth: str, stop_id: int) -> Optional[list[int]]:
+    """Token ids of the target SID and the stop token (None when ``truth`` is no SID)."""
+    try:
+        ids = tokenizer.encode(format_sid(parse_sid(truth)), add_special_tokens=False)
+    except ValueError:
+        return None
+    return ids + [stop_id]
+
+
+def answer_batch(contexts: Sequence[list[int]], targets: Sequence[Optional[list[int]]], pad_id: int):
+    """(input ids, attention mask, labels), each (rows, longest context + target), right-padded: each
+    context followed by its target; labels -100 everywhere but the target's tokens (a row without a
+    target has none, and adds nothing to the loss)."""
+    seqs = [list(c) + list(t or []) for c, t in zip(contexts, targets)]
+    L = max(map(len, seqs))
+    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), L), -100, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, (c, t, q) in enumerate(zip(contexts, targets, seqs)):
+        ids[i, :len(q)], mask[i, :len(q)] = torch.tensor(q), 1
+        if t:
+            labels[i, len(c):len(q)] = torch.tensor(t)
+    return ids, mask, labels
+
+
+def answer_nll(model, ids, mask, labels) -> torch.Tensor:
+    """Mean negative log-likelihood of the labelled tokens (0 when none is labelled)."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    tgt = labels[:, 1:]
+    if not (tgt != -100).any():
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100)
+
+
 def rank_gain(target: str, ranked: Sequence[str]) -> float:
     """NDCG of one relevant item: ``1 / log2(rank + 2)`` for 0-based ``rank`` in ``ranked``, else 0."""
     try:
@@ -51,10 +85,12 @@ class BeamRollout:
     (TRL repeats each prompt ``num_generations`` times in ``prompts``)."""
 
     def __init__(self, tokenizer, trie: SIDTrie, stop_id: int, style: str, num_beams: int, max_think_tokens: int,
-                 temperature: float, repetition_penalty: float = 1.0, batch_size: int = 16):
+                 temperature: float, repetition_penalty: float = 1.0, batch_size: int = 16, sid_loss: bool = True):
         self.tok, self.trie, self.stop_id, self.style = tokenizer, trie, stop_id, style
         self.num_beams, self.max_think, self.batch_size = num_beams, max_think_tokens, batch_size
         self.temperature, self.repetition_penalty = temperature, repetition_penalty
+        self.sid_loss = sid_loss  # False: env_mask keeps the searched SID + stop token out of the policy loss
+        self.last: dict = {}  # the latest call's output (GroupFilter reads its search_ids for the answer loss)
 
     def _reason(self, model, prompts: list[str]) -> list:
         paths = hf_reasoning(model, self.tok, prompts, self.stop_id, self.max_think, temperature=self.temperature,
@@ -80,7 +116,7 @@ class BeamRollout:
         was_training = model.training
         model.eval()
         out = {"prompt_ids": [], "completion_ids": [], "logprobs": None, "ranked_sids": [], "search_ids": [],
-               "think_closed": []}
+               "think_closed": [], "env_mask": []}
         try:
             for s in range(0, len(prompts), self.batch_size):
                 batch = prompts[s:s + self.batch_size]
@@ -94,8 +130,10 @@ class BeamRollout:
                     out["ranked_sids"].append(list(res.sids))
                     out["search_ids"].append(p_ids + c_ids)
                     out["think_closed"].append(path.closed)
+                    out["env_mask"].append([1] * len(c_ids) + [int(self.sid_loss)] * (len(best) + 1))
         finally:
             model.train(was_training)
+        self.last = out
         return out
 
 
@@ -117,11 +155,7 @@ class RankReward:
         return self
 
     def target_ids(self, truth: str) -> Optional[list[int]]:
-        try:
-            ids = self.tok.encode(format_sid(parse_sid(truth)), add_special_tokens=False)
-        except ValueError:
-            return None
-        return ids + [self.stop_id]
+        return answer_ids(self.tok, truth, self.stop_id)
 
     @torch.no_grad()
     def target_prob(self, contexts: Sequence[list[int]], targets: Sequence[Optional[list[int]]]) -> list[float]:
@@ -184,14 +218,23 @@ def zero_variance_share(values: Sequence[float], group: int) -> float:
 
 
 def filtering_trainer(base):
-    """``base`` (TRL's ``GRPOTrainer``) with optional dynamic sampling: ``trainer.drop_zero_variance``
-    removes groups whose advantages are all 0 (equal rewards) from the loss and its normaliser."""
+    """``base`` (TRL's ``GRPOTrainer``) with optional dynamic sampling (``trainer.drop_zero_variance``
+    removes groups whose advantages are all 0, equal rewards, from the loss and its normaliser) and
+    an optional answer loss (``trainer.answer_nll_weight`` x the target SID's NLL after each beam
+    rollout's own reasoning, beside the GRPO loss and scaled like TRL's auxiliary losses)."""
 
     class GroupFilter(base):
         drop_zero_variance = False
+        answer_nll_weight = 0.0
 
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
+            if self.answer_nll_weight > 0 and self.model.training:
+                roll = self.rollout_func
+                targets = [answer_ids(self.processing_class, x["ground_truth"], roll.stop_id) for x in inputs]
+                ids, mask, labels = answer_batch(roll.last["search_ids"], targets, roll.stop_id)
+                dev = out["completion_ids"].device
+                out.update(answer_ids=ids.to(dev), answer_mask=mask.to(dev), answer_labels=labels.to(dev))
             if not self.drop_zero_variance or not self.model.training:
                 return out
             adv = out["advantages"]
@@ -203,5 +246,13 @@ def filtering_trainer(base):
                 (out["completion_mask"] * out["tool_mask"]).sum()).sum()
             self._metrics["train"]["sid/dropped_groups"].append(flat.float().mean().item())
             return out
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.answer_nll_weight > 0 and "answer_ids" in inputs:
+                nll = answer_nll(model, inputs["answer_ids"], inputs["answer_mask"], inputs["answer_labels"])
+                self._metrics["train"]["sid/answer_nll"].append(nll.item())
+                loss = loss + self.answer_nll_weight * nll / self.current_gradient_accumulation_steps
+            return loss
 
     return GroupFilter

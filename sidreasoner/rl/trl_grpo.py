@@ -206,7 +206,8 @@ def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
     stop = stop_token_id(tokenizer)
     trie = catalogue_trie(tokenizer, catalogue, stop, source=f"info file {k.info_file}")
     rollout = BeamRollout(tokenizer, trie, stop, model_prompt_style(k.model_path), k.rank_k, k.think_budget,
-                          k.temperature, k.rollout_repetition_penalty, batch_size=k.micro_batch_size)
+                          k.temperature, k.rollout_repetition_penalty, batch_size=k.micro_batch_size,
+                          sid_loss=k.beam_sid_loss)
     if k.reward == "match":  # the release's reward on the constrained SID (always a catalogue SID)
         return SIDReward(k.info_file, k.require_think_closed), rollout
     return RankReward(tokenizer, stop, k.target_prob_weight, k.rollout_n, k.require_think_closed,
@@ -226,7 +227,7 @@ def _trainer(k: RLKnobs, cpu: bool, train, tokenizer, valid_records, catalogue, 
         model=str(Path(k.model_path).expanduser()), reward_funcs=[reward],
         args=grpo_args(k, cpu, int(os.environ.get("WORLD_SIZE", "1"))), train_dataset=train,
         processing_class=tokenizer, callbacks=callbacks, rollout_func=rollout)
-    trainer.drop_zero_variance = k.drop_zero_variance
+    trainer.drop_zero_variance, trainer.answer_nll_weight = k.drop_zero_variance, k.answer_nll_weight
     if isinstance(reward, RankReward):
         reward.bind(trainer)  # its dense term runs the current policy
     return trainer
