@@ -45,14 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def office_setup(data_dir: Path, category: str, n_rows: int):
     """(rows, SIDIndex, item texts) from the release data, or None when it is absent."""
-    from sidreasoner.data.formats import read_item_json, read_split_csv
+    from sidreasoner.data.formats import read_info_index, read_item_json, read_split_csv
     from sidreasoner.data.records import ReleasePaths
-    from sidreasoner.sid.index import SIDIndex
     paths = ReleasePaths(data_dir, category)
     if not paths.info.is_file():
         return None
     from sidreasoner.train.tokenizer import catalogue_texts
-    index = SIDIndex.from_info(paths.info)
+    index = read_info_index(paths.info)
     texts = catalogue_texts(read_item_json(paths.item_json)) if paths.item_json.is_file() else list(index.titles.values())
     return read_split_csv(paths.split("test"))[:n_rows], index, texts
 
@@ -110,7 +109,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from sidreasoner.eval.beam import constrained_beam_search, same_ranking
     from sidreasoner.eval.reference import reference_beam_search
-    from sidreasoner.eval.runner import encode_left_padded, make_batches
+    from sidreasoner.eval.padding import encode_left_padded
+    from sidreasoner.eval.runner import make_batches
     from sidreasoner.sid.trie import SIDTrie
     from sidreasoner.tasks.prompts import next_sid_prompt
     from sidreasoner.train.chat import render_prompt, stop_token_id

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from sidreasoner.data.formats import atomic_write_text
 from sidreasoner.data.records import DataError, ReleasePaths
-from sidreasoner.sid.build import (METHODS, SIDBuildConfig, assign_sids, check_split_items, format_report,
-                                   load_release, write_release)
+from sidreasoner.build_sids import METHODS, SIDBuildConfig, assign_sids, format_report
+from sidreasoner.data.release_io import check_split_items, read_release, write_release
 from sidreasoner.sid.collisions import STRATEGIES
 
 
@@ -82,7 +82,7 @@ def run(a: argparse.Namespace) -> dict:
     cfg.validate()
     src = ReleasePaths(Path(a.data_dir), a.category, a.split_suffix)
     dst = ReleasePaths(Path(a.output_dir), a.category, a.split_suffix)
-    items, splits = load_release(src)
+    items, splits = read_release(src)
     check_split_items(src, splits, items)  # fail before the expensive part
     print(f"read {len(items):,} items and " + ", ".join(f"{len(r):,} {n}" for n, r in splits.items())
           + f" rows from {a.data_dir}", flush=True)

@@ -18,12 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-from sidreasoner.data.formats import atomic_write_text, read_split_csv
+from sidreasoner.data.formats import atomic_write_text, read_info_index, read_split_csv
 from sidreasoner.data.records import DataError
 from sidreasoner.eval.metrics import read_predictions
 from sidreasoner.eval.report import default_metric_names, load_runs, markdown_table, write_comparison, write_examples_page
 from sidreasoner.ranges import at_least, parse_checked
-from sidreasoner.sid.index import SIDIndex
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +62,7 @@ def _compare(args) -> None:
 def _examples(args) -> None:
     if args.info_file is None:
         raise ValueError("--examples needs --info_file (the catalogue, for titles)")
-    index = SIDIndex.from_info(args.info_file)
+    index = read_info_index(args.info_file)
     rows = read_split_csv(args.split_csv) if args.split_csv else None
     for run_dir in args.examples:
         preds, _ = read_predictions(run_dir / args.predictions_file)

@@ -16,9 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from sidreasoner.data.formats import read_item_json, read_split_csv
+from sidreasoner.data.formats import read_item_json, read_sid_index, read_split_csv
 from sidreasoner.data.records import DataError, ReleasePaths, parse_categories
-from sidreasoner.sid.index import SIDIndex
 from sidreasoner.tasks.prompts import next_sid_prompt
 from sidreasoner.train.chat import render_prompt
 from sidreasoner.ranges import SEED, at_least, optional, parse_checked
@@ -112,7 +111,7 @@ def _catalogues(cfg: TinyModelConfig):
         # item ids are per category (the same id may be two items): keyed by category too when several
         found = read_item_json(paths.item_json)
         items.update(found if len(categories) == 1 else {f"{category}/{k}": v for k, v in found.items()})
-        index = SIDIndex.from_index_json(paths.index_json, paths.item_json)
+        index = read_sid_index(paths.index_json, paths.item_json)
         indexed += len(index)
         tokens.update(index.tokens())
     # SIDIndex.tokens()'s order (level, then code): one category gets exactly its own list

@@ -57,7 +57,7 @@ class Recommender:
                  device: str = "cpu"):
         from .data.records import ReleasePaths
         from .eval.beam import catalogue_trie
-        from .sid.index import SIDIndex
+        from .data.formats import read_info_index
         from .train.chat import model_prompt_style, stop_token_id
         from .train.model_factory import load_model_and_tokenizer
         check_ranges({"num_beams": num_beams, "max_think_tokens": max_think_tokens,
@@ -65,7 +65,7 @@ class Recommender:
         info = ReleasePaths(Path(data_dir), category).info
         if not info.is_file():
             raise FileNotFoundError(f"{info}: catalogue not found (--data_dir and --category name the release files)")
-        self.index = SIDIndex.from_info(info)
+        self.index = read_info_index(info)
         self.model, self.tokenizer = load_model_and_tokenizer(model, device=device)
         self.model.eval()
         self.stop_id = stop_token_id(self.tokenizer)
@@ -86,7 +86,7 @@ class Recommender:
     def recommend(self, history: Sequence[str]) -> Recommendations:
         import torch
         from .eval.beam import constrained_beam_search
-        from .eval.runner import encode_left_padded
+        from .eval.padding import encode_left_padded
         from .eval.thinking import hf_reasoning, reasoning_prompt, search_prompt
         from .train.chat import next_sid_prompt_text
         prompt = next_sid_prompt_text(self.tokenizer, self.history_sids(history), think=self.think, style=self.style)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sidreasoner.data.formats import write_index_json, write_info, write_item_json
+from sidreasoner.data.formats import info_rows, write_index_json, write_info, write_item_json
 from sidreasoner.data.records import Item, ReleasePaths
 from sidreasoner.sid.index import SIDIndex
 from sidreasoner.sid.spelling import format_sid
@@ -55,7 +55,7 @@ def write_catalogue(data_dir: Path, category: str, items: dict[str, Item], index
     paths = ReleasePaths(Path(data_dir), category)
     write_index_json(paths.index_json, index.item_to_sid)
     write_item_json(paths.item_json, items)
-    write_info(paths.info, index.info_rows())
+    write_info(paths.info, info_rows(index))
     return paths
 
 

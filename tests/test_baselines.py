@@ -22,7 +22,8 @@ from sidreasoner.baselines.__main__ import main as baselines_main
 from sidreasoner.baselines.common import ItemVocab, load_vocab, top_sids
 from sidreasoner.baselines.sasrec import (IGNORE, SASRec, SASRecConfig, encode_rows, load_sasrec, predict,
                                          train_sasrec)
-from sidreasoner.data.formats import read_split_csv, write_index_json, write_info, write_item_json, write_split_csv
+from sidreasoner.data.formats import (info_rows, read_sid_index, read_split_csv, write_index_json, write_info,
+                                      write_item_json, write_split_csv)
 from sidreasoner.data.records import DataError, Item, ReleasePaths, SequenceRow
 from sidreasoner.eval.metrics import compute_metrics
 from sidreasoner.sid.index import SIDIndex
@@ -257,7 +258,7 @@ def release(tmp_path_factory) -> Path:
     paths = ReleasePaths(data, CAT)
     write_index_json(paths.index_json, sids)
     write_item_json(paths.item_json, {i: Item(i, f"Item {i}") for i in sids})
-    write_info(paths.info, SIDIndex(sids, {i: f"Item {i}" for i in sids}).info_rows())
+    write_info(paths.info, info_rows(SIDIndex(sids, {i: f"Item {i}" for i in sids})))
     for name, rows in (("train", train), ("valid", valid), ("test", test)):
         write_split_csv(paths.split(name), rows)
     return data
@@ -342,7 +343,7 @@ def test_popularity_on_office_matches_an_independent_count(office_dir, tmp_path)
     assert baselines_main(["popularity", "--data_dir", str(office_dir), "--category", "Office_Products",
                            "--output_dir", str(tmp_path), "--counts", "targets"]) == 0
     train, test = read_split_csv(paths.split("train")), read_split_csv(paths.split("test"))
-    index = SIDIndex.from_index_json(paths.index_json)
+    index = read_sid_index(paths.index_json)
     count: dict[str, int] = {}
     for r in train:
         count[r.item_id] = count.get(r.item_id, 0) + 1

@@ -12,8 +12,8 @@ import pytest
 from sidreasoner.data.formats import (read_index_json, read_info, read_item_json, read_split_csv,
                                       write_item_json, write_split_csv)
 from sidreasoner.data.records import DataError, Item, ReleasePaths, SPLITS, SequenceRow
-from sidreasoner.sid.build import (SIDBuildConfig, assign_sids, choose_sizes, first_level_coherence,
-                                   format_report, rewrite_release)
+from sidreasoner.build_sids import SIDBuildConfig, assign_sids, choose_sizes, first_level_coherence, format_report
+from sidreasoner.data.release_io import rewrite_release
 from sidreasoner.sid.spelling import format_sid, parse_sid
 
 REPO = Path(__file__).resolve().parents[1]

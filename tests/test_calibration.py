@@ -11,7 +11,7 @@ from fixtures_model import tiny_model_dir  # noqa: F401  (pytest fixture)
 from sidreasoner.eval import calibration as C
 from sidreasoner.eval import fusion as F
 from sidreasoner.eval.beam import constrained_beam_search
-from sidreasoner.eval.runner import encode_left_padded
+from sidreasoner.eval.padding import encode_left_padded
 from sidreasoner.sid.trie import SIDTrie
 
 A, B, T = "<a_1><b_1><c_1>", "<a_2><b_2><c_2>", "<a_9><b_9><c_9>"

@@ -1,11 +1,12 @@
-"""SIDIndex (sidreasoner/sid/index.py): lookups, collisions, level facts, construction from files."""
+"""SIDIndex (sidreasoner/sid/index.py): lookups, collisions, level facts; read from files by sidreasoner.data.formats."""
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
 
-from sidreasoner.data.formats import write_index_json, write_info, write_item_json
+from sidreasoner.data.formats import (info_rows, read_info_index, read_sid_index, write_index_json, write_info,
+                                      write_item_json)
 from sidreasoner.data.records import InfoRow, Item, ReleasePaths
 from sidreasoner.sid.index import SIDIndex, sids_of
 from sidreasoner.sid.spelling import SIDFormatError
@@ -71,18 +72,18 @@ def test_from_files_and_info_rows(tmp_path):
     paths = ReleasePaths(tmp_path, "Toy")
     write_index_json(paths.index_json, ITEMS)
     write_item_json(paths.item_json, {i: Item(i, f"title {i}") for i in ITEMS})
-    index = SIDIndex.from_index_json(paths.index_json, paths.item_json)
+    index = read_sid_index(paths.index_json, paths.item_json)
     assert index.item_to_sid == ITEMS and index.titles["6"] == "title 6"
-    assert SIDIndex.from_index_json(paths.index_json).titles == {}
-    write_info(paths.info, index.info_rows())
-    again = SIDIndex.from_info(paths.info)
+    assert read_sid_index(paths.index_json).titles == {}
+    write_info(paths.info, info_rows(index))
+    again = read_info_index(paths.info)
     assert again.item_to_sid == ITEMS and again.titles == index.titles
-    assert index.info_rows()[0] == InfoRow("<a_1><b_2><c_3>", "title 1", "1")
+    assert info_rows(index)[0] == InfoRow("<a_1><b_2><c_3>", "title 1", "1")
 
 
 def test_real_office_index(office_dir):
     paths = ReleasePaths(office_dir, "Office_Products")
-    index = SIDIndex.from_index_json(paths.index_json, paths.item_json)
+    index = read_sid_index(paths.index_json, paths.item_json)
     assert len(index) == 3459
     assert index.colliding_pairs() == 15 and len(index.collisions()) == 15
     assert len(index.unique_sids()) == 3459 - 15
@@ -90,5 +91,5 @@ def test_real_office_index(office_dir):
     assert index.codes_per_level() == [88, 256, 256]
     assert index.sid("0") == "<a_60><b_159><c_203>"
     assert index.titles["0"].startswith("HP 74 Black & 75 Tri-color")
-    info = SIDIndex.from_info(paths.info)
+    info = read_info_index(paths.info)
     assert info.item_to_sid == index.item_to_sid

@@ -301,7 +301,7 @@ def test_script_bad_input_exits_2_with_message(tmp_path, capsys):
 def test_script_on_office(office_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from sidreasoner.data.formats import read_split_csv
-    from sidreasoner.sid.index import SIDIndex
+    from sidreasoner.data.formats import read_sid_index
     from sidreasoner.tasks.prompts import next_sid_prompt
     out = tmp_path / "office"
     r = _run_script("--data_dir", office_dir, "--category", "Office_Products", "--output_dir", out, timeout=600)
@@ -310,7 +310,7 @@ def test_script_on_office(office_dir, tmp_path):
     assert meta["items"] == 3459 and meta["tokenizer_size"] <= 3072 + 2 + meta["sid_tokens"]
     assert meta["prompt_tokens"]["no_think_mean"] < 150  # ~10 SIDs x 3 tokens + ~70 of wording
     model, tok = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
-    index = SIDIndex.from_index_json(Path(office_dir) / "index" / "Office_Products.index.json")
+    index = read_sid_index(Path(office_dir) / "index" / "Office_Products.index.json")
     check_sid_tokens(tok, index.unique_sids())
     row = read_split_csv(Path(office_dir) / "test" / "Office_Products_5_2016-10-2018-11.csv")[0]
     enc = tok([render_prompt(tok, next_sid_prompt(row.history_sids), think=False)], return_tensors="pt")

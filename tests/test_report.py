@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sidreasoner.data.formats import write_info, write_split_csv
+from sidreasoner.data.formats import read_info_index, write_info, write_split_csv
 from sidreasoner.data.records import DataError, InfoRow, SequenceRow
 from sidreasoner.eval.report import (default_metric_names, load_run, load_runs, markdown_table, md_escape,
                                      write_comparison, write_examples_page)
-from sidreasoner.sid.index import SIDIndex
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "compare_results.py"
@@ -150,7 +149,7 @@ def small_release(tmp_path):
 
 def test_examples_page_content(small_release):
     root, rows, preds = small_release
-    page = write_examples_page(root / "run", preds, rows=rows, titles=SIDIndex.from_info(root / "info.txt"), n=10)
+    page = write_examples_page(root / "run", preds, rows=rows, titles=read_info_index(root / "info.txt"), n=10)
     text = page.read_text()
     assert page.name == "examples.md"
     assert "3 of 3 rows, evenly spaced; the target is in the top 5 for 2 of 3 rows overall." in text

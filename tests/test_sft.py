@@ -16,10 +16,11 @@ from fixtures_model import tiny_model_dir  # noqa: F401  (pytest fixture)
 from fixtures_sft import CATEGORY, foreign_index, narratives, write_tiny_release
 
 from sidreasoner.data.corpora import write_narratives
-from sidreasoner.data.formats import write_index_json
+from sidreasoner.data.formats import read_sid_index, write_index_json
 from sidreasoner.sid.index import SIDIndex
 from sidreasoner.train.sft_config import SFTConfig, parse_config, resolve
-from sidreasoner.train.sft_trainer import last_complete_checkpoint, resolve_resume, run_sft
+from sidreasoner.runs import last_complete_checkpoint, resolve_resume
+from sidreasoner.train.sft_trainer import run_sft
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_FLAGS = ("--base_model --train_file --eval_file --output_dir --category --sid_index_path --item_meta_path "
@@ -200,7 +201,7 @@ def test_stage1_with_release_style_and_release_corpora_builds_the_eight_task_kin
     and PROMPT_STYLE=release: stage 1 builds the release's eight kinds (SID history -> SID, SID <-> title,
     SID history -> title, title history -> title, title history -> SID, item text, narrative, general)."""
     rp = write_tiny_release(tmp_path / "data", with_corpora=False)
-    index = SIDIndex.from_index_json(rp.index_json, rp.item_json)
+    index = read_sid_index(rp.index_json, rp.item_json)
     items = json.loads(rp.item_json.read_text())
     think = "<think>\nteacher notes\n</think>\n\n"
     enhanced = {i: {"title": it["title"], "llm_stage2": f"{think}{it['title']} is {index.sid(i)}."}

@@ -100,8 +100,8 @@ def test_covered_rows(rows, covered):
 
 
 def test_history_loss_drops_covered_rows_and_counts_them(release):
-    from sidreasoner.sid.index import SIDIndex
-    index = SIDIndex.from_index_json(release.index_json, release.item_json)
+    from sidreasoner.data.formats import read_sid_index
+    index = read_sid_index(release.index_json, release.item_json)
     train, valid = read_split_csv(release.split("train")), read_split_csv(release.split("valid"))
     data = TaskData(index, train_rows=train, valid_rows=valid, train_path=str(release.split("train")))
     plain, hist = NextSID("compact").build(data), NextSID("compact", history_loss=True).build(data)
@@ -217,11 +217,11 @@ def test_dropout_trains_noisy_evaluates_clean_and_saves_plain_qwen3(tiny_model_d
 # -- selection by valid ranking ---------------------------------------------------------------
 def test_rank_probe_agrees_with_the_evaluator(model, release, tmp_path):
     from sidreasoner.eval.runner import EvalConfig, run_evaluation
-    from sidreasoner.sid.index import SIDIndex
+    from sidreasoner.data.formats import read_sid_index
     from sidreasoner.train.rank_eval import RankingProbe
     m, tok = model
     rows = read_split_csv(release.split("valid"))
-    index = SIDIndex.from_index_json(release.index_json, release.item_json)
+    index = read_sid_index(release.index_json, release.item_json)
     probe = RankingProbe(rows, tok, index, "native", num_beams=10, batch_size=5)
     got = probe(m)
     cfg = EvalConfig.from_release(release.data_dir, CATEGORY, split="valid", base_model="unused",
@@ -232,11 +232,11 @@ def test_rank_probe_agrees_with_the_evaluator(model, release, tmp_path):
 
 def test_thinking_probe_agrees_with_the_evaluators_thinking_mode(model, release, tmp_path):
     from sidreasoner.eval.runner import EvalConfig, run_evaluation
-    from sidreasoner.sid.index import SIDIndex
+    from sidreasoner.data.formats import read_sid_index
     from sidreasoner.train.rank_eval import RankingProbe
     m, tok = model
     rows = read_split_csv(release.split("valid"))
-    index = SIDIndex.from_index_json(release.index_json, release.item_json)
+    index = read_sid_index(release.index_json, release.item_json)
     got = RankingProbe(rows, tok, index, "native", num_beams=10, batch_size=64, think_rows=6, think_tokens=6)(m)
     cfg = EvalConfig.from_release(release.data_dir, CATEGORY, split="valid", base_model="unused", limit=6,
                                   output_dir=str(tmp_path / "ev"), num_beams=10, prompt_style="native", ks=[10],
@@ -288,8 +288,8 @@ def test_training_can_select_on_both_modes(tiny_model_dir, release, tmp_path):
 
 
 def test_recent_crops_add_short_history_copies(release):
-    from sidreasoner.sid.index import SIDIndex
-    index = SIDIndex.from_index_json(release.index_json, release.item_json)
+    from sidreasoner.data.formats import read_sid_index
+    index = read_sid_index(release.index_json, release.item_json)
     train = read_split_csv(release.split("train"))
     data = TaskData(index, train_rows=train, valid_rows=(), train_path=str(release.split("train")))
     split = NextSID("compact", recent_crops=2).build(data)

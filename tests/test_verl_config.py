@@ -22,7 +22,8 @@ from sidreasoner.data.records import DataError, InfoRow
 from sidreasoner.rl.knobs import RLKnobs, knobs_from_env
 from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data
 from sidreasoner.rl.preflight import check_data, check_model, check_verl_config, preflight
-from sidreasoner.rl.verl_config import REWARD_FILE, compose, hydra_value, run_dir, verl_overrides
+from sidreasoner.rl.verl_compose import compose
+from sidreasoner.rl.verl_config import REWARD_FILE, hydra_value, run_dir, verl_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "RL_training_script.sh"

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..data.formats import atomic_write_text, read_split_csv
+from ..data.formats import atomic_write_text, read_sid_index, read_split_csv
 from ..data.records import DataError, ReleasePaths, SequenceRow
 from ..eval import predictions as P
 from ..sid.index import SIDIndex
@@ -64,7 +64,7 @@ def load_splits(paths: ReleasePaths, names: Sequence[str]) -> dict[str, list[Seq
 
 
 def load_vocab(paths: ReleasePaths) -> ItemVocab:
-    return ItemVocab.from_index(SIDIndex.from_index_json(paths.index_json), paths.index_json)
+    return ItemVocab.from_index(read_sid_index(paths.index_json), paths.index_json)
 
 
 def check_items(rows: Sequence[SequenceRow], vocab: ItemVocab, path) -> None:

@@ -365,7 +365,7 @@ def split_rows(samples: Sequence[Sample], items: Mapping[str, Item],
 def write_release(data: DemoData, item_to_sid: Mapping[str, str], paths: ReleasePaths) -> None:
     """Write index.json, item.json, info and the three split CSVs (items in ``item_to_sid``'s order)
     with the release writer of the SID builder."""
-    from ..sid.build import write_release as write_with_sids
+    from .release_io import write_release as write_with_sids
     items = data.items()
     missing = [i for i in items if i not in item_to_sid]
     if missing:

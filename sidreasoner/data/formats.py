@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
+from ..sid.index import SIDIndex
 from ..sid.spelling import SIDFormatError, join_tokens, parse_sid
 from .records import DataError, InfoRow, Item, SequenceRow
 
@@ -262,3 +263,21 @@ def write_info(path, rows: Sequence[InfoRow]) -> None:
         title = r.title.replace("\t", " ").replace("\r", " ").replace("\n", " ")
         lines.append(f"{r.sid}\t{title}\t{r.item_id}\n")
     atomic_write_text(path, "".join(lines))
+
+
+# -- the catalogue as a SIDIndex (sid/ reads no files: the readers above own the formats) ------------------------
+def read_sid_index(index_json, item_json=None) -> SIDIndex:
+    """``index.json`` (+ the titles of ``item.json`` when given) -> :class:`SIDIndex`."""
+    titles = {k: v.title for k, v in read_item_json(item_json).items()} if item_json else None
+    return SIDIndex(read_index_json(index_json), titles)
+
+
+def read_info_index(path) -> SIDIndex:
+    """The info file (``SID<TAB>title<TAB>item_id``) -> :class:`SIDIndex` with its titles."""
+    rows = read_info(path)
+    return SIDIndex({r.item_id: r.sid for r in rows}, {r.item_id: r.title for r in rows})
+
+
+def info_rows(index: SIDIndex) -> list[InfoRow]:
+    """The rows of the info file that :func:`read_info_index` reads back as ``index``."""
+    return [InfoRow(sid, index.titles.get(i, ""), i) for i, sid in index.item_to_sid.items()]

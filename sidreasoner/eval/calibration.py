@@ -129,12 +129,12 @@ def main(argv: Sequence[str] = None) -> int:
     args = parse_checked(build_parser(), argv, {"batch_size": at_least(1)})
     from ..data.formats import atomic_write_text
     from ..data.records import DataError
-    from ..sid.index import SIDIndex
+    from ..data.formats import read_info_index
     from ..train.chat import model_prompt_style, stop_token_id
     from ..train.model_factory import ModelLoadError, load_model_and_tokenizer
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
-        index = SIDIndex.from_info(args.info_file)
+        index = read_info_index(args.info_file)
         model, tokenizer = load_model_and_tokenizer(args.model_path, device=device)
         style = model_prompt_style(args.model_path, args.prompt_style)
         trie = SIDTrie.from_index(index, tokenizer, stop_token_id(tokenizer), source=f"info file {args.info_file}")

@@ -21,12 +21,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..data.formats import atomic_write_text, read_split_csv
+from ..data.formats import atomic_write_text, read_info_index, read_sid_index, read_split_csv
 from ..data.records import DataError, ReleasePaths, SequenceRow
 from ..sid.index import SIDIndex
 from ..sid.trie import SIDTrie
 from . import predictions as P
 from .beam import BeamResult, constrained_beam_search
+from .padding import encode_left_padded, left_pad  # noqa: F401  left_pad: rl/rollout.py's old import
 from .reference import reference_beam_search
 from .thinking import (hf_reasoning, pick_backend, reasoning_prompt, search_prompt, stop_texts_of,
                        vllm_reasoning)
@@ -80,22 +81,6 @@ class EvalConfig:
 
     def suffix(self) -> str:
         return "" if self.shard is None else f".shard{self.shard[0]}of{self.shard[1]}"
-
-
-def encode_left_padded(tokenizer, texts: Sequence[str], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokenise (no added special tokens) and left-pad: ``input_ids``, ``attention_mask`` ``[R, L]``."""
-    return left_pad([tokenizer.encode(t, add_special_tokens=False) for t in texts], pad_id, device)
-
-
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-id lists left-padded: ``input_ids``, ``attention_mask`` ``[R, L]``."""
-    L = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), L), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, L - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, L - len(s):] = 1
-    return ids.to(device), mask.to(device)
 
 
 def select_rows(rows: Sequence[SequenceRow], limit: Optional[int], shard) -> list[tuple[int, SequenceRow]]:
@@ -203,7 +188,7 @@ def _resolve_device_dtype(cfg: EvalConfig) -> tuple[str, torch.dtype]:
 
 def read_catalogue(cfg: EvalConfig) -> SIDIndex:
     """The info file's catalogue, checked against the flags before any model is loaded."""
-    index = SIDIndex.from_info(cfg.info_file)
+    index = read_info_index(cfg.info_file)
     depth = max(index.level_counts())
     if cfg.max_new_tokens is not None and cfg.max_new_tokens < depth + 1:
         raise ValueError(f"--max_new_tokens {cfg.max_new_tokens} cannot hold a {depth}-token SID "
@@ -215,7 +200,7 @@ def check_info_matches_index(info_file, index_json) -> None:
     """DataError naming the first info-file line whose item has another SID in ``index.json`` (a catalogue
     of another SID build: the model would be scored against SIDs its training data never used)."""
     from ..data.formats import read_info
-    index = SIDIndex.from_index_json(index_json)
+    index = read_sid_index(index_json)
     for row in read_info(info_file):
         sid = index.item_to_sid.get(row.item_id)
         if sid is not None and sid != row.sid:
@@ -369,7 +354,7 @@ def finalize(out: Path, info_file: str, num_beams: int, ks=None, result_json: Op
     from .metrics import compute_metrics
     from .report import write_examples_page
     records = sorted(P.read_records(Path(out) / P.PREDICTIONS), key=lambda r: r["row"])
-    index = SIDIndex.from_info(info_file)
+    index = read_info_index(info_file)
     catalogue = set(index.unique_sids())
     metrics = compute_metrics(records, ks, catalogue=catalogue, num_beams=num_beams,
                               source=Path(out) / P.PREDICTIONS)

@@ -19,6 +19,8 @@ from typing import Optional, Sequence
 import torch
 from transformers import GenerationConfig
 
+from .padding import encode_left_padded
+
 log = logging.getLogger(__name__)
 
 THINK_OPEN = "<think>"
@@ -97,7 +99,6 @@ def hf_reasoning(model, tokenizer, prompts: Sequence[str], stop_id: int, max_thi
     ``repetition_penalty`` > 1 (CTRL's, as HF applies it) breaks the loops a small model falls into
     when it decodes greedily ("the user leans towards the user leans towards ..."). ``sample`` (default:
     ``num_paths > 1``) samples at ``temperature`` even for one path (stage-3 rollouts)."""
-    from .runner import encode_left_padded
     ids, mask = encode_left_padded(tokenizer, prompts, stop_id, model.device)
     sample = num_paths > 1 if sample is None else sample
     close_ids = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)

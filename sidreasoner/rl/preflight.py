@@ -61,7 +61,7 @@ def check_model(knobs: RLKnobs, catalogue, example: Optional[dict] = None, token
 
 def check_verl_config(overrides: Sequence[str]):
     """Compose verl's config and run its validation; hydra's and verl's errors become ValueError."""
-    from .verl_config import compose, validate
+    from .verl_compose import compose, validate
     try:
         cfg = compose(overrides)
     except Exception as e:  # hydra raises its own exception types for unknown keys and bad values

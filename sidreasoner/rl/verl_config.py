@@ -2,7 +2,7 @@
 
 ``verl_overrides(knobs)`` is the whole verl recipe: GRPO advantages, ``rollout_n`` samples per prompt,
 the low-variance KL loss to the reference (stage-2) model, our parquet files, and the SID reward
-loaded by file path with its catalogue passed through ``reward_kwargs``. ``compose(overrides)``
+loaded by file path with its catalogue passed through ``reward_kwargs``. ``verl_compose.compose(overrides)``
 builds verl's own trainer config from them with hydra, exactly as ``main_ppo`` does, so a test (and
 ``check`` before a run) sees every key exist and every value typed before any GPU is touched.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -25,7 +24,6 @@ from .knobs import RLKnobs, knobs_from_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REWARD_FILE = REPO_ROOT / "rl" / "reward.py"
-CONFIG_NAME = "ppo_trainer"
 #: characters hydra reads as part of a plain (unquoted) override value
 _PLAIN = re.compile(r"^[A-Za-z0-9_./\-+:~@%]+$")
 
@@ -131,30 +129,6 @@ def verl_overrides(knobs: RLKnobs) -> list[str]:
     """The hydra overrides for ``main_ppo`` (``knobs`` already resolved for the verl backend)."""
     loggers = "[" + ",".join(hydra_value(x.strip()) for x in knobs.logger.split(",") if x.strip()) + "]"
     return [f"{key}={hydra_value(value)}" for key, value in _settings(knobs).items()] + [f"trainer.logger={loggers}"]
-
-
-def verl_config_dir() -> str:
-    import verl
-    return str(Path(verl.__file__).resolve().parent / "trainer" / "config")
-
-
-def compose(overrides: Sequence[str]):
-    """verl's trainer config (DictConfig) with ``overrides`` applied, as ``main_ppo``'s hydra entry builds it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=verl_config_dir(), version_base=None):
-        return hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
-
-
-def validate(cfg) -> None:
-    """verl's own checks of a composed config (batch sizes against GPUs, micro-batch settings, dataclasses)."""
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import validate_config
-    with warnings.catch_warnings():  # GRPO has no critic by design; verl says so on every call
-        warnings.filterwarnings("ignore", message="Disabled critic as algorithm.adv_estimator")
-        validate_config(cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
 
 
 def run_dir(knobs: RLKnobs, extra: Sequence[str] = ()) -> str:

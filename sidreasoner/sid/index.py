@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
-from ..data.records import InfoRow
 from .spelling import parse_sid, split_sid
 
 
@@ -25,21 +24,19 @@ class SIDIndex:
             self.sid_to_items.setdefault(sid, []).append(str(item_id))
         self.titles: dict[str, str] = dict(titles or {})
 
-    # -- construction ---------------------------------------------------------------------------
+    # -- construction from files: sidreasoner.data.formats.read_sid_index / read_info_index -------------
     @classmethod
     def from_index_json(cls, path, item_json: Optional[str | Path] = None) -> "SIDIndex":
-        from ..data.formats import read_index_json, read_item_json
-        titles = {k: v.title for k, v in read_item_json(item_json).items()} if item_json else None
-        return cls(read_index_json(path), titles)
+        """Deprecated alias of ``data.formats.read_sid_index`` (kept until rl/trl_grpo.py and tests/test_evaluate.py
+        use the new name; it is the one import of sid/ from data/ left, listed in tests/test_layers.py)."""
+        from ..data.formats import read_sid_index
+        return read_sid_index(path, item_json)
 
     @classmethod
     def from_info(cls, path) -> "SIDIndex":
-        from ..data.formats import read_info
-        rows = read_info(path)
-        return cls({r.item_id: r.sid for r in rows}, {r.item_id: r.title for r in rows})
-
-    def info_rows(self) -> list[InfoRow]:
-        return [InfoRow(sid, self.titles.get(i, ""), i) for i, sid in self.item_to_sid.items()]
+        """Deprecated alias of ``data.formats.read_info_index`` (see ``from_index_json``)."""
+        from ..data.formats import read_info_index
+        return read_info_index(path)
 
     # -- queries -------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..data.corpora import read_item_enhanced, read_narratives
-from ..data.formats import read_split_csv
+from ..data.formats import read_sid_index, read_split_csv
 from ..data.records import DataError
-from ..sid.index import SIDIndex
 from .base import SkipLog, TaskData, held_out
 
 SEQUENCE_TASKS = {"next_sid", "sid_history_to_title", "title_history_to_title", "title_history_to_sid"}
@@ -70,7 +69,7 @@ def load_task_data(paths: DataPaths, task_names: Sequence[str], valid_item_fract
     index_path = _require(paths.sid_index_path, "--sid_index_path", "every stage needs the SID index")
     item_json = _require(paths.item_meta_path, "--item_meta_path", "the title tasks need item titles") \
         if needs_items else None
-    index = SIDIndex.from_index_json(index_path, item_json)
+    index = read_sid_index(index_path, item_json)
     data = TaskData(index=index, item_path=Path(item_json).name if item_json else "item.json", seed=seed,
                     general_path=paths.general_path if "general" in names else None)
     data.valid_items = frozenset(i for i in index.item_to_sid if held_out(i, valid_item_fraction, seed))

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .prompts import SequenceContext
+from .prompts import ItemBriefs, SequenceContext
 from .template import short_title
 
 
@@ -48,12 +48,10 @@ def corpus_share(narrative_csv, data_dir, category: str) -> dict:
     index and metadata (a SID shared by several items: its first item). Rows with an unknown SID are
     counted apart (``unknown_sid``), never guessed."""
     from ..data.corpora import read_narratives
-    from ..data.formats import read_item_json
+    from ..data.formats import read_item_json, read_sid_index
     from ..data.records import ReleasePaths
-    from ..sid.index import SIDIndex
-    from .synthesize import ItemBriefs
     paths = ReleasePaths(Path(data_dir), category)
-    index = SIDIndex.from_index_json(paths.index_json)
+    index = read_sid_index(paths.index_json)
     brief = ItemBriefs(read_item_json(paths.item_json))
 
     def item(sid):

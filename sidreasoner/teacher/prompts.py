@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from ..data.text import truncate
+from ..data.records import Item
+from ..data.text import clean_description, clean_text, truncate
 
 NARRATIVE_TAG = "narrative"
 REASONING_TAG = "reasoning_path"
@@ -33,6 +34,22 @@ class ItemBrief:
     brand: str = ""
     categories: str = ""
     description: str = ""
+
+
+class ItemBriefs:
+    """Cleaned item metadata, built once per (item, SID): descriptions are costly to clean."""
+
+    def __init__(self, items: dict[str, Item]):
+        self.items, self._memo = items, {}
+
+    def __call__(self, item_id: str, sid: str, fallback_title: str = "") -> ItemBrief:
+        key = (item_id, sid)
+        if key not in self._memo:
+            it = self.items.get(item_id)
+            self._memo[key] = ItemBrief(item_id, sid, clean_text(fallback_title) or f"item {item_id}") if it is None \
+                else ItemBrief(item_id, sid, clean_text(it.title), clean_text(it.brand), clean_text(it.categories),
+                               truncate(clean_description(it.description), 1000))
+        return self._memo[key]
 
 
 @dataclass(frozen=True)

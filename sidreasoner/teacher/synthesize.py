@@ -27,13 +27,12 @@ from statistics import mean, median
 from typing import Callable, Optional, Sequence
 
 from ..data.corpora import NarrativeRow, has_think, strip_think, write_item_enhanced, write_narratives
-from ..data.formats import read_item_json, read_split_csv
-from ..data.records import DataError, Item, ReleasePaths, SequenceRow
-from ..data.text import clean_description, clean_text, truncate
+from ..data.formats import read_item_json, read_sid_index, read_split_csv
+from ..data.records import DataError, ReleasePaths, SequenceRow
 from ..sid.index import SIDIndex
 from ..sid.spelling import find_sid_runs, format_sid, run_codes
 from .client import ChatClient, map_bounded
-from .prompts import (ItemBrief, ItemContext, SequenceContext, SequenceDraft, item_messages,
+from .prompts import (ItemBrief, ItemBriefs, ItemContext, SequenceContext, SequenceDraft, item_messages,
                       parse_sequence_answer, repair_messages, sequence_messages)
 from .leakage import quotes_target
 from .template import TemplateTeacher, short_title
@@ -78,22 +77,6 @@ class Outcome:
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-class ItemBriefs:
-    """Cleaned item metadata, built once per (item, SID): descriptions are costly to clean."""
-
-    def __init__(self, items: dict[str, Item]):
-        self.items, self._memo = items, {}
-
-    def __call__(self, item_id: str, sid: str, fallback_title: str = "") -> ItemBrief:
-        key = (item_id, sid)
-        if key not in self._memo:
-            it = self.items.get(item_id)
-            self._memo[key] = ItemBrief(item_id, sid, clean_text(fallback_title) or f"item {item_id}") if it is None \
-                else ItemBrief(item_id, sid, clean_text(it.title), clean_text(it.brand), clean_text(it.categories),
-                               truncate(clean_description(it.description), 1000))
-        return self._memo[key]
-
-
 def check_rows(rows: Sequence[SequenceRow], index: SIDIndex, path) -> None:
     """Input rows must use catalogue SIDs: a clear error naming the row (file line if one line per row)."""
     for i, r in enumerate(rows):
@@ -126,7 +109,7 @@ def build_jobs(cfg: SynthesisConfig):
     """Read the release; return (index, item contexts, sequence contexts, follows, successors' briefs by
     item id, rows skipped)."""
     paths = cfg.paths()
-    index = SIDIndex.from_index_json(paths.index_json)
+    index = read_sid_index(paths.index_json)
     brief = ItemBriefs(read_item_json(paths.item_json))
     split_path = paths.split(cfg.split)
     rows = read_split_csv(split_path)

@@ -18,7 +18,7 @@ import torch
 from ..data.records import SequenceRow
 from ..eval.beam import constrained_beam_search
 from ..eval.metrics import compute_metrics
-from ..eval.runner import encode_left_padded
+from ..eval.padding import encode_left_padded
 from ..sid.trie import SIDTrie
 from .chat import next_sid_prompt_text, stop_token_id
 
