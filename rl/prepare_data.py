@@ -1,49 +1,13 @@
 """python rl/prepare_data.py --data_dir data/Amazon --category Office_Products --output_dir data/rl/Office_Products
 
-Write the stage-3 RL data of one category in verl's parquet format: ``train.parquet``
-from the train split and ``valid.parquet`` from the valid split (the test split is never used), one
-row per sequence: the history -> next-SID prompt in the shared wording (thinking mode by default),
-``data_source`` = ``sidreasoner/<category>``, the target SID as the rule reward's ground truth.
-``--category A,B`` writes the rows of both into the same files (the reward then needs each row's
-catalogue: ``--info_file A=path,B=path``, or empty for the release layout's).
-Both backends of ``RL_training_script.sh`` read these files. ``prepare_config.json`` and
-``prepare_report.json`` (rows written, sampled out, skipped by reason) land beside them.
+The stage-3 RL data in verl's parquet format (``--help`` lists every flag). The code is ``sidreasoner.rl.prepare_cli`` (installed as a console script; see pyproject.toml).
 """
-from __future__ import annotations
-
-import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without `pip install -e .`
 
-from sidreasoner.data.records import DataError  # noqa: E402
-from sidreasoner.rl.knobs import parse_bool  # noqa: E402
-from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data  # noqa: E402
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(PrepareConfig):
-        if f.type in (bool, "bool"):
-            p.add_argument(f"--{f.name}", type=parse_bool, nargs="?", const=True, default=f.default, metavar="BOOL",
-                           help=f.metadata["help"])
-        else:
-            p.add_argument(f"--{f.name}", type=int if f.type in (int, "int") else str, default=f.default,
-                           help=f.metadata["help"])
-    return p
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        prepare_rl_data(PrepareConfig(**vars(args)))
-    except (DataError, ValueError, OSError) as e:
-        print(f"prepare_data.py: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+from sidreasoner.rl.prepare_cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,8 +22,8 @@ from typing import Optional, Sequence
 
 from .knobs import RLKnobs, knobs_from_env
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REWARD_FILE = REPO_ROOT / "rl" / "reward.py"
+#: the reward entry verl loads by path: a file of the installed package (rl/verl_entry.py), not of a checkout
+REWARD_FILE = Path(__file__).resolve().with_name("verl_entry.py")
 #: characters hydra reads as part of a plain (unquoted) override value
 _PLAIN = re.compile(r"^[A-Za-z0-9_./\-+:~@%]+$")
 

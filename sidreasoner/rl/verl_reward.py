@@ -1,4 +1,4 @@
-"""The stage-3 reward as verl calls it (through ``rl/reward.py``) and as the TRL backend calls it.
+"""The stage-3 reward as verl calls it (through ``verl_entry.py``) and as the TRL backend calls it.
 
 verl 0.9.1 (``verl.experimental.reward_loop.reward_manager.naive``) calls, once per completion::
 
