@@ -73,7 +73,7 @@ EVAL_ROWS=${EVAL_ROWS:-0}                # validation prompts scored before/afte
 EVAL_SAMPLES=${EVAL_SAMPLES:-4}
 LOG_COMPLETIONS=${LOG_COMPLETIONS:-0}    # print sampled completions and their rewards at every log step
 RANK_EVAL_ROWS=${RANK_EVAL_ROWS:-0}      # valid NDCG@10 (both modes) on the first N valid rows every TEST_FREQ steps
-LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}   # stdout+stderr, appended
+LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}   # stdout+stderr, appended (progress bars: final state only, sidreasoner.logfilter)
 
 export CATEGORY DATA_DIR MODEL_PATH RL_DATA_DIR INFO_FILE OUTPUT_DIR THINK MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH \
     ROLLOUT_N TEMPERATURE TRAIN_BATCH_SIZE MICRO_BATCH_SIZE LR KL_COEF EPOCHS MAX_STEPS SAVE_FREQ TEST_FREQ \
@@ -99,11 +99,11 @@ verl)
     run "$PYTHON" -m sidreasoner.rl.verl_config check "$@"
     OVERRIDES_TEXT=$("$PYTHON" -m sidreasoner.rl.verl_config overrides)
     mapfile -t OVERRIDES <<< "$OVERRIDES_TEXT"
-    run "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}" "$@" 2>&1 | tee -a "$LOG_FILE"
+    run "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}" "$@" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
     RUN_DIR=$("$PYTHON" -m sidreasoner.rl.verl_config run-dir "$@")
-    run "$PYTHON" scripts/merge_fsdp_checkpoint.py --all "$RUN_DIR" --info_file "$INFO_FILE" 2>&1 | tee -a "$LOG_FILE"
+    run "$PYTHON" scripts/merge_fsdp_checkpoint.py --all "$RUN_DIR" --info_file "$INFO_FILE" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
     ;;
 trl)
-    run "$PYTHON" rl/trl_grpo.py "$@" 2>&1 | tee -a "$LOG_FILE"
+    run "$PYTHON" rl/trl_grpo.py "$@" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
     ;;
 esac

@@ -25,7 +25,7 @@ PROMPT_STYLE=${PROMPT_STYLE:-auto}   # native | compact | release | auto (as the
 WANDB_PROJECT=${WANDB_PROJECT:-}         # empty: no wandb
 REPORT_TO=${REPORT_TO:-}                 # none | wandb | tensorboard (comma-separated; empty: wandb iff WANDB_PROJECT)
 PYTHON=${PYTHON:-python}
-LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}  # stdout+stderr, appended
+LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}  # stdout+stderr, appended (progress bars: final state only, sidreasoner.logfilter)
 
 source scripts/knobs.sh
 int_knob NPROC 1
@@ -41,4 +41,4 @@ mkdir -p "$(dirname "$LOG_FILE")"
     --batch_size "$BATCH_SIZE" --micro_batch_size "$MICRO_BATCH_SIZE" --learning_rate "$LEARNING_RATE" \
     --num_epochs "$NUM_EPOCHS" --cutoff_len "$CUTOFF_LEN" --seed "$SEED" --prompt_style "$PROMPT_STYLE" \
     --wandb_project "$WANDB_PROJECT" --report_to "$REPORT_TO" \
-    "$@" 2>&1 | tee -a "$LOG_FILE"
+    "$@" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"

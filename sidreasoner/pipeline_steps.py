@@ -1,5 +1,6 @@
 """Running the pipeline's steps: each a subprocess with its own log, skipped when its output exists,
-timed, and watched (a line a minute while it runs)."""
+timed, and watched (a line a minute while it runs). A finished step's log holds each progress bar's final
+state only (``sidreasoner.logfilter``)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .logfilter import collapse, collapse_file
 from .pipeline_report import record_time
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,11 +37,10 @@ def last_line(log: Path, width: int = 100) -> str:
     try:
         with open(log, "rb") as f:
             f.seek(max(f.seek(0, 2) - 4096, 0))
-            tail = f.read().decode("utf-8", errors="replace")
+            tail = f.read()
     except OSError:
         return "(no log yet)"
-    redraws = [[seg.strip() for seg in ln.split("\r") if seg.strip()] for ln in tail.replace("\r\n", "\n").split("\n")]
-    lines = [segs[-1] for segs in redraws if segs]
+    lines = [ln.strip() for ln in collapse(tail).decode("utf-8", errors="replace").split("\n") if ln.strip()]
     return (lines[-1][:width] if lines else "(log empty)")
 
 
@@ -68,6 +69,8 @@ def run_steps(steps: list[Step], log_dir: Path, times_file: Optional[Path] = Non
                 proc.kill()
                 proc.wait()
                 raise
+            finally:
+                collapse_file(log)  # the file keeps each progress bar's final state, not every redraw
         secs = round(time.time() - t0, 1)
         if proc.returncode != 0 or not st.done.exists():
             tail = "".join(open(log, errors="replace").readlines()[-15:])
