@@ -1,4 +1,4 @@
-"""python scripts/check_data.py --data_dir ../shared/data/Amazon --category Office_Products [--json out.json]
+"""python scripts/check_data.py --data_dir data/Amazon --category Office_Products [--json out.json]
 
 Prints the statistics of a release folder and every problem found in it (grouped by kind: the
 first --max_examples of each with the total), after reading all files and checking them against
@@ -24,7 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data_dir", required=True, type=Path,
-                    help="release folder holding train/ valid/ test/ index/ info/ (e.g. ../shared/data/Amazon)")
+                    help="release folder holding train/ valid/ test/ index/ info/ (e.g. data/Amazon: scripts/download_data.py)")
     ap.add_argument("--category", required=True, help="category name as in the file names, e.g. Office_Products")
     ap.add_argument("--split_suffix", default="_5_2016-10-2018-11",
                     help="suffix of split/info file names after the category (default: %(default)s)")
