@@ -51,6 +51,9 @@ OFFICE_SETTINGS = dict(
     stage2_steps=400, stage2_epochs=1.0, sft_eval_steps=100, warmup_steps=30,
     # stage 3: beam rollouts + rank reward on valid prompts (the pipeline's recipe), valid curves on 200 rows
     rl_steps=20, rl_batch_size=8, rl_lr=1e-4, rl_kl_coef=0.001, rl_max_response_length=416, rl_valid_rows=200,
+    # the group of 8 with the SID's policy loss is the recipe measured on Office (1.12x stage-2 thinking); the
+    # demo's group of 16 without it was chosen later, on the demo's valid rows
+    rl_rollout_n=8, rl_beam_sid_loss=True,
     # the corpus's reasoning paths are 162 tokens on average (p99 269); the tiny model's own run longer
     eval_limit=0, think_eval_limit=2000, max_think_tokens=384)
 
