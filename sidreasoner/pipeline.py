@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Optional
 
 # BASELINES: python -m sidreasoner.baselines <name>; the rest is this module's API for its callers too
+from . import pipeline_categories as categories
 from .data.records import ReleasePaths
 from .pipeline_ranges import check_knobs, check_stage3_env
+from .ranges import UsageError, exit_usage
 from .pipeline_report import BASELINES, SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401
 from .pipeline_steps import REPO, Step, last_line, run_steps  # noqa: F401
 
@@ -192,7 +194,7 @@ class PipelineConfig:
                 except ValueError:
                     kind = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}.get(
                         type(f.default), "text")
-                    raise SystemExit(f"pipeline: {f.name.upper()} must be {kind}, got {val!r}") from None
+                    raise UsageError(f"{f.name.upper()} must be {kind}, got {val!r}") from None
         return cls(**kw)
 
 
@@ -202,6 +204,14 @@ def _cast(default, text: str):
         from .train.sft_config import str2bool
         return str2bool(text)
     return type(default)(text)
+
+
+def _flag_type(default):
+    """argparse type of a knob's flag, named after the field's type (``invalid int value: 'three'``)."""
+    def cast(text: str):
+        return _cast(default, text)
+    cast.__name__ = {bool: "boolean", int: "int", float: "float"}.get(type(default), "str")
+    return cast
 
 
 def _eval_step(cfg: PipelineConfig, name: str, mode: str, out: Path, model: Path, data: Path, split: str,
@@ -219,6 +229,7 @@ def _eval_step(cfg: PipelineConfig, name: str, mode: str, out: Path, model: Path
     return Step(name, out / "metrics.json", ["bash", script] + args + list(extra), env)
 
 
+@categories.each_category  # several categories: once per category, in its own catalogue
 def _eval_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
     """Non-thinking and thinking evaluation of one stage's model on the test split (the first N rows); the
     thinking one also counts the rows it helped or hurt against the non-thinking list."""
@@ -229,6 +240,7 @@ def _eval_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> lis
                        cfg.think_eval_limit, ("--compare_nothink", str(res / f"{stage}_nothink")))]
 
 
+@categories.each_category
 def _fusion_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
     """Both modes on the first FUSION_VALID_ROWS valid rows and the model's empty-history SID prior,
     then the thinking-mode decoding that scores best there (``sidreasoner.eval.fusion --method best``:
@@ -297,10 +309,10 @@ def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
     s1 = run / "stage1"
     # teacher corpus from the offline template teacher: stage 2's reasoning paths
     corpus = run / "corpus"
-    narrative = corpus / f"{cfg.category}.integrated_narrative.csv"
-    steps = [Step("teacher_corpus", narrative,
-                  [py, "scripts/synthesize_corpus.py", "--data_dir", str(data), "--category", cfg.category,
-                   "--output_dir", str(corpus), "--teacher", "template", "--seed", str(cfg.seed), "--no_progress"])]
+    steps = categories.for_each(cfg, lambda c: [Step(
+        "teacher_corpus", corpus / f"{c.category}.integrated_narrative.csv",
+        [py, "scripts/synthesize_corpus.py", "--data_dir", str(data), "--category", c.category,
+         "--output_dir", str(corpus), "--teacher", "template", "--seed", str(cfg.seed), "--no_progress"])])
     # stage 2: reasoning activation, from stage 1's best model
     s2 = run / "stage2"
     flags = _sft_length(cfg.stage2_steps, cfg.stage2_epochs, cfg.sft_eval_steps) + common
@@ -312,7 +324,8 @@ def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
     steps.append(Step("stage2_sft", s2 / "final_checkpoint" / "config.json",
                       ["bash", "sft_reasoning_activation.sh"] + flags,
                       dict(env_sft, BASE_MODEL=str(s1 / "final_checkpoint"), OUTPUT_DIR=str(s2),
-                           REASONING_FILE=str(narrative), LEARNING_RATE=str(cfg.stage2_lr),
+                           REASONING_FILE=str(categories.reasoning_source(cfg, corpus)),
+                           LEARNING_RATE=str(cfg.stage2_lr),
                            LOG_FILE=str(s2 / "train.log"))))
     steps += _eval_steps(cfg, "stage2", s2 / "final_checkpoint", data)
     return steps + _fusion_steps(cfg, "stage2", s2 / "final_checkpoint", data)
@@ -336,7 +349,7 @@ def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
            "TARGET_PROB_WEIGHT": str(cfg.rl_target_prob_weight), "PROMPTS_FROM": cfg.rl_prompts_from,
            "VALID_HOLDOUT": str(max(cfg.rank_eval_rows, cfg.fusion_valid_rows, 1)),
            "DROP_ZERO_VARIANCE": str(int(cfg.rl_drop_zero_variance)), "TEMPERATURE": str(cfg.rl_temperature),
-           "KL_COEF": str(cfg.rl_kl_coef)}
+           "KL_COEF": str(cfg.rl_kl_coef), **categories.rl_env(cfg, data)}
     if cfg.rl_sid_rollout == "beam":  # the evaluator's reasoning budget and beams
         env.update(MAX_THINK_TOKENS=str(min(cfg.max_think_tokens, cfg.rl_max_response_length - 16)),
                    RANK_K=str(cfg.num_beams), ROLLOUT_REPETITION_PENALTY=str(cfg.think_repetition_penalty),
@@ -348,7 +361,7 @@ def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
 
 def _baseline_step(cfg: PipelineConfig, name: str, data: Path) -> Step:
     if name not in BASELINES:
-        raise SystemExit(f"BASELINES: unknown baseline {name!r} (choose from {', '.join(BASELINES)})")
+        raise UsageError(f"BASELINES: unknown baseline {name!r} (choose from {', '.join(BASELINES)})")
     out = Path(cfg.results_dir) / name
     cmd = [sys.executable, "-m", "sidreasoner.baselines", name, "--data_dir", str(data), "--category", cfg.category,
            "--output_dir", str(out), "--num_beams", str(cfg.num_beams)]
@@ -361,19 +374,20 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     """The ordered steps: data -> tiny model -> stage 1 -> corpus -> stage 2 -> stage 3, evals after each;
     the steps after stage ``cfg.stages``'s evaluations are left out."""
     if cfg.stages not in (1, 2, 3):
-        raise SystemExit(f"STAGES must be 1, 2 or 3 (stop after that stage and its evaluations), got {cfg.stages}")
+        raise UsageError(f"STAGES must be 1, 2 or 3 (stop after that stage and its evaluations), got {cfg.stages}")
     check_knobs(cfg)
+    categories.check(cfg)
     py, run = sys.executable, Path(cfg.run_dir)
     data = Path(cfg.data_dir) if cfg.data_dir else Path("data/demo")
     steps: list[Step] = []
     # demo data (its SIDs come from the SID builder, sidreasoner.sid.build); real data is used as is
     if not cfg.data_dir:
-        steps.append(Step("demo_data", data / "info" / f"{cfg.category}_5_2016-10-2018-11.txt",
+        steps.append(Step("demo_data", categories.demo_done(cfg, data),
                           [py, "scripts/make_demo_data.py", "--output_dir", str(data), "--seed", str(cfg.seed),
                            "--category", cfg.category]))
     for name in cfg.baselines.split(","):  # baselines on the same split, in the evaluator's metrics format
         if name.strip():
-            steps.append(_baseline_step(cfg, name.strip(), data))
+            steps += categories.for_each(cfg, lambda c: [_baseline_step(c, name.strip(), data)])
     # base model: a tiny Qwen3 with a tokenizer trained on the catalogue, unless one is given
     base = Path(cfg.base_model) if cfg.base_model else run / "tiny"
     if not cfg.base_model:
@@ -398,27 +412,31 @@ def run(cfg: PipelineConfig) -> Path:
     """Run every unfinished step of the plan, then write and return RESULTS_DIR/results.md."""
     res = Path(cfg.results_dir)
     timings = run_steps(plan(cfg), res / "logs", res / TIMES_FILE)
-    return summarise(cfg, timings)
+    return (categories.summarise if categories.several(cfg) else summarise)(cfg, timings)
 
 
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in fields(PipelineConfig):
-        parser.add_argument(f"--{f.name}", type=lambda text, d=f.default: _cast(d, text), default=None,
+        parser.add_argument(f"--{f.name}", type=_flag_type(f.default), default=None,
                             help=f"{f.metadata['help']} (env {f.name.upper()}; default {f.default!r})")
     parser.add_argument("--dry_run", action="store_true", help="print the steps and their commands, run nothing")
     args = parser.parse_args(argv)
-    cfg = PipelineConfig.from_env()
-    for f in fields(PipelineConfig):
-        if getattr(args, f.name) is not None:
-            setattr(cfg, f.name, getattr(args, f.name))
+    try:  # a knob (environment or flag) of the wrong type or out of range: exit 2 before the first step
+        cfg = PipelineConfig.from_env()
+        for f in fields(PipelineConfig):
+            if getattr(args, f.name) is not None:
+                setattr(cfg, f.name, getattr(args, f.name))
+        steps = plan(cfg)
+    except UsageError as e:
+        exit_usage("pipeline", e)
     if args.dry_run:
-        for st in plan(cfg):
+        for st in steps:
             env = " ".join(f"{k}={v}" for k, v in st.env.items())
             print(f"{st.name}: {env} {' '.join(map(str, st.cmd))}  [done when {st.done} exists]")
         return
     t0 = time.time()
-    print(run(cfg).read_text())
+    print(run(cfg).read_text())  # a failing step: SystemExit naming it and its log (exit 1)
     print(f"pipeline finished in {time.time() - t0:.0f} s; results in {cfg.results_dir}")
 
 

@@ -1,12 +1,13 @@
 """The values the pipeline's numeric knobs accept (``sidreasoner.pipeline``), checked when the plan is made.
 
-A bad knob stops the pipeline before its first step, naming the knob, its flag and the values it accepts
-(``STAGE1_LR (--stage1_lr) must be > 0, got -0.001``), instead of failing the step that uses it minutes
-later; the stage-3 step's environment is checked with the RL knobs' own checks (``sidreasoner.rl.knobs``).
+A bad knob stops the pipeline before its first step with exit status 2 (a usage error, as a bad flag; a failing
+step exits 1), naming the knob, its flag and the values it accepts (``pipeline: error: STAGE1_LR (--stage1_lr)
+must be > 0, got -0.001``), instead of failing the step that uses it minutes later; the stage-3 step's
+environment is checked with the RL knobs' own checks (``sidreasoner.rl.knobs``).
 """
 from __future__ import annotations
 
-from .ranges import SEED, above, at_least, between, check_ranges, either, knob_and_flag
+from .ranges import SEED, UsageError, above, at_least, between, check_ranges, either, knob_and_flag
 
 #: every numeric knob of PipelineConfig but STAGES (checked by ``plan``) and the values it accepts
 RANGES = {
@@ -30,20 +31,20 @@ RANGES = {
 
 
 def check_knobs(cfg) -> None:
-    """SystemExit naming the first numeric knob of ``cfg`` (a PipelineConfig) outside the values it accepts."""
+    """UsageError naming the first numeric knob of ``cfg`` (a PipelineConfig) outside the values it accepts."""
     try:
         check_ranges(cfg, RANGES, label=knob_and_flag)
     except ValueError as e:
-        raise SystemExit(f"pipeline: {e}") from None
+        raise UsageError(str(e)) from None
 
 
 def check_stage3_env(steps) -> None:
-    """The stage-3 step's RL_training_script.sh environment through the RL knobs' checks (SystemExit naming the
-    stage-3 knob), so a bad combination stops the pipeline before stage 1, not after stage 2."""
+    """The stage-3 step's RL_training_script.sh environment through the RL knobs' checks (naming the
+    stage-3 knob; UsageError), so a bad combination stops the pipeline before stage 1, not after stage 2."""
     from .rl.knobs import knobs_from_env
     for st in steps:
         if st.name == "stage3_grpo":
             try:
                 knobs_from_env(st.env).resolved("trl")
             except ValueError as e:
-                raise SystemExit(f"pipeline: stage 3 (RL_training_script.sh): {e}") from None
+                raise UsageError(f"stage 3 (RL_training_script.sh): {e}") from None

@@ -451,11 +451,11 @@ CASES = [
      r"--output_dir applies to --checkpoint only"),
     ("merge-fsdp-neither", scr("scripts/merge_fsdp_checkpoint.py"), 2, r"one of the arguments --checkpoint --all"),
     # ---- python -m sidreasoner.pipeline ----------------------------------------------------------
-    ("pipeline-stages-four", pipeline("--stages", "4", "--dry_run"), 1, r"STAGES must be 1, 2 or 3.*got 4"),
-    ("pipeline-unknown-baseline", pipeline("--baselines", "popularity,oracle", "--dry_run"), 1,
+    ("pipeline-stages-four", pipeline("--stages", "4", "--dry_run"), 2, r"STAGES must be 1, 2 or 3.*got 4"),
+    ("pipeline-unknown-baseline", pipeline("--baselines", "popularity,oracle", "--dry_run"), 2,
      r"BASELINES: unknown baseline 'oracle'"),
     ("pipeline-stages-not-int", pipeline("--stages", "three", "--dry_run"), 2, r"argument --stages: invalid .*'three'"),
-    ("pipeline-env-stages-not-int", pipeline("--dry_run", env={"STAGES": "x"}), 1,
+    ("pipeline-env-stages-not-int", pipeline("--dry_run", env={"STAGES": "x"}), 2,
      r"STAGES must be an integer, got 'x'"),
     ("pipeline-bool-maybe", pipeline("--tiny_untied", "maybe", "--dry_run"), 2, r"argument --tiny_untied: .*'maybe'"),
     # ---- python -m sidreasoner.eval.fusion -------------------------------------------------------

@@ -156,3 +156,62 @@ def test_sft_refuses_one_category_files_for_several(two_cats, tiny):
         resolve(SFTConfig(base_model=str(tiny), data_dir=str(two_cats), category="Demo,Demo2", sid_index_path=index))
     with pytest.raises(ValueError, match="named twice"):
         resolve(SFTConfig(base_model=str(tiny), data_dir=str(two_cats), category="Demo,Demo"))
+
+
+# -- the pipeline ------------------------------------------------------------------------------------------
+def test_pipeline_plan_trains_once_and_evaluates_each_category():
+    from sidreasoner.pipeline import PipelineConfig, plan
+    steps = {s.name: s for s in plan(PipelineConfig(category="Demo,Demo2", rl_steps=2, fusion_valid_rows=10))}
+    assert steps["demo_data"].cmd[-2:] == ["--category", "Demo,Demo2"]
+    assert str(steps["demo_data"].done).endswith("info/Demo2_5_2016-10-2018-11.txt")
+    for one in ("tiny_model", "stage1_sft", "stage2_sft", "stage3_grpo"):
+        assert one in steps  # trained once on both
+    assert steps["stage1_sft"].env["CATEGORY"] == steps["stage3_grpo"].env["CATEGORY"] == "Demo,Demo2"
+    assert steps["stage2_sft"].env["REASONING_FILE"].endswith("corpus")  # the folder of both corpora
+    assert steps["stage3_grpo"].env["INFO_FILE"] == \
+        "Demo=data/demo/info/Demo_5_2016-10-2018-11.txt,Demo2=data/demo/info/Demo2_5_2016-10-2018-11.txt"
+    for cat in CATS:
+        for name in ("popularity_baseline", "teacher_corpus", "eval_stage1_nothink", "eval_stage3_think",
+                     "fuse_stage2", "prior_stage3"):
+            assert f"{name}[{cat}]" in steps
+        ev = steps[f"eval_stage2_think[{cat}]"]
+        assert ev.env["CATEGORY"] == cat and ev.env["OUTPUT_DIR"] == f"results/demo/{cat}/stage2_think"
+        assert ev.cmd[-1] == f"results/demo/{cat}/stage2_nothink"  # --compare_nothink: its own category's
+
+
+def test_pipeline_refuses_a_bad_category_list_and_one_category_knobs():
+    from sidreasoner.pipeline import PipelineConfig, plan
+    with pytest.raises(SystemExit, match="named twice"):
+        plan(PipelineConfig(category="Demo,Demo"))
+    with pytest.raises(SystemExit, match="RL_VALID_ROWS must be 0 with several categories"):
+        plan(PipelineConfig(category="Demo,Demo2", rl_valid_rows=10))
+
+
+#: a few optimiser steps a stage (scripts/gpu_smoke.py's knobs), two categories, every evaluation
+E2E_KNOBS = dict(
+    category="Demo,Demo2", seed=0, baselines="popularity", stages=3, stage1_steps=12, stage1_eval_steps=6,
+    rank_eval_rows=20, early_stopping_patience=0, warmup_steps=2, stage2_steps=4, sft_eval_steps=4,
+    rl_steps=1, rl_rollout_n=2, rl_batch_size=2, rl_max_response_length=48, rl_valid_rows=0,
+    eval_limit=30, think_eval_limit=4, max_think_tokens=24, fusion_valid_rows=0,
+)
+
+
+@pytest.mark.slow
+def test_two_category_demo_run_trains_and_evaluates_each_category(two_cats, tmp_path):
+    from sidreasoner.eval.report import md_escape
+    from sidreasoner.pipeline import PipelineConfig, run
+    res = tmp_path / "results"
+    cfg = PipelineConfig(**E2E_KNOBS, data_dir=str(two_cats), run_dir=str(tmp_path / "run"), results_dir=str(res))
+    md = run(cfg).read_text()
+    for cat in CATS:
+        for name in ("popularity", "stage1_nothink", "stage1_think", "stage2_nothink", "stage2_think",
+                     "stage3_nothink", "stage3_think"):
+            metrics = json.loads((res / cat / name / "metrics.json").read_text())
+            assert metrics["n"] == (4 if name.endswith("_think") else 30 if name.startswith("stage") else metrics["n"])
+            assert f"| {md_escape(f'{name}[{cat}]')} |" in md  # a row per category
+        assert (res / cat / "results.md").is_file()
+    summary = json.loads((res / "summary.json").read_text())
+    assert set(summary["categories"]) == set(CATS) and "stage3_nothink[Demo2]" in summary["ndcg10"]
+    # stage 3 trained on the rows of both categories, each checked against its own catalogue
+    rl_report = json.loads((tmp_path / "run" / "rl_data_valid" / "prepare_report.json").read_text())
+    assert set(rl_report["splits"]["train"]["categories"]) == set(CATS)

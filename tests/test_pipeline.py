@@ -146,7 +146,7 @@ def test_stages_knob_from_env_and_out_of_range(monkeypatch):
     monkeypatch.setenv("STAGES", "1")
     assert P.PipelineConfig.from_env().stages == 1
     for bad in (0, 4):
-        with pytest.raises(SystemExit, match=f"STAGES must be 1, 2 or 3 .*got {bad}"):
+        with pytest.raises(P.UsageError, match=f"STAGES must be 1, 2 or 3 .*got {bad}"):
             P.plan(P.PipelineConfig(stages=bad))
 
 
@@ -186,7 +186,7 @@ def test_epoch_runs_thread_count_and_per_mode_eval_limits():
 
 
 def test_unknown_baseline_is_a_clear_error():
-    with pytest.raises(SystemExit, match="unknown baseline 'itemknn'"):
+    with pytest.raises(P.UsageError, match="unknown baseline 'itemknn'"):
         P.plan(P.PipelineConfig(baselines="popularity,itemknn"))
 
 
@@ -257,7 +257,8 @@ def test_summary_json_has_every_run_on_all_and_on_the_same_rows(tmp_path):
     (res / "logs").mkdir()  # no metrics.json: not a run
     P.record_time(res / P.TIMES_FILE, "popularity_baseline", 2.04)
     P.record_time(res / P.TIMES_FILE, "eval_stage1_think", 12.5)
-    md = P.summarise(P.PipelineConfig(results_dir=str(res)), []).read_text()
+    # run_dir in tmp_path: the default checkpoints/demo may hold a real run's stage-3 diagnostics
+    md = P.summarise(P.PipelineConfig(results_dir=str(res), run_dir=str(tmp_path / "run")), []).read_text()
     summary = json.loads((res / P.SUMMARY_FILE).read_text())
     assert summary == {
         "ndcg10": {"popularity": 0.625, "transitions": 0.375, "stage1_think": 0.1667},
@@ -298,7 +299,8 @@ def test_thinking_effect_is_measured_tabled_and_summarised(tmp_path):
     _fake_run(res, "stage1_nothink", [3, 1, None, 2])
     _fake_run(res, "stage1_think", [1, 1, 4])  # first 3 rows: helped, unchanged, helped
     write_effect(res / "stage1_think", res / "stage1_nothink")
-    md = P.summarise(P.PipelineConfig(results_dir=str(res)), []).read_text()
+    # run_dir in tmp_path: the default checkpoints/demo may hold a real run's stage-3 diagnostics
+    md = P.summarise(P.PipelineConfig(results_dir=str(res), run_dir=str(tmp_path / "run")), []).read_text()
     summary = json.loads((res / P.SUMMARY_FILE).read_text())
     assert summary["think_effect"] == {"stage1": {"n": 3, "helped": 2, "hurt": 0, "unchanged": 1}}
     assert "| stage1 | 3 | 2 | 0 | 1 |" in md
