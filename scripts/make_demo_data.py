@@ -3,7 +3,7 @@
 Write a synthetic catalogue and user sequences with planted structure in the release
 layout: ``{train,valid,test}/<Cat>_5_2016-10-2018-11.csv``, ``index/<Cat>.index.json``,
 ``index/<Cat>.item.json`` and ``info/<Cat>_5_2016-10-2018-11.txt``, with SIDs from the project's SID
-builder (``sidreasoner.sid.build``). It reads its output back with the format readers, checks it,
+builder (``sidreasoner.build_sids``). It reads its output back with the format readers, checks it,
 prints statistics and count baselines that show the structure is learnable, and writes
 ``<Cat>.demo_config.json`` (resolved config) and ``<Cat>.demo_report.json`` next to the data.
 The same flags give byte-identical files. Exit status: 0 written and read back, 1 the written data failed its
@@ -26,7 +26,7 @@ from sidreasoner.data.records import ReleasePaths, parse_categories
 from sidreasoner.data.stats import compute_stats, render_stats
 from sidreasoner.data.validate import ReleaseData, ValidationReport, check_release, load_release
 from sidreasoner.ranges import exit_usage
-from sidreasoner.sid.build import SIDBuildConfig, SIDBuildResult, assign_sids, format_report
+from sidreasoner.build_sids import SIDBuildConfig, SIDBuildResult, assign_sids, format_report
 from sidreasoner.sid.spelling import parse_sid
 
 
