@@ -1,0 +1,208 @@
+"""python evaluate.py --base_model checkpoints/grpo_trl_Office_Products/final_checkpoint --data_dir data/Amazon --category Office_Products --output_dir results/office_nothink
+
+Evaluate a SID recommender with trie-constrained beam search: non-thinking
+mode (prompt + empty think block, then the search) or ``--think`` (generate the reasoning, close
+``</think>``, then the search). Writes ``predictions.jsonl``, ``metrics.json`` (HR@K / NDCG@K),
+``config.json``, ``run.json`` and ``examples.md`` (a page of example rows) into ``--output_dir``.
+
+Flags of the reference ``evaluate.py`` work as there (``--base_model --info_file --category
+--test_data_path --result_json_data --batch_size --num_beams --max_new_tokens --length_penalty``).
+Scale out with ``--shard i/n`` (one process per GPU; the last shard to finish merges, or run
+``--merge_shards DIR``); ``--resume`` continues a killed run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from sidreasoner.ranges import SEED, above, at_least, check_list, check_ranges, either, finite, optional
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--base_model", help="model folder (Hugging Face format) with the SID tokens in its tokenizer")
+    a("--data_dir", help="release data folder; with --category gives the split CSV and info file")
+    a("--category", default="", help="category name in the release layout, e.g. Office_Products")
+    a("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate with --data_dir")
+    a("--test_data_path", help="split CSV to evaluate (overrides --data_dir/--split)")
+    a("--info_file", help="catalogue 'SID<TAB>title<TAB>item_id' for constrained decoding (overrides --data_dir)")
+    a("--output_dir", help="where predictions.jsonl, metrics.json, config.json go (default results/eval_<category>_<mode>)")
+    a("--result_json_data", help="also write the reference-format JSON list {user_id, output, predict} here")
+    a("--batch_size", type=int, default=8, help="test rows per forward batch")
+    a("--num_beams", type=int, default=10, help="beams = SIDs returned per row (paper: 10, up to 50)")
+    a("--max_new_tokens", type=int, default=None,
+      help="reference compatibility: must hold the SID tokens + stop token (the search stops at the SID's end)")
+    a("--length_penalty", type=float, default=0.0, help="HF length penalty on finished beams (paper: 0)")
+    a("--think", action="store_true", help="thinking mode: generate reasoning, close </think>, then search")
+    a("--prompt_style", default="auto", choices=["auto", "native", "compact", "release"],
+      help="wording of the prompt (sidreasoner.tasks.prompts; release: the SIDReasoner release's prompts, byte "
+           "for byte); auto: the style recorded in the model folder's prompt_style.json, native for a folder "
+           "without one. A style other than the recorded one is used with a warning")
+    a("--max_think_tokens", type=int, default=512, help="reasoning budget; unclosed reasoning is force-closed")
+    a("--num_reasoning_paths", type=int, default=1, help="sampled reasoning paths per row (1 = greedy); beams merged by score")
+    a("--temperature", type=float, default=1.0, help="sampling temperature when --num_reasoning_paths > 1")
+    a("--repetition_penalty", type=float, default=1.0,
+      help="repetition penalty of the reasoning's generation (1: off, as the release decodes; ~1.3 stops the loops "
+           "a tiny model falls into when it reasons greedily)")
+    a("--reasoning_backend", default="auto", choices=["auto", "hf", "vllm"],
+      help="reasoning generator: vLLM when installed and on GPU (auto), else HF generate")
+    a("--search", default="ours", choices=["ours", "reference"],
+      help="ours: prefill-once tensor beam search; reference: HF generate + prefix_allowed_tokens_fn")
+    a("--beam_mode", default="auto", choices=["auto", "tree", "expand"],
+      help="how beams share the prompt: tree attention (sdpa/eager) or per-beam cache copies")
+    a("--limit", type=int, default=None, help="evaluate only the first N rows of the split")
+    a("--shard", default=None, help="i/n: evaluate rows i, i+n, i+2n, ... (one process per GPU)")
+    a("--resume", action="store_true", help="continue an interrupted run: skip rows already in the predictions file")
+    a("--merge_shards", metavar="DIR", help="merge DIR's shard predictions and write metrics.json, then exit")
+    a("--threads", type=int, default=None, help="torch CPU threads (0 or unset: torch's choice; 1 on a busy shared CPU)")
+    a("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
+    a("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+      help="model dtype (auto: bfloat16 on GPU, float32 on CPU)")
+    a("--seed", type=int, default=42, help="seed for sampled reasoning paths")
+    a("--compare_nothink", metavar="DIR", default=None,
+      help="with --think: the same model's non-thinking evaluation folder; writes think_effect.json (rows "
+           "thinking helped / hurt / left unchanged, by NDCG@10) and think_effect_rows.jsonl beside the results")
+    a("--calibrate", type=float, default=0.0, metavar="ALPHA",
+      help="calibrated SID scores (LICD-style): every search step subtracts ALPHA x the token's log-probability "
+           "under the same prompt with an empty history, so SIDs the model favours whatever the history get "
+           "less of a head start; predictions also carry each SID's prior. 0: plain scores. Choose ALPHA on "
+           "valid (python -m sidreasoner.eval.fusion --method calibrated does it on saved lists)")
+    a("--ks", default=None, help="comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to num_beams)")
+    a("--log_level", default="INFO", help="logging level")
+    return p
+
+
+def _config(args):
+    from sidreasoner.eval.predictions import parse_shard
+    from sidreasoner.eval.runner import EvalConfig
+    from sidreasoner.data.records import ReleasePaths
+    if not args.base_model:
+        raise ValueError("--base_model is required (a model folder)")
+    if args.compare_nothink and not args.think:
+        raise ValueError("--compare_nothink compares a thinking run with a non-thinking one: add --think")
+    test, info = args.test_data_path, args.info_file
+    if (test is None or info is None) and not (args.data_dir and args.category):
+        raise ValueError("give --data_dir and --category, or both --test_data_path and --info_file")
+    if args.data_dir:
+        paths = ReleasePaths(Path(args.data_dir), args.category)
+        test, info = test or str(paths.split(args.split)), info or str(paths.info)
+        if paths.index_json.is_file() and Path(info).is_file():
+            from sidreasoner.eval.runner import check_info_matches_index
+            check_info_matches_index(info, paths.index_json)
+    mode = "think" if args.think else "nothink"
+    out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
+    ks = _ks(args.ks)
+    if args.calibrate and args.search == "reference":
+        raise ValueError(f"--calibrate must be >= 0 and needs --search ours, got {args.calibrate} "
+                         f"with --search {args.search}")
+    return EvalConfig(
+        base_model=args.base_model, output_dir=out, test_data_path=test, info_file=info, category=args.category,
+        split=args.split, batch_size=args.batch_size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+        length_penalty=args.length_penalty, think=args.think, prompt_style=args.prompt_style, max_think_tokens=args.max_think_tokens,
+        num_reasoning_paths=args.num_reasoning_paths, temperature=args.temperature,
+        repetition_penalty=args.repetition_penalty,
+        reasoning_backend=args.reasoning_backend, search=args.search, beam_mode=args.beam_mode, limit=args.limit,
+        shard=parse_shard(args.shard) or _torchrun_shard(), resume=args.resume, device=args.device, dtype=args.dtype, seed=args.seed,
+        ks=ks, result_json_data=args.result_json_data, calibrate=args.calibrate)
+
+
+#: numeric flags and the values they accept (sidreasoner.ranges); --max_new_tokens: the runner checks it against
+#: the catalogue's SID length
+_RANGES = {
+    "batch_size": at_least(1), "num_beams": at_least(1), "max_think_tokens": at_least(1),
+    "num_reasoning_paths": at_least(1), "limit": optional(at_least(1, "rows to evaluate")),
+    "length_penalty": finite(), "temperature": above(0),
+    "repetition_penalty": above(0, "1: off"), "calibrate": at_least(0, "0: plain scores"), "seed": SEED,
+    "threads": optional(either(0, at_least(1), "torch's choice")),
+}
+
+
+def _ks(text):
+    try:
+        return [int(k) for k in text.split(",") if k.strip()] if text else None
+    except ValueError:
+        raise ValueError(f"--ks expects comma-separated integers like 1,5,10, got {text!r}") from None
+
+
+def _check_numbers(args) -> None:
+    """ValueError naming the first numeric flag outside the values it accepts."""
+    check_ranges(args, _RANGES)
+    check_list("ks", _ks(args.ks), at_least(1))
+
+
+def _torchrun_shard():
+    """Under torchrun (``NPROC>1`` in the shell scripts) each process evaluates shard RANK/WORLD_SIZE."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+
+
+def _merge(directory: str) -> dict:
+    from sidreasoner.eval.predictions import merge_shards, shard_files
+    from sidreasoner.eval.runner import finalize
+    found = shard_files(directory)
+    if len(found) != 1:
+        raise ValueError(f"expected shard files of one run in {directory}, found counts {sorted(found)}")
+    n = next(iter(found))
+    cfg = json.loads((Path(directory) / f"config.shard0of{n}.json").read_text(encoding="utf-8"))
+    merge_shards(directory, n)
+    return finalize(Path(directory), cfg["info_file"], cfg["num_beams"], cfg.get("ks"), cfg.get("result_json_data"),
+                    cfg.get("test_data_path"))
+
+
+def main(argv=None) -> int:
+    """Exit status 0 done; 2 a bad flag or combination (checked before the model loads), bad or missing data or
+    model (the message names the flag, or the file, row and field)."""
+    args = build_parser().parse_args(argv)
+    try:
+        _check_numbers(args)
+    except ValueError as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    from sidreasoner.data.records import DataError
+    from sidreasoner.eval.metrics import format_metrics
+    from sidreasoner.train.model_factory import ModelLoadError
+    from sidreasoner.sid.trie import TrieError
+    try:
+        if args.merge_shards:
+            out, metrics = args.merge_shards, _merge(args.merge_shards)
+        else:
+            from sidreasoner.eval.runner import run_evaluation
+            cfg = _config(args)
+            out = cfg.output_dir
+            Path(out).mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(Path(out) / "evaluate.log")
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(fh)
+            metrics = run_evaluation(cfg)
+        effect = _effect(out, args.compare_nothink, metrics)
+    except (DataError, TrieError, FileExistsError, ValueError, ModelLoadError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
+    if metrics:
+        print(format_metrics(metrics))
+    if effect:
+        from sidreasoner.eval.effect import describe
+        print(describe(effect))
+    return 0
+
+
+def _effect(out: str, compare_nothink: Optional[str], metrics) -> Optional[dict]:
+    """``--compare_nothink``: helped / hurt / unchanged rows once the run's metrics exist (the last shard)."""
+    if not (compare_nothink and metrics):
+        return None
+    from sidreasoner.eval.effect import write_effect
+    return write_effect(out, compare_nothink)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
