@@ -18,13 +18,12 @@ import pytest
 import torch
 
 from fixtures_model import REPO_ROOT, build_tiny_model_dir, tiny_catalogue, tiny_model_dir, write_catalogue  # noqa: F401
-from sidreasoner.data.formats import write_split_csv
+from sidreasoner.data.formats import read_info_index, write_split_csv
 from sidreasoner.data.records import ReleasePaths, SequenceRow
 from sidreasoner.eval.beam import BeamResult, same_ranking
 from sidreasoner.eval.predictions import load_for_resume, merge_shards, parse_shard, read_records
 from sidreasoner.eval.runner import EvalConfig, merge_paths, run_evaluation
 from sidreasoner.eval.thinking import close_think, open_think, split_reasoning
-from sidreasoner.sid.index import SIDIndex
 
 CAT = "Tiny"
 N_ROWS = 14
@@ -116,7 +115,7 @@ def test_predictions_name_the_items_of_every_ranked_sid(full_run, release):
     """items[k] / titles[k]: the catalogue items the k-th SID stands for (metrics stay on SIDs)."""
     out, _ = full_run
     data, _, _ = release
-    index = SIDIndex.from_info(ReleasePaths(data, CAT).info)
+    index = read_info_index(ReleasePaths(data, CAT).info)
     for rec in by_row(out).values():
         assert rec["items"] == [index.sid_to_items[s] for s in rec["ranked"]]
         assert rec["titles"] == [[index.titles[i] for i in ids] for ids in rec["items"]]

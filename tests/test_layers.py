@@ -29,15 +29,10 @@ KNOWN_PACKAGE_CIRCLES: set[tuple[str, ...]] = {
     ("sidreasoner.eval", "sidreasoner.train"),
 }
 #: modules outside ``train`` still importing ``train.sft_trainer``, to shrink
-KNOWN_SFT_TRAINER_USERS: set[str] = {"sidreasoner.rl.trl_grpo"}  # its two lazy imports: pending
+KNOWN_SFT_TRAINER_USERS: set[str] = set()
 #: imports kept for a while for callers still using an old name (the new place is in the module). They are left out
 #: of every rule; each must still exist (a test says when to remove it from here)
-PENDING = {
-    # SIDIndex.from_info / from_index_json: rl/trl_grpo.py and tests/test_evaluate.py -> data.formats.read_*_index
-    ("sidreasoner.sid.index", "sidreasoner.data.formats"),
-    # scripts/make_demo_data.py -> sidreasoner.build_sids
-    ("sidreasoner.sid.build", "sidreasoner.build_sids"),
-}
+PENDING: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

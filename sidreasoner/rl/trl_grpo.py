@@ -112,12 +112,11 @@ def ranking_probe(k: RLKnobs, tokenizer):
     """Both-mode valid NDCG@10 on the first RANK_EVAL_ROWS valid rows (None when 0)."""
     if not k.rank_eval_rows:
         return None
-    from ..data.formats import read_split_csv
+    from ..data.formats import read_info_index, read_split_csv
     from ..data.records import ReleasePaths
-    from ..sid.index import SIDIndex
     from ..train.chat import model_prompt_style
     from ..train.rank_eval import RankingProbe
-    index = SIDIndex.from_info(k.info_file)
+    index = read_info_index(k.info_file)
     rows = [r for r in read_split_csv(ReleasePaths(Path(k.data_dir), k.category).split("valid"))[:k.rank_eval_rows]
             if r.history_sids and index.is_valid_sid(r.item_sid)]
     return RankingProbe(rows, tokenizer, index, model_prompt_style(k.model_path), max(k.rank_k, 10),
@@ -176,11 +175,6 @@ def _measure(k: RLKnobs, model, tokenizer, records, catalogue) -> Optional[dict]
     return dataclasses.asdict(res)
 
 
-def append_jsonl(path: Path, entry: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
-
-
 def _inputs(k: RLKnobs, say):
     """Checked data, catalogue, stage-2 model and tokenizer, and the train dataset (overlong prompts counted)."""
     from ..train.model_factory import load_model_and_tokenizer
@@ -216,7 +210,7 @@ def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
 
 def _trainer(k: RLKnobs, cpu: bool, train, tokenizer, valid_records, catalogue, log_file: Path):
     from trl import GRPOTrainer
-    from ..train.sft_trainer import JsonlLogCallback
+    from ..runs import JsonlLogCallback, append_jsonl
     from .rollout import RankReward, filtering_trainer
     callbacks = [JsonlLogCallback(log_file)]
     if k.test_freq:
@@ -235,7 +229,7 @@ def _trainer(k: RLKnobs, cpu: bool, train, tokenizer, valid_records, catalogue, 
 
 def run_trl_grpo(knobs: RLKnobs, say=print) -> dict:
     """Train with GRPO on TRL; returns (and writes) the summary, with before/after rewards when eval_rows > 0."""
-    from ..train.sft_trainer import last_complete_checkpoint
+    from ..runs import last_complete_checkpoint
     k = knobs.resolved("trl")
     cpu = use_cpu(k.device)
     data, catalogue, model, tokenizer, train, dropped = _inputs(k, say)

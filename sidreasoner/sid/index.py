@@ -6,7 +6,6 @@ a list of item ids. Metrics match by SID string, as the paper does.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
 from .spelling import parse_sid, split_sid
@@ -23,20 +22,6 @@ class SIDIndex:
             self.item_to_sid[str(item_id)] = sid
             self.sid_to_items.setdefault(sid, []).append(str(item_id))
         self.titles: dict[str, str] = dict(titles or {})
-
-    # -- construction from files: sidreasoner.data.formats.read_sid_index / read_info_index -------------
-    @classmethod
-    def from_index_json(cls, path, item_json: Optional[str | Path] = None) -> "SIDIndex":
-        """Deprecated alias of ``data.formats.read_sid_index`` (kept until rl/trl_grpo.py and tests/test_evaluate.py
-        use the new name; it is the one import of sid/ from data/ left, listed in tests/test_layers.py)."""
-        from ..data.formats import read_sid_index
-        return read_sid_index(path, item_json)
-
-    @classmethod
-    def from_info(cls, path) -> "SIDIndex":
-        """Deprecated alias of ``data.formats.read_info_index`` (see ``from_index_json``)."""
-        from ..data.formats import read_info_index
-        return read_info_index(path)
 
     # -- queries -------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -20,7 +20,7 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from ..data.formats import atomic_write_text
-from ..runs import JsonlLogCallback, is_main_process, last_complete_checkpoint, resolve_resume, say  # noqa: F401
+from ..runs import JsonlLogCallback, is_main_process, resolve_resume, say
 from ..tasks.mixture import STAGE_TASKS, build_mixture, format_table, make_tasks, parse_task_values
 from . import categories
 from .chat import write_prompt_style
