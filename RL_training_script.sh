@@ -24,7 +24,11 @@ CATEGORY=${CATEGORY:-Office_Products}
 DATA_DIR=${DATA_DIR:-data/Amazon}
 MODEL_PATH=${MODEL_PATH:-checkpoints/sft_reasoning_Qwen3_${CATEGORY}/final_checkpoint}  # stage 2's output
 RL_DATA_DIR=${RL_DATA_DIR:-data/rl/${CATEGORY}}                  # train.parquet, valid.parquet
-INFO_FILE=${INFO_FILE:-${DATA_DIR}/info/${CATEGORY}_5_2016-10-2018-11.txt}   # catalogue of the validity bonus
+INFO_FILE=${INFO_FILE:-${DATA_DIR}/info/${CATEGORY}_5_2016-10-2018-11.txt}   # catalogue of the validity bonus and beams
+if [[ "$CATEGORY" == *,* && "$INFO_FILE" == "${DATA_DIR}/info/${CATEGORY}_5_2016-10-2018-11.txt" ]]; then
+    INFO_FILE=""  # several categories (CATEGORY=A,B): A=<its info file>,B=<its info file>
+    for c in ${CATEGORY//,/ }; do INFO_FILE+="${INFO_FILE:+,}$c=${DATA_DIR}/info/${c}_5_2016-10-2018-11.txt"; done
+fi
 OUTPUT_DIR=${OUTPUT_DIR:-checkpoints/grpo_${BACKEND}_${CATEGORY}}
 THINK=${THINK:-1}                        # 1: thinking-mode prompts; 0: non-thinking
 PROMPT_STYLE=${PROMPT_STYLE:-auto}       # native | compact | release | auto (the style recorded in MODEL_PATH)

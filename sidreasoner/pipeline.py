@@ -118,9 +118,9 @@ class PipelineConfig:
     rl_steps: int = field(default=6, metadata={"help": "stage-3 GRPO steps (TRL backend; 0: skip stage 3)"})
     rl_rollout_n: int = field(default=16, metadata={
         "help": "stage-3 completions per prompt (the GRPO group). Demo stage-2 model, 6 steps of 128 completions, lr "
-                "5e-5, paired change of thinking NDCG@10 on the first 1,000 valid rows (stage 2: 0.0803): 16 "
-                "prompts x 8 +0.0054 +- 0.0038, 8 prompts x 16 +0.0126 +- 0.0041 (with RL_BEAM_SID_LOSS 0; with "
-                "the SID's loss +0.0054 +- 0.0038): a larger group gives each prompt a steadier baseline"})
+                "5e-5, paired change of thinking NDCG@10 on the first valid rows: 16 prompts x 8 -0.0059 +- 0.0065 "
+                "(300 rows); 8 prompts x 16 +0.0054 +- 0.0038 (1,000 rows), +0.0126 +- 0.0041 with RL_BEAM_SID_LOSS "
+                "0 (seed 1: +0.0147 +- 0.0043): a larger group gives each prompt a steadier baseline (rl/README.md)"})
     rl_batch_size: int = field(default=8, metadata={
         "help": "stage-3 prompts per step (x RL_ROLLOUT_N completions); see RL_ROLLOUT_N"})
     rl_lr: float = field(default=5e-5, metadata={"help": "stage-3 learning rate"})

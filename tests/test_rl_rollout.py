@@ -85,6 +85,21 @@ def test_beam_rollout_can_keep_the_searched_sid_out_of_the_policy_loss(setup):
         assert mask == [1] * head + [0] * (len(c_ids) - head) and len(c_ids) - head >= sid + 1
 
 
+def test_beam_rollout_searches_each_rows_own_catalogue(setup):
+    from sidreasoner.eval.beam import catalogue_trie
+    from sidreasoner.rl.rollout import BeamRollout
+    sids = sorted(setup.sids)
+    cat = {"sidreasoner/A": set(sids[:2]), "sidreasoner/B": set(sids[2:4])}  # two catalogues, no SID shared
+    tries = {src: catalogue_trie(setup.tok, s, setup.stop, source=src) for src, s in cat.items()}
+    roll = BeamRollout(setup.tok, setup.rollout.trie, setup.stop, "native", num_beams=3, max_think_tokens=8,
+                       temperature=1.0, batch_size=4, trie_for=tries.__getitem__)
+    roll.sources = ["sidreasoner/A", "sidreasoner/B", "sidreasoner/B", "sidreasoner/A"]
+    torch.manual_seed(0)
+    out = roll([setup.prompt] * 4, setup.trainer)
+    for src, ranked in zip(roll.sources, out["ranked_sids"]):
+        assert ranked and set(ranked) <= cat[src]
+
+
 def test_answer_batch_and_nll_match_a_direct_computation(setup):
     from sidreasoner.rl.rollout import answer_batch, answer_ids, answer_nll
     tok, target = setup.tok, sorted(setup.sids)[0]
@@ -133,6 +148,11 @@ def test_knob_checks():
         RLKnobs(prompts_from="valid", valid_holdout=10, rank_eval_rows=50).resolved("trl")
     with pytest.raises(ValueError, match="ANSWER_NLL_WEIGHT trains the target after a beam rollout's reasoning"):
         RLKnobs(answer_nll_weight=1.0).resolved("trl")
+    two = RLKnobs(category="A,B", data_dir="d").resolved("trl")  # several categories: one catalogue each
+    assert two.info_file == "A=d/info/A_5_2016-10-2018-11.txt,B=d/info/B_5_2016-10-2018-11.txt"
+    assert RLKnobs(category="A", data_dir="d").resolved("trl").info_file == "d/info/A_5_2016-10-2018-11.txt"
+    with pytest.raises(ValueError, match=r"RANK_EVAL_ROWS must be 0 with several categories \(A,B\)"):
+        RLKnobs(category="A,B", rank_eval_rows=5).resolved("trl")
     with pytest.raises(ValueError, match="ANSWER_NLL_WEIGHT must be >= 0"):
         RLKnobs(sid_rollout="beam", answer_nll_weight=-1.0).resolved("trl")
 
@@ -176,3 +196,14 @@ def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny
     assert [x["step"] for x in probe] == [0, 2] and all(0 <= x["val/ndcg10"] <= 1 for x in probe)
     assert diag["valid_think_ndcg10"]["points"] == 2
     assert dataclasses.asdict(knobs)["reward"] == "rank"
+
+
+def test_stage3_script_gives_each_category_its_catalogue():
+    import os
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DRY_RUN": "1", "BACKEND": "trl", "CATEGORY": "A,B", "DATA_DIR": "d", "PYTHON": sys.executable}
+    out = subprocess.run(["bash", "RL_training_script.sh"], cwd=repo, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert r"--info_file A=d/info/A_5_2016-10-2018-11.txt\,B=d/info/B_5_2016-10-2018-11.txt" in out.stdout

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, get_type_hints
 
-from ..data.records import ReleasePaths
+from ..data.records import ReleasePaths, parse_categories
 from ..ranges import SEED, above, at_least, between, check_ranges, knob
 
 BACKENDS = ("verl", "trl")
@@ -115,10 +115,14 @@ class RLKnobs:
         release = ReleasePaths(Path(k.data_dir), k.category)
         k.model_path = k.model_path or f"checkpoints/sft_reasoning_Qwen3_{k.category}/final_checkpoint"
         k.rl_data_dir = k.rl_data_dir or str(Path("data") / "rl" / k.category)
-        k.info_file = k.info_file or str(release.info)
+        k.info_file = k.info_file or default_info_file(k.data_dir, k.category)
         k.output_dir = k.output_dir or str(Path("checkpoints") / f"grpo_{backend}_{k.category}")
         k.experiment_name = k.experiment_name or f"grpo_{k.category}"
         return k
+
+    @property
+    def categories(self) -> list[str]:
+        return parse_categories(self.category)
 
     @property
     def think_budget(self) -> int:
@@ -148,6 +152,14 @@ RANGES = {
 }
 
 
+def default_info_file(data_dir: str, category: str) -> str:
+    """The release info file of a category; of several (``A,B``), ``A=path,B=path`` (each row's reward and
+    beam search use its own category's catalogue)."""
+    cats = parse_categories(category)
+    paths = {c: str(ReleasePaths(Path(data_dir), c).info) for c in cats}
+    return paths[cats[0]] if len(cats) == 1 else ",".join(f"{c}={p}" for c, p in paths.items())
+
+
 def check(k: RLKnobs) -> None:
     if not k.category:
         raise ValueError("CATEGORY is empty")
@@ -155,6 +167,9 @@ def check(k: RLKnobs) -> None:
     if k.rollout_n < 2:
         raise ValueError(f"ROLLOUT_N must be >= 2: GRPO compares completions of the same prompt, got {k.rollout_n}")
     _check_rollout(k)
+    if len(k.categories) > 1 and k.rank_eval_rows:
+        raise ValueError(f"RANK_EVAL_ROWS must be 0 with several categories ({k.category}): the valid ranking "
+                         f"curve reads one category's valid split")
     if k.ppo_mini_batch_size > k.train_batch_size:
         raise ValueError(f"PPO_MINI_BATCH_SIZE ({k.ppo_mini_batch_size}) exceeds TRAIN_BATCH_SIZE ({k.train_batch_size})")
     for name, value in dataclasses.asdict(k).items():

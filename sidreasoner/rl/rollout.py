@@ -23,7 +23,7 @@ its token normaliser, DAPO's filter without the resampling).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -82,11 +82,15 @@ def _policy(trainer):
 
 class BeamRollout:
     """``rollout_func(prompts, trainer)``: sampled reasoning + constrained SID search per prompt entry
-    (TRL repeats each prompt ``num_generations`` times in ``prompts``)."""
+    (TRL repeats each prompt ``num_generations`` times in ``prompts``). ``trie_for(data_source)``, when
+    given, is the trie of a row's own catalogue (RL data of several categories); ``GroupFilter`` sets
+    ``sources`` to the rows' data_source before each call, since TRL passes the prompts alone."""
 
     def __init__(self, tokenizer, trie: SIDTrie, stop_id: int, style: str, num_beams: int, max_think_tokens: int,
-                 temperature: float, repetition_penalty: float = 1.0, batch_size: int = 16, sid_loss: bool = True):
+                 temperature: float, repetition_penalty: float = 1.0, batch_size: int = 16, sid_loss: bool = True,
+                 trie_for: Optional[Callable[[Optional[str]], SIDTrie]] = None):
         self.tok, self.trie, self.stop_id, self.style = tokenizer, trie, stop_id, style
+        self.trie_for, self.sources = trie_for, None
         self.num_beams, self.max_think, self.batch_size = num_beams, max_think_tokens, batch_size
         self.temperature, self.repetition_penalty = temperature, repetition_penalty
         self.sid_loss = sid_loss  # False: env_mask keeps the searched SID + stop token out of the policy loss
@@ -107,9 +111,16 @@ class BeamRollout:
             return p_ids, f_ids[len(p_ids):]
         return p_ids, self.tok.encode(full[len(rp):], add_special_tokens=False)
 
-    def _search(self, model, contexts: list[list[int]]) -> list:
-        ids, mask = left_pad(contexts, self.stop_id, model.device)
-        return constrained_beam_search(model, ids, mask, self.trie, self.num_beams)
+    def _search(self, model, contexts: list[list[int]], sources: Sequence[Optional[str]]) -> list:
+        """One constrained search per catalogue among the rows (one, unless ``trie_for`` splits them)."""
+        tries = [self.trie_for(src) if self.trie_for else self.trie for src in sources]
+        results: list = [None] * len(contexts)
+        for trie in {id(t): t for t in tries}.values():
+            rows = [i for i, t in enumerate(tries) if t is trie]
+            ids, mask = left_pad([contexts[i] for i in rows], self.stop_id, model.device)
+            for i, res in zip(rows, constrained_beam_search(model, ids, mask, trie, self.num_beams)):
+                results[i] = res
+        return results
 
     def __call__(self, prompts: list[str], trainer) -> dict:
         model = _policy(trainer)
@@ -117,12 +128,13 @@ class BeamRollout:
         model.eval()
         out = {"prompt_ids": [], "completion_ids": [], "logprobs": None, "ranked_sids": [], "search_ids": [],
                "think_closed": [], "env_mask": []}
+        sources = self.sources if self.sources is not None else [None] * len(prompts)
         try:
             for s in range(0, len(prompts), self.batch_size):
                 batch = prompts[s:s + self.batch_size]
                 paths = self._reason(model, [reasoning_prompt(p, self.style) for p in batch])
                 pieces = [self._pieces(p, r.text) for p, r in zip(batch, paths)]
-                results = self._search(model, [p + c for p, c in pieces])
+                results = self._search(model, [p + c for p, c in pieces], sources[s:s + self.batch_size])
                 for (p_ids, c_ids), res, path in zip(pieces, results, paths):
                     best = self.tok.encode(res.sids[0], add_special_tokens=False) if res.sids else []
                     out["prompt_ids"].append(p_ids)
@@ -228,6 +240,8 @@ def filtering_trainer(base):
         answer_nll_weight = 0.0
 
         def _generate_and_score_completions(self, inputs):
+            if isinstance(self.rollout_func, BeamRollout):  # each row's catalogue (TRL passes prompts alone)
+                self.rollout_func.sources = [x.get("data_source") for x in inputs]
             out = super()._generate_and_score_completions(inputs)
             if self.answer_nll_weight > 0 and self.model.training:
                 roll = self.rollout_func
