@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bash evaluate_Qwen3.sh [extra evaluate.py flags]
 # Non-thinking evaluation: prompt + empty think block, trie-constrained beam search.
-# Knobs (env): BASE_MODEL DATA_DIR CATEGORY SPLIT OUTPUT_DIR NUM_BEAMS BATCH_SIZE PYTHON,
+# Knobs (env): BASE_MODEL BACKEND DATA_DIR CATEGORY SPLIT OUTPUT_DIR NUM_BEAMS BATCH_SIZE PYTHON,
 #   PROMPT_STYLE (auto: the style the model was trained with; release: the SIDReasoner release's wording),
 #   NPROC (processes; >1 runs torchrun, one data-parallel shard per process, merged at the end),
 #   GPUS (comma-separated device ids, exported as CUDA_VISIBLE_DEVICES; default: all visible).
@@ -10,8 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 DATA_DIR=${DATA_DIR:-data/Amazon}
 CATEGORY=${CATEGORY:-Office_Products}
-# default: stage 3 on TRL (RL_training_script.sh BACKEND=trl); verl's is .../grpo_verl_<CAT>/global_step_N/actor_merged
-BASE_MODEL=${BASE_MODEL:-checkpoints/grpo_trl_${CATEGORY}/final_checkpoint}
+BACKEND=${BACKEND:-verl}                 # stage 3's backend (RL_training_script.sh BACKEND): names the default model
+# default: stage 3's output folder; evaluate.py loads its final_checkpoint (TRL) or its newest merged
+# global_step_N/actor_merged (verl)
+BASE_MODEL=${BASE_MODEL:-checkpoints/grpo_${BACKEND}_${CATEGORY}}
 SPLIT=${SPLIT:-test}
 NUM_BEAMS=${NUM_BEAMS:-10}
 PROMPT_STYLE=${PROMPT_STYLE:-auto}

@@ -3,7 +3,7 @@
 # learn <think>reasoning_path</think> + SID from the narrative CSV.
 #   CATEGORY=Office_Products NPROC=4 ./sft_reasoning_activation.sh
 #   BASE_MODEL=checkpoints/my_stage1/final_checkpoint ./sft_reasoning_activation.sh --max_steps 20
-# Knobs (environment variables, defaults as in the paper: batch 1024, lr 1e-5, 5 epochs).
+# Knobs (environment variables, defaults as in the paper: batch 1024, lr 1e-5, 5 epochs, cutoff 2048).
 set -euo pipefail
 cd "$(dirname "$0")"
 

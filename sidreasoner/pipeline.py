@@ -25,6 +25,7 @@ from typing import Optional
 # BASELINES: python -m sidreasoner.baselines <name>; the rest is this module's API for its callers too
 from . import pipeline_categories as categories
 from .data.records import ReleasePaths
+from .paths import FINAL, NUM_BEAMS
 from .pipeline_ranges import check_knobs, check_stage3_env
 from .ranges import UsageError, exit_usage
 from .pipeline_report import BASELINES, SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401
@@ -165,7 +166,7 @@ class PipelineConfig:
         "help": "rows per evaluation batch (the evaluation scripts' BATCH_SIZE; same metrics at any size). Demo, "
                 "1 thread: all 1,525 test rows non-thinking 17.1 s at 8, 12.6 s at 32, 13.0 s at 64; 100 rows "
                 "thinking 18.6 s at 8, 15.7 s at 32"})
-    num_beams: int = field(default=10, metadata={"help": "beams = SIDs returned per row"})
+    num_beams: int = field(default=NUM_BEAMS, metadata={"help": "beams = SIDs returned per row"})
     fusion_valid_rows: int = field(default=100, metadata={
         "help": "after stages 2 and 3: valid rows evaluated in both modes to choose the weight that fuses the "
                 "thinking and non-thinking test lists (RESULTS_DIR/<stage>_fused; 0: no fusion; 100 rows: "
@@ -295,10 +296,10 @@ def _stage1_steps(cfg: PipelineConfig, data: Path, base: Path, run: Path) -> lis
         "--rank_eval_rows", str(cfg.rank_eval_rows), "--log_file", str(s1 / "train_log.jsonl")]
     flags += ["--tasks", cfg.stage1_tasks] if cfg.stage1_tasks else []
     flags += ["--task_weights", cfg.stage1_task_weights] if cfg.stage1_task_weights else []
-    steps = [Step("stage1_sft", s1 / "final_checkpoint" / "config.json", ["bash", "sft_Qwen3_enrich.sh"] + flags,
+    steps = [Step("stage1_sft", s1 / FINAL / "config.json", ["bash", "sft_Qwen3_enrich.sh"] + flags,
                   dict(env_sft, BASE_MODEL=str(base), OUTPUT_DIR=str(s1), LEARNING_RATE=str(cfg.stage1_lr),
                        LOG_FILE=str(s1 / "train.log")))]
-    steps += _eval_steps(cfg, "stage1", s1 / "final_checkpoint", data)
+    steps += _eval_steps(cfg, "stage1", s1 / FINAL, data)
     return steps
 
 
@@ -321,14 +322,14 @@ def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
         flags += ["--tasks", "reasoning,next_sid", "--task_weights", f"next_sid={cfg.stage2_replay}"]
         flags += _next_sid_flags(cfg) + ["--rank_eval_rows", str(cfg.rank_eval_rows), "--rank_eval_think_rows",
                                          str(cfg.stage2_think_probe_rows), "--select_on", cfg.stage2_select_on]
-    steps.append(Step("stage2_sft", s2 / "final_checkpoint" / "config.json",
+    steps.append(Step("stage2_sft", s2 / FINAL / "config.json",
                       ["bash", "sft_reasoning_activation.sh"] + flags,
-                      dict(env_sft, BASE_MODEL=str(s1 / "final_checkpoint"), OUTPUT_DIR=str(s2),
+                      dict(env_sft, BASE_MODEL=str(s1 / FINAL), OUTPUT_DIR=str(s2),
                            REASONING_FILE=str(categories.reasoning_source(cfg, corpus)),
                            LEARNING_RATE=str(cfg.stage2_lr),
                            LOG_FILE=str(s2 / "train.log"))))
-    steps += _eval_steps(cfg, "stage2", s2 / "final_checkpoint", data)
-    return steps + _fusion_steps(cfg, "stage2", s2 / "final_checkpoint", data)
+    steps += _eval_steps(cfg, "stage2", s2 / FINAL, data)
+    return steps + _fusion_steps(cfg, "stage2", s2 / FINAL, data)
 
 
 def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
@@ -338,7 +339,7 @@ def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
     s3 = run / "stage3"
     rl_data = run / f"rl_data_{cfg.rl_prompts_from}"  # one folder per prompt source: --if_missing never mixes them
     env = {"BACKEND": "trl", "DATA_DIR": str(data), "CATEGORY": cfg.category,
-           "MODEL_PATH": str(run / "stage2" / "final_checkpoint"), "RL_DATA_DIR": str(rl_data),
+           "MODEL_PATH": str(run / "stage2" / FINAL), "RL_DATA_DIR": str(rl_data),
            "OUTPUT_DIR": str(s3), "ROLLOUT_N": str(cfg.rl_rollout_n), "TRAIN_BATCH_SIZE": str(cfg.rl_batch_size),
            "MICRO_BATCH_SIZE": str(cfg.rl_rollout_n), "LR": str(cfg.rl_lr),
            "MAX_RESPONSE_LENGTH": str(cfg.rl_max_response_length), "MAX_STEPS": str(cfg.rl_steps),
@@ -354,8 +355,8 @@ def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
         env.update(MAX_THINK_TOKENS=str(min(cfg.max_think_tokens, cfg.rl_max_response_length - 16)),
                    RANK_K=str(cfg.num_beams), ROLLOUT_REPETITION_PENALTY=str(cfg.think_repetition_penalty),
                    BEAM_SID_LOSS=str(int(cfg.rl_beam_sid_loss)), ANSWER_NLL_WEIGHT=str(cfg.rl_answer_nll_weight))
-    steps = [Step("stage3_grpo", s3 / "final_checkpoint" / "config.json", ["bash", "RL_training_script.sh"], env)]
-    model = s3 / "final_checkpoint"
+    steps = [Step("stage3_grpo", s3 / FINAL / "config.json", ["bash", "RL_training_script.sh"], env)]
+    model = s3 / FINAL
     return steps + _eval_steps(cfg, "stage3", model, data) + _fusion_steps(cfg, "stage3", model, data)
 
 

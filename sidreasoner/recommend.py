@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .paths import NUM_BEAMS, final_model
 from .ranges import above, at_least, check_ranges, parse_checked
 
 
@@ -52,7 +53,7 @@ RANGES = {"num_beams": at_least(1), "max_think_tokens": at_least(1), "repetition
 class Recommender:
     """A trained model and its catalogue, ready to rank the next item for histories of item ids."""
 
-    def __init__(self, model: str, data_dir: str, category: str, num_beams: int = 10, think: bool = False,
+    def __init__(self, model: str, data_dir: str, category: str, num_beams: int = NUM_BEAMS, think: bool = False,
                  max_think_tokens: int = 192, repetition_penalty: float = 1.3, prompt_style: str = "auto",
                  device: str = "cpu"):
         from .data.records import ReleasePaths
@@ -62,6 +63,7 @@ class Recommender:
         from .train.model_factory import load_model_and_tokenizer
         check_ranges({"num_beams": num_beams, "max_think_tokens": max_think_tokens,
                       "repetition_penalty": repetition_penalty}, RANGES)
+        model = final_model(model)  # a stage's output folder: the model it ended with
         info = ReleasePaths(Path(data_dir), category).info
         if not info.is_file():
             raise FileNotFoundError(f"{info}: catalogue not found (--data_dir and --category name the release files)")
@@ -135,14 +137,15 @@ def format_recommendations(rec: Recommendations) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="trained model folder (any stage's final_checkpoint)")
+    p.add_argument("--model", required=True, help="trained model folder (any stage's final_checkpoint, or the stage's "
+                                                   "output folder holding it)")
     p.add_argument("--data_dir", required=True, help="release-layout data folder holding the catalogue (info/)")
     p.add_argument("--category", required=True, help="category: names the info file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--history", help="comma-separated item ids, oldest first")
     src.add_argument("--input", help='JSON lines, one {"history": [ids...]} per line (other keys are kept)')
     p.add_argument("--output", help="write one JSON line per history here (default: print a table)")
-    p.add_argument("--num_beams", type=int, default=10, help="SIDs returned per history")
+    p.add_argument("--num_beams", type=int, default=NUM_BEAMS, help="SIDs returned per history")
     p.add_argument("--think", action="store_true", help="reason first (thinking mode), then rank")
     p.add_argument("--max_think_tokens", type=int, default=192, help="reasoning budget in tokens")
     p.add_argument("--repetition_penalty", type=float, default=1.3, help="of the greedy reasoning (1: off)")

@@ -61,10 +61,12 @@ def test_config_paths_and_stage_defaults():
     assert (cfg.sid_index_path, cfg.llm_generated_sequence_path) == (
         "d/index/Office_Products.index.json", "d/index/Office_Products.integrated_narrative.csv")
     assert (cfg.learning_rate, cfg.num_epochs, cfg.train_from_scratch, cfg.mask_assistant) == (3e-4, 10.0, False, True)
-    assert cfg.output_dir == "checkpoints/sft_alignment_Office_Products"
+    # the stage scripts' folders (sidreasoner.paths): stage 2's default input is stage 1's output; cutoff per stage
+    assert (cfg.output_dir, cfg.cutoff_len) == ("checkpoints/sft_enrich_Qwen3_Office_Products", 1024)
     s2 = resolve(parse_config(["--stage", "reasoning", "--base_model", "m", "--category", "C",
                                "--reasoning_train_file", "r.csv", "--learning_rate", "2e-5"]))
     assert (s2.learning_rate, s2.num_epochs, s2.llm_generated_sequence_path) == (2e-5, 5.0, "r.csv")
+    assert (s2.output_dir, s2.cutoff_len) == ("checkpoints/sft_reasoning_Qwen3_C", 2048)
     with pytest.raises(ValueError, match=r"^--base_model is required"):
         resolve(parse_config(["--category", "C"]))
 

@@ -23,7 +23,8 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from ..data.records import SPLITS, DataError, ReleasePaths
+from ..data.records import SPLIT_SUFFIX, SPLITS, DataError, ReleasePaths
+from ..paths import NUM_BEAMS
 from ..ranges import at_least, check_list, check_ranges
 from .common import write_run
 
@@ -37,11 +38,11 @@ def _common_flags(p: argparse.ArgumentParser) -> None:
     a("--category", required=True, help="category name in the file names, e.g. Office_Products")
     a("--output_dir", required=True, type=Path, help="run folder for predictions.jsonl, metrics.json, config.json")
     a("--split", default="test", choices=SPLITS, help="split to predict and score (default: %(default)s)")
-    a("--num_beams", type=int, default=10,
+    a("--num_beams", type=int, default=NUM_BEAMS,
       help="distinct SIDs returned per row, as the evaluator's beams (default: %(default)s)")
     a("--ks", default=None, help="comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to --num_beams)")
     a("--run_name", default=None, help="label for compare_results.py (default: the baseline's name)")
-    a("--split_suffix", default="_5_2016-10-2018-11", help="file-name suffix after the category (default: %(default)s)")
+    a("--split_suffix", default=SPLIT_SUFFIX, help="file-name suffix after the category (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,13 +61,17 @@ class InfoRow:
     line: Optional[int] = field(default=None, compare=False, repr=False)
 
 
+#: the release's file-name suffix after the category: <split>/<Cat>_5_2016-10-2018-11.csv, info/<Cat>_5_2016-10-2018-11.txt
+SPLIT_SUFFIX = "_5_2016-10-2018-11"
+
+
 @dataclass
 class ReleasePaths:
     """Where the files of one category live in the release layout under ``data_dir``."""
 
     data_dir: Path
     category: str
-    split_suffix: str = "_5_2016-10-2018-11"
+    split_suffix: str = SPLIT_SUFFIX
     extra: dict = field(default_factory=dict)
 
     def split(self, name: str) -> Path:

@@ -1,4 +1,4 @@
-"""python evaluate.py --base_model checkpoints/grpo_trl_Office_Products/final_checkpoint --data_dir data/Amazon --category Office_Products --output_dir results/office_nothink
+"""python evaluate.py --base_model checkpoints/grpo_verl_Office_Products --data_dir data/Amazon --category Office_Products --output_dir results/office_nothink
 
 Evaluate a SID recommender with trie-constrained beam search: non-thinking
 mode (prompt + empty think block, then the search) or ``--think`` (generate the reasoning, close
@@ -20,22 +20,25 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from sidreasoner.paths import NUM_BEAMS, eval_output_dir, final_model
 from sidreasoner.ranges import SEED, above, at_least, check_list, check_ranges, either, finite, optional
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--base_model", help="model folder (Hugging Face format) with the SID tokens in its tokenizer")
+    a("--base_model", help="model folder (Hugging Face format) with the SID tokens in its tokenizer, or a stage's "
+                           "output folder: its final_checkpoint, else verl's newest global_step_N/actor_merged")
     a("--data_dir", help="release data folder; with --category gives the split CSV and info file")
     a("--category", default="", help="category name in the release layout, e.g. Office_Products")
     a("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate with --data_dir")
     a("--test_data_path", help="split CSV to evaluate (overrides --data_dir/--split)")
     a("--info_file", help="catalogue 'SID<TAB>title<TAB>item_id' for constrained decoding (overrides --data_dir)")
-    a("--output_dir", help="where predictions.jsonl, metrics.json, config.json go (default results/eval_<category>_<mode>)")
+    a("--output_dir", help="where predictions.jsonl, metrics.json, config.json go "
+                           "(default results/<category>_<think|nothink>_beams<num_beams>)")
     a("--result_json_data", help="also write the reference-format JSON list {user_id, output, predict} here")
     a("--batch_size", type=int, default=8, help="test rows per forward batch")
-    a("--num_beams", type=int, default=10, help="beams = SIDs returned per row (paper: 10, up to 50)")
+    a("--num_beams", type=int, default=NUM_BEAMS, help=f"beams = SIDs returned per row (paper: {NUM_BEAMS}, up to 50)")
     a("--max_new_tokens", type=int, default=None,
       help="reference compatibility: must hold the SID tokens + stop token (the search stops at the SID's end)")
     a("--length_penalty", type=float, default=0.0, help="HF length penalty on finished beams (paper: 0)")
@@ -95,14 +98,13 @@ def _config(args):
         if paths.index_json.is_file() and Path(info).is_file():
             from sidreasoner.eval.runner import check_info_matches_index
             check_info_matches_index(info, paths.index_json)
-    mode = "think" if args.think else "nothink"
-    out = args.output_dir or str(Path("results") / f"eval_{args.category or Path(test).stem}_{mode}")
+    out = args.output_dir or str(eval_output_dir(args.category or Path(test).stem, args.think, args.num_beams))
     ks = _ks(args.ks)
     if args.calibrate and args.search == "reference":
         raise ValueError(f"--calibrate must be >= 0 and needs --search ours, got {args.calibrate} "
                          f"with --search {args.search}")
     return EvalConfig(
-        base_model=args.base_model, output_dir=out, test_data_path=test, info_file=info, category=args.category,
+        base_model=final_model(args.base_model), output_dir=out, test_data_path=test, info_file=info, category=args.category,
         split=args.split, batch_size=args.batch_size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
         length_penalty=args.length_penalty, think=args.think, prompt_style=args.prompt_style, max_think_tokens=args.max_think_tokens,
         num_reasoning_paths=args.num_reasoning_paths, temperature=args.temperature,

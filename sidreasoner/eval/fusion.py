@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 
 from ..data.formats import atomic_write_text
 from ..data.records import DataError
+from ..paths import NUM_BEAMS
 from ..ranges import at_least, between, check_list, finite, optional, parse_checked
 from . import predictions as P
 from .calibration import DEFAULT_ALPHAS, calibrate_row, load_prior
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="fusion weights (calibrated: alphas) tried on valid, comma-separated (default: "
                         f"{','.join(map(str, DEFAULT_WEIGHTS))}; calibrated {','.join(map(str, DEFAULT_ALPHAS))})")
-    p.add_argument("--num_beams", type=int, default=10, help="SIDs kept per fused list (default: %(default)s)")
+    p.add_argument("--num_beams", type=int, default=NUM_BEAMS, help="SIDs kept per fused list (default: %(default)s)")
     p.add_argument("--output_dir", required=True, help="folder for the fused predictions.jsonl, metrics.json")
     return p
 

@@ -23,6 +23,7 @@ import torch
 
 from ..data.formats import atomic_write_text, read_info_index, read_sid_index, read_split_csv
 from ..data.records import DataError, ReleasePaths, SequenceRow
+from ..paths import NUM_BEAMS
 from ..sid.index import SIDIndex
 from ..sid.trie import SIDTrie
 from . import predictions as P
@@ -51,7 +52,7 @@ class EvalConfig:
     category: str = ""
     split: str = "test"
     batch_size: int = 8
-    num_beams: int = 10
+    num_beams: int = NUM_BEAMS
     max_new_tokens: Optional[int] = None
     length_penalty: float = 0.0
     think: bool = False

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, get_type_hints
 
-from ..data.records import ReleasePaths
+from ..data.records import SPLIT_SUFFIX, ReleasePaths
+from ..paths import CUTOFF_LEN, DEFAULT_DATA_DIR, sft_dir
 from ..ranges import SEED, above, at_least, between, check_ranges, either, optional
 from .chat import model_prompt_style
 
@@ -23,9 +24,9 @@ LOSS_NORMS = ("token", "example")
 PROMPT_STYLE_CHOICES = ("auto", "native", "compact", "release")
 #: how micro-batches are formed (sidreasoner.train.collate); kept here so --help imports no torch
 BATCHING_MODES = ("group", "pack", "pad")
-#: the paper's settings per stage (Qwen3-1.7B, global batch 1024)
-STAGE_DEFAULTS = {"alignment": {"learning_rate": 3e-4, "num_epochs": 10.0},
-                  "reasoning": {"learning_rate": 1e-5, "num_epochs": 5.0}}
+#: the paper's settings per stage (Qwen3-1.7B, global batch 1024; cutoff from sidreasoner.paths)
+STAGE_DEFAULTS = {"alignment": {"learning_rate": 3e-4, "num_epochs": 10.0, "cutoff_len": CUTOFF_LEN["alignment"]},
+                  "reasoning": {"learning_rate": 1e-5, "num_epochs": 5.0, "cutoff_len": CUTOFF_LEN["reasoning"]}}
 
 
 def _f(default, help: str, **kw):
@@ -37,11 +38,12 @@ class SFTConfig:
     stage: str = _f("alignment", "alignment (stage 1: multi-task SID-language SFT, SID tokens added) or reasoning "
                                  "(stage 2: <think>reasoning</think> + SID)", choices=STAGES)
     base_model: str = _f("", "model folder (or hub id) to start from; stage 2: the stage-1 final_checkpoint")
-    output_dir: str = _f("", "where checkpoints and final_checkpoint go (default checkpoints/sft_<stage>_<category>)")
-    data_dir: str = _f("data/Amazon", "release-layout data folder; fills every path flag left empty")
+    output_dir: str = _f("", "where checkpoints and final_checkpoint go (default checkpoints/sft_enrich_Qwen3_<category> "
+                             "for alignment, checkpoints/sft_reasoning_Qwen3_<category> for reasoning)")
+    data_dir: str = _f(DEFAULT_DATA_DIR, "release-layout data folder; fills every path flag left empty")
     category: str = _f("", "category, e.g. Office_Products (names the files under --data_dir); several, "
                            "comma-separated (A,B): every category's files, one catalogue each, SID tokens shared")
-    train_file: str = _f("", "train split CSV (default <data_dir>/train/<category>_5_2016-10-2018-11.csv)")
+    train_file: str = _f("", f"train split CSV (default <data_dir>/train/<category>{SPLIT_SUFFIX}.csv)")
     eval_file: str = _f("", "valid split CSV: validation rows of the sequence tasks")
     sid_index_path: str = _f("", "<category>.index.json: item id -> SID tokens")
     item_meta_path: str = _f("", "<category>.item.json: item titles")
@@ -103,7 +105,9 @@ class SFTConfig:
     select_on: str = _f("nothink", "with --rank_eval_rows, the valid NDCG@10 that picks the checkpoint and "
                                    "stops early: nothink, think (needs --rank_eval_think_rows) or both (their "
                                    "mean: a model good in both modes)", choices=("nothink", "think", "both"))
-    cutoff_len: int = _f(1024, "longest example in tokens; longer ones are left out and counted")
+    cutoff_len: Optional[int] = _f(None, f"longest example in tokens; longer ones are left out and counted "
+                                         f"(default: {CUTOFF_LEN['alignment']} alignment, "
+                                         f"{CUTOFF_LEN['reasoning']} reasoning)")
     seed: int = _f(42, "seed for sampling, held-out splits, shuffling and initialisation")
     train_from_scratch: bool = _f(False, "random initialisation from the base model's config")
     mask_assistant: bool = _f(True, "loss on assistant answers only (False: on the whole chat text)")
@@ -190,7 +194,7 @@ _RANGES = {
     "num_epochs": optional(above(0, "an untrained model is not a result")),
     "max_steps": either(-1, above(0), "run the epochs"),
     "learning_rate": optional(above(0)), "warmup_steps": at_least(0),
-    "weight_decay": at_least(0), "cutoff_len": at_least(8),
+    "weight_decay": at_least(0), "cutoff_len": optional(at_least(8)),
     "eval_steps": at_least(0), "early_stopping_patience": at_least(0),
     "save_total_limit": at_least(1), "logging_steps": at_least(1),
     "general_max_samples": at_least(0), "max_valid_per_task": at_least(0),
@@ -249,7 +253,7 @@ def resolve(cfg: SFTConfig) -> SFTConfig:
     if not c.sid_index_path and not several(c):
         raise ValueError("give --category (with --data_dir) or --sid_index_path and the other data paths")
     if not c.output_dir:
-        c.output_dir = str(Path("checkpoints") / f"sft_{c.stage}_{c.category or 'run'}")
+        c.output_dir = str(sft_dir(c.stage, c.category))
     if not c.log_file:
         c.log_file = str(Path("logs") / f"{c.run_name()}.jsonl")
     return c
