@@ -31,7 +31,7 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	PYTHON=$(abspath $(VPY)) bash run_pipeline.sh
 
-# The Office_Products benchmark (stage 1 alone: STAGES=1, about 24 min on 2 CPU cores); needs ../shared/data/Amazon or DATA_DIR.
+# The Office_Products benchmark (stage 1 alone: STAGES=1, about 24 min on 2 CPU cores); needs data/Amazon (python scripts/download_data.py) or DATA_DIR.
 # Other categories of the release layout: CATEGORY=...; stop early: STAGES=1 or 2.
 bench-office: $(STAMP)
 	$(VPY) benchmarks/office_benchmark.py $(if $(DATA_DIR),--data_dir $(DATA_DIR),) \

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
+from sidreasoner.paths import DEFAULT_DATA_DIR
 from sidreasoner.ranges import at_least, check_list, parse_checked
 
 REPO = Path(__file__).resolve().parents[1]
-OFFICE = REPO.parent / "shared" / "data" / "Amazon"
+OFFICE = REPO / DEFAULT_DATA_DIR  # python scripts/download_data.py fills it
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
+from sidreasoner.paths import DEFAULT_DATA_DIR
 from sidreasoner.ranges import SEED, at_least, parse_checked
 
 REPO = Path(__file__).resolve().parents[1]
-OFFICE = REPO.parent / "shared" / "data" / "Amazon"
+OFFICE = REPO / DEFAULT_DATA_DIR  # python scripts/download_data.py fills it
 MODES = ("pad", "group", "pack")
 
 

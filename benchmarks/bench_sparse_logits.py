@@ -22,10 +22,12 @@ from pathlib import Path
 
 import torch
 
+from sidreasoner.data.records import ReleasePaths
+from sidreasoner.paths import DEFAULT_DATA_DIR
 from sidreasoner.ranges import at_least, parse_checked
 
 REPO = Path(__file__).resolve().parents[1]
-OFFICE = REPO.parent / "shared" / "data" / "Amazon"
+OFFICE = REPO / DEFAULT_DATA_DIR  # python scripts/download_data.py fills it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def release(args, tmp: Path) -> tuple[Path, str]:
-    if (Path(args.data_dir) / "info" / f"{args.category}_5_2016-10-2018-11.txt").is_file():
+    if ReleasePaths(Path(args.data_dir), args.category).info.is_file():
         return Path(args.data_dir), args.category
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""python benchmarks/office_benchmark.py [--data_dir ../shared/data/Amazon] [--category Office_Products]
+"""python benchmarks/office_benchmark.py [--data_dir data/Amazon] [--category Office_Products]
                                      [--stages 1|2|3] [--threads 2]   (or: make bench-office)
 
 The Office_Products benchmark (or any category in the release layout, ``--category``): most-popular,
@@ -29,11 +29,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from sidreasoner import pipeline  # noqa: E402
+from sidreasoner.data.records import ReleasePaths  # noqa: E402
+from sidreasoner.paths import DEFAULT_DATA_DIR  # noqa: E402
 from sidreasoner.pipeline_ranges import RANGES  # noqa: E402
 from sidreasoner.ranges import UsageError, exit_usage, parse_checked  # noqa: E402
 
-OFFICE = REPO.parent / "shared" / "data" / "Amazon"
-SPLIT_SUFFIX = "_5_2016-10-2018-11"  # the release's file names: info/<category>_5_2016-10-2018-11.txt
+OFFICE = REPO / DEFAULT_DATA_DIR  # python scripts/download_data.py fills it
 BENCH_BASELINES = "popularity,sasrec,transitions"  # overrides OFFICE_SETTINGS["baselines"]
 
 # Settings of the measured run. Stage 1 is the small-model recipe of the pipeline's defaults (compact
@@ -65,7 +66,7 @@ def short_name(category: str) -> str:
 
 def build_config(args) -> pipeline.PipelineConfig:
     """OFFICE_SETTINGS for ``args.category``: its data, its run and results folders, the flags' values."""
-    info = Path(args.data_dir) / "info" / f"{args.category}{SPLIT_SUFFIX}.txt"
+    info = ReleasePaths(Path(args.data_dir), args.category).info
     if not info.is_file():
         raise UsageError(f"{info} not found; point --data_dir at the release folder holding "
                          f"{args.category} (python scripts/download_data.py --category {args.category} fetches it)")

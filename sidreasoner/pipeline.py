@@ -1,7 +1,7 @@
 """The end-to-end pipeline behind ``make demo`` and ``run_pipeline.sh``.
 
     bash run_pipeline.sh                                   # the embedded demo: synthetic data, tiny model, CPU
-    DATA_DIR=../shared/data/Amazon CATEGORY=Office_Products bash run_pipeline.sh   # real data
+    DATA_DIR=data/Amazon CATEGORY=Office_Products bash run_pipeline.sh     # real data (scripts/download_data.py)
     python -m sidreasoner.pipeline --help                  # every knob
 
 Each step runs one of the user-facing entry points (the stage shell scripts, ``evaluate.py``, ...) as a

@@ -7,9 +7,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# The real Amazon Office_Products data (release layout) lives beside the repository when present.
-OFFICE_DIR = Path(os.environ.get("SIDREASONER_OFFICE_DIR", REPO.parent / "shared" / "data" / "Amazon"))
 OFFICE_CATEGORY = "Office_Products"
+
+
+def _office_dir() -> Path:
+    """The real Amazon Office_Products data (release layout): $SIDREASONER_OFFICE_DIR, else the repository's
+    data/Amazon (scripts/download_data.py), else the CI machine's copy in the folder beside the clone."""
+    if os.environ.get("SIDREASONER_OFFICE_DIR"):
+        return Path(os.environ["SIDREASONER_OFFICE_DIR"])
+    candidates = (REPO / "data" / "Amazon", REPO.parent / "shared" / "data" / "Amazon")
+    return next((d for d in candidates if (d / "index" / f"{OFFICE_CATEGORY}.index.json").is_file()), candidates[0])
+
+
+OFFICE_DIR = _office_dir()
 
 
 @pytest.fixture(scope="session")
