@@ -100,6 +100,26 @@ def test_beam_rollout_searches_each_rows_own_catalogue(setup):
         assert ranked and set(ranked) <= cat[src]
 
 
+def test_constrained_sample_stays_in_the_catalogue_and_is_greedy_when_cold(setup):
+    from sidreasoner.eval.beam import constrained_beam_search
+    from sidreasoner.eval.runner import left_pad
+    from sidreasoner.rl.rollout import BeamRollout, constrained_sample
+    ctx = [setup.tok.encode(setup.prompt + "<think>\nhm\n</think>\n\n", add_special_tokens=False),
+           setup.tok.encode(setup.prompt + "<think>\nsomething else\n</think>\n\n", add_special_tokens=False)]
+    setup.model.eval()
+    trie = setup.rollout.trie
+    torch.manual_seed(0)
+    hot = constrained_sample(setup.model, ctx * 8, trie, setup.stop, temperature=5.0)
+    assert all(s in setup.sids for s in hot) and len(set(hot)) > 1  # sampled, yet always a catalogue SID
+    cold = constrained_sample(setup.model, ctx, trie, setup.stop, temperature=1e-4)
+    ids, mask = left_pad(ctx, setup.stop, setup.model.device)
+    assert cold == [r.sids[0] for r in constrained_beam_search(setup.model, ids, mask, trie, 1)]
+    roll = BeamRollout(setup.tok, trie, setup.stop, "native", num_beams=3, max_think_tokens=8, temperature=1.0,
+                       batch_size=4, sid_search="sample")
+    out = roll([setup.prompt] * 3, setup.trainer)
+    assert all(len(r) == 1 and r[0] in setup.sids for r in out["ranked_sids"])  # one SID, no beam list
+
+
 def test_answer_batch_and_nll_match_a_direct_computation(setup):
     from sidreasoner.rl.rollout import answer_batch, answer_ids, answer_nll
     tok, target = setup.tok, sorted(setup.sids)[0]

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from ..eval.beam import constrained_beam_search
+from ..eval.beam import BeamResult, constrained_beam_search, prompt_positions
 from ..eval.runner import left_pad
 from ..eval.thinking import hf_reasoning, reasoning_prompt, search_prompt
 from ..sid.spelling import format_sid, parse_sid
@@ -76,6 +76,32 @@ def rank_gain(target: str, ranked: Sequence[str]) -> float:
         return 0.0
 
 
+@torch.no_grad()
+def constrained_sample(model, contexts: Sequence[list[int]], trie: SIDTrie, stop_id: int,
+                       temperature: float) -> list[Optional[str]]:
+    """One catalogue SID per context, sampled token by token among the trie's children at
+    ``temperature`` (``SID_ROLLOUT=constrained``: the SIDReasoner fork's constrained decoding; the
+    full-context forward per level is cheap for 3-4 SID tokens)."""
+    done: list = [None] * len(contexts)
+    prefix: list = [[] for _ in contexts]
+    live = list(range(len(contexts)))
+    while live:
+        ids, mask = left_pad([list(contexts[i]) + prefix[i] for i in live], stop_id, model.device)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=prompt_positions(mask)).logits[:, -1].float()
+        still = []
+        for j, i in enumerate(live):
+            allowed = trie.allowed(prefix[i])
+            probs = torch.softmax(logits[j, allowed] / temperature, -1)
+            tok = allowed[int(torch.multinomial(probs, 1))] if len(allowed) > 1 else allowed[0]
+            prefix[i].append(tok)
+            if tok == stop_id:
+                done[i] = trie.sid_of_ids(prefix[i])
+            else:
+                still.append(i)
+        live = still
+    return done
+
+
 def _policy(trainer):
     return trainer.accelerator.unwrap_model(trainer.model)
 
@@ -88,9 +114,12 @@ class BeamRollout:
 
     def __init__(self, tokenizer, trie: SIDTrie, stop_id: int, style: str, num_beams: int, max_think_tokens: int,
                  temperature: float, repetition_penalty: float = 1.0, batch_size: int = 16, sid_loss: bool = True,
-                 trie_for: Optional[Callable[[Optional[str]], SIDTrie]] = None):
+                 trie_for: Optional[Callable[[Optional[str]], SIDTrie]] = None, sid_search: str = "beam"):
         self.tok, self.trie, self.stop_id, self.style = tokenizer, trie, stop_id, style
         self.trie_for, self.sources = trie_for, None
+        if sid_search not in ("beam", "sample"):
+            raise ValueError(f"sid_search must be beam or sample, got {sid_search!r}")
+        self.sid_search = sid_search  # sample: one SID sampled inside the catalogue (SID_ROLLOUT=constrained)
         self.num_beams, self.max_think, self.batch_size = num_beams, max_think_tokens, batch_size
         self.temperature, self.repetition_penalty = temperature, repetition_penalty
         self.sid_loss = sid_loss  # False: env_mask keeps the searched SID + stop token out of the policy loss
@@ -117,8 +146,13 @@ class BeamRollout:
         results: list = [None] * len(contexts)
         for trie in {id(t): t for t in tries}.values():
             rows = [i for i, t in enumerate(tries) if t is trie]
-            ids, mask = left_pad([contexts[i] for i in rows], self.stop_id, model.device)
-            for i, res in zip(rows, constrained_beam_search(model, ids, mask, trie, self.num_beams)):
+            if self.sid_search == "sample":
+                sids = constrained_sample(model, [contexts[i] for i in rows], trie, self.stop_id, self.temperature)
+                found = [BeamResult(sids=[s] if s else [], scores=[0.0] if s else []) for s in sids]
+            else:
+                ids, mask = left_pad([contexts[i] for i in rows], self.stop_id, model.device)
+                found = constrained_beam_search(model, ids, mask, trie, self.num_beams)
+            for i, res in zip(rows, found):
                 results[i] = res
         return results
 
