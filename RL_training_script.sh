@@ -9,8 +9,9 @@
 # overrides made from the knobs below + "$@", then merges every saved global_step_*/actor into actor_merged.
 # BACKEND=trl: the same data, reward and knobs on TRL's GRPOTrainer (CPU or one GPU); "$@" go to rl/trl_grpo.py;
 # the model lands in OUTPUT_DIR/final_checkpoint.
-# Knobs are environment variables; defaults are the paper's (16 rollouts at T=1.0, 256 prompts per step, lr 5e-7,
-# low-variance KL 0.001, 10 epochs, a checkpoint every 100 steps). `python rl/trl_grpo.py --help` explains each.
+# Knobs are environment variables; the script passes each on as its flag (ROLLOUT_N=4 -> --rollout_n 4) before "$@",
+# and no Python reads them from the environment. Defaults are the paper's (16 rollouts at T=1.0, 256 prompts per step,
+# lr 5e-7, low-variance KL 0.001, 10 epochs, a checkpoint every 100 steps). `python rl/trl_grpo.py --help` explains each.
 # Devices: verl takes the GPUs Ray sees (set CUDA_VISIBLE_DEVICES yourself to restrict them); nothing is hard-coded.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -79,12 +80,15 @@ LOG_COMPLETIONS=${LOG_COMPLETIONS:-0}    # print sampled completions and their r
 RANK_EVAL_ROWS=${RANK_EVAL_ROWS:-0}      # valid NDCG@10 (both modes) on the first N valid rows every TEST_FREQ steps
 LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}   # stdout+stderr, appended (progress bars: final state only, sidreasoner.logfilter)
 
-export CATEGORY DATA_DIR MODEL_PATH RL_DATA_DIR INFO_FILE OUTPUT_DIR THINK MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH \
-    ROLLOUT_N TEMPERATURE TRAIN_BATCH_SIZE MICRO_BATCH_SIZE LR KL_COEF EPOCHS MAX_STEPS SAVE_FREQ TEST_FREQ \
-    VAL_MAX_ROWS REQUIRE_THINK_CLOSED SID_ROLLOUT REWARD RANK_K TARGET_PROB_WEIGHT ANSWER_NLL_WEIGHT BEAM_SID_LOSS MAX_THINK_TOKENS \
-    ROLLOUT_REPETITION_PENALTY DROP_ZERO_VARIANCE PROMPTS_FROM VALID_HOLDOUT SEED NGPUS NNODES PPO_MINI_BATCH_SIZE LOG_PROB_MICRO_BATCH_SIZE ROLLOUT_ENGINE \
-    TENSOR_PARALLEL GPU_MEMORY_UTILIZATION LOGGER PROJECT_NAME EXPERIMENT_NAME DEVICE LOGGING_STEPS EVAL_ROWS \
-    EVAL_SAMPLES RANK_EVAL_ROWS LOG_COMPLETIONS
+# every knob as its flag (RLKnobs, sidreasoner/rl/knobs.py): --category "$CATEGORY" ... (booleans as 1/0)
+KNOB_NAMES="CATEGORY DATA_DIR MODEL_PATH RL_DATA_DIR INFO_FILE OUTPUT_DIR THINK MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH
+    ROLLOUT_N TEMPERATURE TRAIN_BATCH_SIZE MICRO_BATCH_SIZE LR KL_COEF EPOCHS MAX_STEPS SAVE_FREQ TEST_FREQ
+    VAL_MAX_ROWS REQUIRE_THINK_CLOSED SID_ROLLOUT REWARD RANK_K TARGET_PROB_WEIGHT ANSWER_NLL_WEIGHT BEAM_SID_LOSS
+    MAX_THINK_TOKENS ROLLOUT_REPETITION_PENALTY DROP_ZERO_VARIANCE PROMPTS_FROM VALID_HOLDOUT SEED NGPUS NNODES
+    PPO_MINI_BATCH_SIZE LOG_PROB_MICRO_BATCH_SIZE ROLLOUT_ENGINE TENSOR_PARALLEL GPU_MEMORY_UTILIZATION LOGGER
+    PROJECT_NAME EXPERIMENT_NAME DEVICE LOGGING_STEPS EVAL_ROWS EVAL_SAMPLES RANK_EVAL_ROWS LOG_COMPLETIONS"
+KNOBS=()
+for name in $KNOB_NAMES; do KNOBS+=("--${name,,}" "${!name}"); done
 
 run() {  # DRY_RUN=1 prints each command (shell-quoted) instead of running it
     if [ "$DRY_RUN" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
@@ -100,14 +104,14 @@ run "$PYTHON" rl/prepare_data.py --data_dir "$DATA_DIR" --category "$CATEGORY" -
 
 case "$BACKEND" in
 verl)
-    run "$PYTHON" -m sidreasoner.rl.verl_config check "$@"
-    OVERRIDES_TEXT=$("$PYTHON" -m sidreasoner.rl.verl_config overrides)
+    run "$PYTHON" -m sidreasoner.rl.verl_config check "${KNOBS[@]}" -- "$@"
+    OVERRIDES_TEXT=$("$PYTHON" -m sidreasoner.rl.verl_config overrides "${KNOBS[@]}")
     mapfile -t OVERRIDES <<< "$OVERRIDES_TEXT"
     run "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}" "$@" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
-    RUN_DIR=$("$PYTHON" -m sidreasoner.rl.verl_config run-dir "$@")
+    RUN_DIR=$("$PYTHON" -m sidreasoner.rl.verl_config run-dir "${KNOBS[@]}" -- "$@")
     run "$PYTHON" scripts/merge_fsdp_checkpoint.py --all "$RUN_DIR" --info_file "$INFO_FILE" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
     ;;
 trl)
-    run "$PYTHON" rl/trl_grpo.py "$@" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
+    run "$PYTHON" rl/trl_grpo.py "${KNOBS[@]}" "$@" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
     ;;
 esac

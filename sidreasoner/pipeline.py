@@ -6,16 +6,17 @@
 
 Each step runs one of the user-facing entry points (the stage shell scripts, ``evaluate.py``, ...) as a
 subprocess, logs to ``RESULTS_DIR/logs/<step>.log`` and is skipped when its output already exists, so a
-rerun after a kill continues where it stopped. Knobs are environment variables with the same names as
-the stage scripts' (``DATA_DIR CATEGORY BASE_MODEL ...``); ``STAGES=1`` or ``2`` stops after that stage's
-evaluations. The last step tables every evaluation and baseline (stage x mode: HR@K, NDCG@K, invalid
-rate; and all of them on the same first test rows) in ``RESULTS_DIR/results.md`` with a chart, and writes
-the headline numbers (NDCG@10, HR@10, same-rows NDCG@10, step seconds) to ``RESULTS_DIR/summary.json``.
+rerun after a kill continues where it stopped. Knobs are flags (``--data_dir``, ``--stage1_steps`` ...);
+``run_pipeline.sh`` (and so ``make demo``) maps the environment variables of the same names in upper case
+(``DATA_DIR CATEGORY BASE_MODEL STAGE1_STEPS ...``) to them, and this module reads no environment.
+``STAGES=1`` or ``2`` stops after that stage's evaluations. The last step tables every evaluation and
+baseline (stage x mode: HR@K, NDCG@K, invalid rate; and all of them on the same first test rows) in
+``RESULTS_DIR/results.md`` with a chart, and writes the headline numbers (NDCG@10, HR@10, same-rows
+NDCG@10, step seconds) to ``RESULTS_DIR/summary.json``.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -33,7 +34,7 @@ from .pipeline_steps import REPO, Step, last_line, run_steps  # noqa: F401
 
 @dataclass
 class PipelineConfig:
-    """Knobs; each can be set by the environment variable of the same name in upper case."""
+    """Knobs: each is the flag ``--name``; run_pipeline.sh sets it from the environment variable ``NAME``."""
 
     data_dir: str = field(default="", metadata={"help": "release data folder; empty: generate the demo data"})
     category: str = field(default="Demo", metadata={"help": "category name in the release layout"})
@@ -184,34 +185,24 @@ class PipelineConfig:
                 "CPU; 0: torch's choice). Demo stage 1, 2 cores: 2 threads ~7 steps/s on an idle machine but "
                 "~0.15 steps/s beside another busy process; 1 thread ~5 steps/s either way"})
 
-    @classmethod
-    def from_env(cls) -> "PipelineConfig":
-        kw = {}
-        for f in fields(cls):
-            val = os.environ.get(f.name.upper())
-            if val not in (None, ""):
-                try:
-                    kw[f.name] = _cast(f.default, val)
-                except ValueError:
-                    kind = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}.get(
-                        type(f.default), "text")
-                    raise UsageError(f"{f.name.upper()} must be {kind}, got {val!r}") from None
-        return cls(**kw)
-
 
 def _cast(default, text: str):
-    """An environment/command-line string as the type of the field's default (booleans: 1/0, true/false)."""
+    """A command-line string as the type of the field's default (booleans: 1/0, true/false)."""
     if isinstance(default, bool):
         from .train.sft_config import str2bool
         return str2bool(text)
     return type(default)(text)
 
 
-def _flag_type(default):
-    """argparse type of a knob's flag, named after the field's type (``invalid int value: 'three'``)."""
+def _flag_type(name: str, default):
+    """argparse type of a knob's flag; a bad value is answered naming the knob and the flag
+    (``argument --stages: STAGES must be an integer, got 'x'``)."""
     def cast(text: str):
-        return _cast(default, text)
-    cast.__name__ = {bool: "boolean", int: "int", float: "float"}.get(type(default), "str")
+        try:
+            return _cast(default, text)
+        except (ValueError, argparse.ArgumentTypeError):
+            kind = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}.get(type(default), "text")
+            raise argparse.ArgumentTypeError(f"{name.upper()} must be {kind}, got {text!r}") from None
     return cast
 
 
@@ -419,15 +410,12 @@ def run(cfg: PipelineConfig) -> Path:
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in fields(PipelineConfig):
-        parser.add_argument(f"--{f.name}", type=_flag_type(f.default), default=None,
-                            help=f"{f.metadata['help']} (env {f.name.upper()}; default {f.default!r})")
+        parser.add_argument(f"--{f.name}", type=_flag_type(f.name, f.default), default=f.default,
+                            help=f"{f.metadata['help']} (run_pipeline.sh: {f.name.upper()}; default {f.default!r})")
     parser.add_argument("--dry_run", action="store_true", help="print the steps and their commands, run nothing")
-    args = parser.parse_args(argv)
-    try:  # a knob (environment or flag) of the wrong type or out of range: exit 2 before the first step
-        cfg = PipelineConfig.from_env()
-        for f in fields(PipelineConfig):
-            if getattr(args, f.name) is not None:
-                setattr(cfg, f.name, getattr(args, f.name))
+    args = parser.parse_args(argv)  # a knob of the wrong type: exit 2 naming it
+    try:  # a knob out of range: exit 2 before the first step
+        cfg = PipelineConfig(**{f.name: getattr(args, f.name) for f in fields(PipelineConfig)})
         steps = plan(cfg)
     except UsageError as e:
         exit_usage("pipeline", e)

@@ -41,10 +41,10 @@ def check_knobs(cfg) -> None:
 def check_stage3_env(steps) -> None:
     """The stage-3 step's RL_training_script.sh environment through the RL knobs' checks (naming the
     stage-3 knob; UsageError), so a bad combination stops the pipeline before stage 1, not after stage 2."""
-    from .rl.knobs import knobs_from_env
+    from .rl.knobs import knobs_from_names
     for st in steps:
         if st.name == "stage3_grpo":
             try:
-                knobs_from_env(st.env).resolved("trl")
+                knobs_from_names(st.env).resolved("trl")
             except ValueError as e:
                 raise UsageError(f"stage 3 (RL_training_script.sh): {e}") from None

@@ -89,7 +89,7 @@ CASES = [
     ("knobs-seed-negative", knobs_env(SEED="-1"), "ValueError", r"SEED must be in \[0, 4294967295\], got -1"),
     ("trl-flag-kl-nan", trl("--kl_coef", "nan"), 2, r"error: KL_COEF must be >= 0, got nan"),
     ("trl-flag-temperature-zero", trl("--temperature", "0"), 2, r"TEMPERATURE must be > 0, got 0\.0"),
-    ("trl-env-save-freq-zero", trl(env={"SAVE_FREQ": "0"}), 2, r"SAVE_FREQ must be >= 1, got 0"),
+    ("trl-save-freq-zero", trl("--save_freq", "0"), 2, r"SAVE_FREQ must be >= 1, got 0"),
     # ---- scripts/ --------------------------------------------------------------------------------
     ("check-data-max-examples-negative", scr("scripts/check_data.py", "--data_dir", "d", "--category", "c",
                                              "--max_examples", "-1"), 2, r"--max_examples must be >= 0, got -1"),

@@ -195,9 +195,10 @@ def prep_existing(*extra):
 
 
 def knobs_env(**env):
-    """``knobs_from_env`` then ``resolved("trl")``: the path both backends' knobs take."""
-    from sidreasoner.rl.knobs import knobs_from_env
-    return lambda c: raised(lambda: knobs_from_env(env).resolved("trl"))
+    """``knobs_from_names`` (the script's variables, as the pipeline checks the stage-3 step's) then
+    ``resolved("trl")``: the checks both backends' knobs take."""
+    from sidreasoner.rl.knobs import knobs_from_names
+    return lambda c: raised(lambda: knobs_from_names(env).resolved("trl"))
 
 
 def knobs(backend="trl", **kw):
@@ -205,12 +206,8 @@ def knobs(backend="trl", **kw):
     return lambda c: raised(lambda: RLKnobs(**kw).resolved(backend))
 
 
-def trl(*argv, env=None):
-    def run(c):
-        for k, v in (env or {}).items():
-            c.monkeypatch.setenv(k, v)
-        return call(script("rl/trl_grpo.py").main, list(argv))
-    return run
+def trl(*argv):
+    return lambda c: call(script("rl/trl_grpo.py").main, list(argv))
 
 
 def rl_script(**env):
@@ -229,12 +226,17 @@ def scr(relpath, *argv):
 
 
 def pipeline(*argv, env=None):
+    """``python -m sidreasoner.pipeline`` in-process; with ``env``: ``bash run_pipeline.sh``, which maps those
+    knobs to the flags (the Python reads no environment)."""
     from sidreasoner import pipeline as pl
 
     def run(c):
-        for k, v in (env or {}).items():
-            c.monkeypatch.setenv(k, v)
-        return call(pl.main, ["--run_dir", c.tmp / "run", "--results_dir", c.tmp / "res", *argv])
+        flags = ["--run_dir", str(c.tmp / "run"), "--results_dir", str(c.tmp / "res"), *argv]
+        if env is None:
+            return call(pl.main, flags)
+        p = subprocess.run(["bash", "run_pipeline.sh", *flags], cwd=REPO, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHON": sys.executable, **env})
+        return p.returncode, p.stdout + p.stderr
     return run
 
 
@@ -411,8 +413,10 @@ CASES = [
     ("knobs-verl-with-beam", knobs(backend="verl", sid_rollout="beam"), "ValueError",
      r"SID_ROLLOUT=beam and REWARD=rank run on BACKEND=trl only"),
     ("knobs-line-break", knobs(experiment_name="a\nb"), "ValueError", r"EXPERIMENT_NAME contains a line break"),
-    ("trl-env-ngpus-two", trl("--help", env={"NGPUS": "two"}), 2, r"trl_grpo\.py: error: NGPUS must be an integer"),
-    ("trl-flag-rollout-n-text", trl("--rollout_n", "many"), 2, r"argument --rollout_n: invalid int value: 'many'"),
+    ("trl-flag-ngpus-two", trl("--ngpus", "two", "--help"), 2,
+     r"error: argument --ngpus: NGPUS must be an integer, got 'two'"),
+    ("trl-flag-rollout-n-text", trl("--rollout_n", "many"), 2,
+     r"argument --rollout_n: ROLLOUT_N must be an integer, got 'many'"),
     ("rl-script-unknown-backend", rl_script(BACKEND="deepspeed"), 2, r"BACKEND must be verl or trl, got 'deepspeed'"),
     ("rl-script-ngpus-two", rl_script(BACKEND="verl", NGPUS="two"), 2, r"NGPUS must be an integer, got 'two'"),
     # ---- scripts/ --------------------------------------------------------------------------------
@@ -454,7 +458,8 @@ CASES = [
     ("pipeline-stages-four", pipeline("--stages", "4", "--dry_run"), 2, r"STAGES must be 1, 2 or 3.*got 4"),
     ("pipeline-unknown-baseline", pipeline("--baselines", "popularity,oracle", "--dry_run"), 2,
      r"BASELINES: unknown baseline 'oracle'"),
-    ("pipeline-stages-not-int", pipeline("--stages", "three", "--dry_run"), 2, r"argument --stages: invalid .*'three'"),
+    ("pipeline-stages-not-int", pipeline("--stages", "three", "--dry_run"), 2,
+     r"argument --stages: STAGES must be an integer, got 'three'"),
     ("pipeline-env-stages-not-int", pipeline("--dry_run", env={"STAGES": "x"}), 2,
      r"STAGES must be an integer, got 'x'"),
     ("pipeline-bool-maybe", pipeline("--tiny_untied", "maybe", "--dry_run"), 2, r"argument --tiny_untied: .*'maybe'"),

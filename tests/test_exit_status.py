@@ -75,7 +75,7 @@ CASES = {
     ".eval.effect": [mod("sidreasoner.eval.effect", "a", "b", "--k", "0")],
     ".rl.diagnostics": [mod("sidreasoner.rl.diagnostics", "run", "--last", "x")],
     ".rl.reward_eval": [mod("sidreasoner.rl.reward_eval", "--model_path", "m", "--data_file", "d", "--rows", "-1")],
-    ".rl.verl_config": [mod("sidreasoner.rl.verl_config", "overrides", env={"KL_COEF": "nan"})],
+    ".rl.verl_config": [mod("sidreasoner.rl.verl_config", "overrides", "--kl_coef", "nan")],
     ".logfilter": [mod("sidreasoner.logfilter", "log.txt", "--bogus")],
     ".teacher.leakage": [mod("sidreasoner.teacher.leakage", "--data_dir", "d", "--category", "c", "--k", "3")],
     "benchmarks/bench_*.py": [py("benchmarks/bench_beam_search.py", "--rows", "0"),

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -16,25 +17,41 @@ from sidreasoner import pipeline as P
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_env_knobs_override_defaults(monkeypatch):
-    monkeypatch.setenv("DATA_DIR", "/data/Amazon")
-    monkeypatch.setenv("CATEGORY", "Office_Products")
+def test_env_knobs_become_flags_in_run_pipeline_sh(tmp_path):
+    """run_pipeline.sh (make demo) maps each set knob to its flag; "$@" come last and win; an empty one is unset."""
+    env = {**os.environ, "PYTHON": sys.executable, "CATEGORY": "Office_Products", "STAGE1_STEPS": "7",
+           "HISTORY_LOSS": "0", "STAGES": "1", "STAGE1_LR": "0.5", "SEED": "", "RUN_DIR": str(tmp_path / "run"),
+           "RESULTS_DIR": str(tmp_path / "res")}
+    dry = subprocess.run(["bash", "run_pipeline.sh", "--stage1_lr", "0.01", "--dry_run"], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    stage1 = next(line for line in dry.splitlines() if line.startswith("stage1_sft:"))
+    assert "CATEGORY=Office_Products" in stage1 and "LEARNING_RATE=0.01 " in stage1
+    assert "--max_steps 7 " in stage1 and "--history_loss False " in stage1 and "--seed 0 " in stage1
+    assert "stage2_sft:" not in dry
+
+
+def test_the_python_reads_no_environment(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("STAGE1_STEPS", "7")
-    cfg = P.PipelineConfig.from_env()
-    assert (cfg.data_dir, cfg.category, cfg.stage1_steps) == ("/data/Amazon", "Office_Products", 7)
-    assert cfg.stage2_steps == P.PipelineConfig().stage2_steps
+    monkeypatch.setenv("STAGES", "x")
+    P.main(["--run_dir", str(tmp_path / "run"), "--results_dir", str(tmp_path / "res"), "--stages", "1", "--dry_run"])
+    stage1 = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("stage1_sft:"))
+    assert "--num_epochs 1.0 --max_steps -1 " in stage1  # STAGE1_STEPS=7 was not read
+
+
+def test_run_pipeline_sh_names_every_knob():
+    text = (REPO / "run_pipeline.sh").read_text()
+    names = re.search(r'^KNOB_NAMES="(.*?)"', text, re.M | re.S).group(1).split()
+    assert names == [f.name.upper() for f in fields(P.PipelineConfig)]
 
 
 @pytest.mark.parametrize("text,value", [("0", False), ("false", False), ("1", True), ("True", True)])
-def test_boolean_knobs_parse_from_env(monkeypatch, text, value):
-    monkeypatch.setenv("HISTORY_LOSS", text)
-    assert P.PipelineConfig.from_env().history_loss is value
+def test_boolean_knobs_parse(text, value):
+    assert P._flag_type("history_loss", True)(text) is value
 
 
-def test_bad_boolean_knob_is_refused(monkeypatch):
-    monkeypatch.setenv("HISTORY_LOSS", "maybe")
-    with pytest.raises(Exception, match="expected a boolean"):
-        P.PipelineConfig.from_env()
+def test_bad_boolean_knob_is_refused():
+    with pytest.raises(Exception, match=r"^HISTORY_LOSS must be a boolean \(1/0, true/false\), got 'maybe'$"):
+        P._flag_type("history_loss", True)("maybe")
 
 
 def test_stage1_gets_the_small_model_recipe_flags():
@@ -142,9 +159,7 @@ def test_stages_knob_stops_after_that_stage_and_its_evals(stages, last, absent):
     assert steps == full[:len(steps)]  # the same steps, commands and env as the full plan, cut short
 
 
-def test_stages_knob_from_env_and_out_of_range(monkeypatch):
-    monkeypatch.setenv("STAGES", "1")
-    assert P.PipelineConfig.from_env().stages == 1
+def test_stages_knob_out_of_range():
     for bad in (0, 4):
         with pytest.raises(P.UsageError, match=f"STAGES must be 1, 2 or 3 .*got {bad}"):
             P.plan(P.PipelineConfig(stages=bad))

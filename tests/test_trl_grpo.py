@@ -114,15 +114,17 @@ def test_bad_input(knobs, tmp_path):
         run_trl_grpo(dataclasses.replace(knobs, info_file=str(tmp_path / "gone.txt")), say=lambda *_: None)
 
 
-def test_script_help_and_environment_knobs():
+def test_script_help_and_knobs_are_flags_only():
+    """The knobs are flags; the environment is never read (an OUTPUT_DIR exported for stage 1 is not GRPO's)."""
     script = REPO / "rl" / "trl_grpo.py"
-    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                         env={"ROLLOUT_N": "6", "PATH": "/usr/bin:/bin"})
+    env = {"ROLLOUT_N": "6", "OUTPUT_DIR": "checkpoints/stage1", "NGPUS": "x", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and "--rollout_n ROLLOUT_N" in out.stdout
-    assert "completions sampled per prompt (the GRPO group) (default: 6)" in " ".join(out.stdout.split())
-    bad = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                         env={"NGPUS": "x", "PATH": "/usr/bin:/bin"})
-    assert bad.returncode == 2 and bad.stderr.strip() == "trl_grpo.py: error: NGPUS must be an integer, got 'x'"
+    assert "completions sampled per prompt (the GRPO group) (default: 16)" in " ".join(out.stdout.split())
+    assert "checkpoints/stage1" not in out.stdout
+    bad = subprocess.run([sys.executable, str(script), "--ngpus", "x"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("error: argument --ngpus: NGPUS must be an integer, "
+                                                               "got 'x'")
 
 
 @pytest.mark.gpu

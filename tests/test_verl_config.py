@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from sidreasoner.data.formats import write_info
 from sidreasoner.data.records import DataError, InfoRow
-from sidreasoner.rl.knobs import RLKnobs, knobs_from_env
+from sidreasoner.rl.knobs import RLKnobs, knobs_from_names
 from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data
 from sidreasoner.rl.preflight import check_data, check_model, check_verl_config, preflight
 from sidreasoner.rl.verl_compose import compose
@@ -49,15 +49,15 @@ def test_paper_defaults():
     assert all(f.metadata.get("help") for f in dataclasses.fields(RLKnobs))
 
 
-def test_knobs_from_environment_and_bad_values():
-    k = knobs_from_env({"NGPUS": "4", "LR": "1e-6", "THINK": "0", "LOGGER": "console,wandb", "SEED": ""})
+def test_knobs_from_script_names_and_bad_values():
+    k = knobs_from_names({"NGPUS": "4", "LR": "1e-6", "THINK": "0", "LOGGER": "console,wandb", "SEED": ""})
     assert (k.ngpus, k.lr, k.think, k.logger, k.seed) == (4, 1e-6, False, "console,wandb", 42)
     with pytest.raises(ValueError, match=r"^NGPUS must be an integer, got 'two'$"):
-        knobs_from_env({"NGPUS": "two"})
+        knobs_from_names({"NGPUS": "two"})
     with pytest.raises(ValueError, match=r"^THINK must be a boolean \(1/0, true/false\), got 'maybe'$"):
-        knobs_from_env({"THINK": "maybe"})
+        knobs_from_names({"THINK": "maybe"})
     with pytest.raises(ValueError, match=r"^ROLLOUT_N must be >= 2: GRPO compares completions of the same prompt"):
-        knobs_from_env({"ROLLOUT_N": "1"}).resolved("verl")
+        knobs_from_names({"ROLLOUT_N": "1"}).resolved("verl")
     with pytest.raises(ValueError, match=r"^BACKEND must be one of verl, trl, got 'ray'$"):
         RLKnobs().resolved("ray")
 
@@ -188,7 +188,9 @@ def test_script_defaults_are_the_knobs_defaults():
             assert float(got) == want, f.name
         else:
             assert got == want, f.name
-        assert re.search(rf"^export .*\b{f.name.upper()}\b", text, re.M | re.S), f"{f.name.upper()} not exported"
+    names = re.search(r'^KNOB_NAMES="(.*?)"', text, re.M | re.S).group(1).split()
+    assert sorted(names) == sorted(f.name.upper() for f in dataclasses.fields(RLKnobs))  # each passed as its flag
+    assert not re.search(r"^export ", text, re.M)  # no Python reads a knob from the environment
 
 
 def test_script_dry_run_prints_the_pipeline(tmp_path):
@@ -202,7 +204,10 @@ def test_script_dry_run_prints_the_pipeline(tmp_path):
     assert [line[1:3] for line in lines] == [["rl/prepare_data.py", "--data_dir"],
                                              ["-m", "sidreasoner.rl.verl_config"], ["-m", "verl.trainer.main_ppo"],
                                              ["scripts/merge_fsdp_checkpoint.py", "--all"]]
-    assert lines[1][3:] == ["check", "trainer.resume_mode=disable"]
+    knob_flags = lines[1][4:lines[1].index("--")]
+    assert lines[1][3] == "check" and lines[1][lines[1].index("--"):] == ["--", "trainer.resume_mode=disable"]
+    flags = dict(zip(knob_flags[::2], knob_flags[1::2]))
+    assert len(flags) == len(dataclasses.fields(RLKnobs)) and flags["--ngpus"] == "4" and flags["--think"] == "1"
     cwd = os.getcwd()
     try:
         os.chdir(REPO)  # the script runs from the repository: relative defaults resolve there
@@ -215,14 +220,23 @@ def test_script_dry_run_prints_the_pipeline(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip() == "RL_training_script.sh: BACKEND must be verl or trl, got 'ray'"
     trl = subprocess.run(["bash", str(SCRIPT), "--max_steps", "3"], capture_output=True, text=True,
                          env={**env, "BACKEND": "trl"}, cwd=tmp_path)
-    assert trl.returncode == 0 and shlex.split(trl.stdout.splitlines()[-1])[1:] == ["rl/trl_grpo.py", "--max_steps", "3"]
+    trl_flags = [x.replace("grpo_verl_", "grpo_trl_") for x in knob_flags]  # OUTPUT_DIR's default names the backend
+    assert trl.returncode == 0 and shlex.split(trl.stdout.splitlines()[-1])[1:] == ["rl/trl_grpo.py", *trl_flags,
+                                                                                    "--max_steps", "3"]
 
 
 def test_cli_reports_bad_knobs_and_usage():
-    env = {"PATH": os.environ["PATH"], "NGPUS": "x"}
-    bad = subprocess.run([sys.executable, "-m", "sidreasoner.rl.verl_config", "overrides"], capture_output=True,
-                         text=True, env=env, cwd=REPO)
-    assert bad.returncode == 2 and bad.stderr.strip() == "RL (verl): error: NGPUS must be an integer, got 'x'"
+    env = {"PATH": os.environ["PATH"], "NGPUS": "x", "OUTPUT_DIR": "/elsewhere"}  # the environment is not read
+    bad = subprocess.run([sys.executable, "-m", "sidreasoner.rl.verl_config", "overrides", "--ngpus", "x"],
+                         capture_output=True, text=True, env=env, cwd=REPO)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("error: argument --ngpus: NGPUS must be an integer, "
+                                                               "got 'x'")
+    ok = subprocess.run([sys.executable, "-m", "sidreasoner.rl.verl_config", "run-dir", "--ngpus", "2", "--",
+                         "trainer.resume_mode=disable"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert ok.returncode == 0 and ok.stdout.strip() == str(REPO / "checkpoints" / "grpo_verl_Office_Products")
+    out = subprocess.run([sys.executable, "-m", "sidreasoner.rl.verl_config", "run-dir", "--", "--flag",
+                          "trainer.default_local_dir=/tmp/x"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip() == "/tmp/x"  # after --: hydra's, never read as knob flags
     usage = subprocess.run([sys.executable, "-m", "sidreasoner.rl.verl_config"], capture_output=True, text=True,
                            cwd=REPO)
     assert usage.returncode == 2 and "{overrides,check,run-dir}" in usage.stderr

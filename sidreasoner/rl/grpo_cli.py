@@ -2,29 +2,24 @@
 
 Stage 3 on one machine (CPU or one GPU): GRPO with the SID-match reward on TRL's GRPOTrainer, on the
 same parquet files, reward and settings as the verl recipe (``BACKEND=trl bash RL_training_script.sh``
-runs this). Every flag is also read from the environment variable of the same name in upper case
-(``ROLLOUT_N=4`` = ``--rollout_n 4``), so both backends share one set of knobs; flags win. The model
+runs this, passing every knob of the script as its flag: ``ROLLOUT_N=4`` becomes ``--rollout_n 4``, and the
+script's own arguments come last and win). Flags only: no knob is read from the environment. The model
 lands in ``OUTPUT_DIR/final_checkpoint``; ``grpo_config.json``, ``grpo_log.jsonl`` and
 ``grpo_summary.json`` (with the sampled validation reward before/after when ``--eval_rows`` > 0)
 beside it. A killed run resumes from its last checkpoint when run again.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-from sidreasoner.rl.knobs import RLKnobs, build_parser
+from sidreasoner.rl.knobs import build_parser, knobs_from_args
 
 
 def main(argv=None) -> int:
-    try:
-        parser = build_parser(__doc__.split("\n\n")[1], os.environ)
-    except ValueError as e:  # a malformed environment knob
-        print(f"trl_grpo.py: error: {e}", file=sys.stderr)
-        return 2
+    parser = build_parser(__doc__.split("\n\n")[1])
     args = parser.parse_args(argv)
     try:
-        knobs = RLKnobs(**vars(args))
+        knobs = knobs_from_args(args)
         knobs.resolved("trl")  # bad values answered before torch is imported
     except ValueError as e:
         parser.error(str(e))

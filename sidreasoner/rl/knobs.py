@@ -1,9 +1,11 @@
 """The stage-3 run settings, shared by both backends (verl on clusters, TRL on one machine).
 
-Every field is a knob with the same name in three places: the environment variable ``FIELD_NAME``
-(what ``RL_training_script.sh`` exports), the flag ``--field_name`` of ``rl/trl_grpo.py``, and the
-attribute here. Defaults are the paper's GRPO settings (16 rollouts at T=1.0, 256 prompts per step,
-lr 5e-7, low-variance KL 0.001 to the stage-2 model, 10 epochs, a checkpoint every 100 steps).
+Every field is a knob with the same name in three places: the variable ``FIELD_NAME`` of
+``RL_training_script.sh`` (its environment interface), the flag ``--field_name`` the script passes to
+``rl/trl_grpo.py`` and ``python -m sidreasoner.rl.verl_config``, and the attribute here. No Python reads
+the knobs from the environment: the script maps each variable to its flag. Defaults are the paper's GRPO
+settings (16 rollouts at T=1.0, 256 prompts per step, lr 5e-7, low-variance KL 0.001 to the stage-2 model,
+10 epochs, a checkpoint every 100 steps).
 Fields marked "verl:" or "trl:" are read by that backend only.
 """
 from __future__ import annotations
@@ -197,7 +199,7 @@ def _check_rollout(k: RLKnobs) -> None:
                          f"({k.max_response_length}) for the closer, the SID and the stop token")
 
 
-# -- environment and command line -------------------------------------------------------------------
+# -- command line ------------------------------------------------------------------------------------
 def parse_bool(value: str) -> bool:
     v = str(value).strip().lower()
     if v in ("1", "true", "yes", "y", "on"):
@@ -219,24 +221,39 @@ def _kinds() -> dict:
     return get_type_hints(RLKnobs)
 
 
-def knobs_from_env(env: Mapping[str, str], base: Optional[RLKnobs] = None) -> RLKnobs:
-    """Knobs from environment variables named like the fields in upper case (unset or empty: the default)."""
-    values = {}
+def knobs_from_names(values: Mapping[str, str], base: Optional[RLKnobs] = None) -> RLKnobs:
+    """Knobs from text values keyed by the script's variable names (upper case; unset or empty: the default).
+    Not a reader of the process environment: the pipeline checks the variables it gives the stage-3 step."""
+    converted = {}
     for name, kind in _kinds().items():
-        raw = env.get(name.upper())
+        raw = values.get(name.upper())
         if raw is not None and raw != "":
-            values[name] = _convert(name, kind, raw)
-    return dataclasses.replace(base or RLKnobs(), **values)
+            converted[name] = _convert(name, kind, raw)
+    return dataclasses.replace(base or RLKnobs(), **converted)
 
 
-def build_parser(description: str = "", env: Optional[Mapping[str, str]] = None) -> argparse.ArgumentParser:
-    """``--field`` flags for every knob; defaults come from ``env`` (the same variables) over the dataclass's."""
-    defaults = knobs_from_env(env or {})
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_knob_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--field`` flags for every knob (defaults: the dataclass's). A value of the wrong type is answered
+    naming the knob and its flag: ``argument --ngpus: NGPUS must be an integer, got 'two'``."""
     for f in dataclasses.fields(RLKnobs):
         kind = _kinds()[f.name]
-        conv = (lambda raw, n=f.name, k=kind: _convert(n, k, raw))
-        conv.__name__ = "bool" if kind is bool else kind.__name__  # argparse names it in its error message
+
+        def conv(raw, n=f.name, k=kind):
+            try:
+                return _convert(n, k, raw)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
         extra = {"nargs": "?", "const": True, "metavar": "BOOL"} if kind is bool else {}
-        p.add_argument(f"--{f.name}", type=conv, default=getattr(defaults, f.name), help=f.metadata["help"], **extra)
+        p.add_argument(f"--{f.name}", type=conv, default=f.default, help=f.metadata["help"], **extra)
     return p
+
+
+def build_parser(description: str = "") -> argparse.ArgumentParser:
+    """The knobs' command line (``rl/trl_grpo.py``)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return add_knob_flags(p)
+
+
+def knobs_from_args(args: argparse.Namespace) -> RLKnobs:
+    """The knobs among parsed flags (other attributes of ``args`` ignored)."""
+    return RLKnobs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLKnobs)})

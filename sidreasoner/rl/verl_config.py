@@ -6,21 +6,22 @@ loaded by file path with its catalogue passed through ``reward_kwargs``. ``verl_
 builds verl's own trainer config from them with hydra, exactly as ``main_ppo`` does, so a test (and
 ``check`` before a run) sees every key exist and every value typed before any GPU is touched.
 
-Command line (the stage script calls it; knobs come from the environment)::
+Command line (the stage script calls it with every knob as its flag, ``--rollout_n 16 ...``; hydra
+overrides of the run after ``--``)::
 
-    python -m sidreasoner.rl.verl_config overrides        # one override per line
-    python -m sidreasoner.rl.verl_config check [EXTRA...]  # files, SID tokens, verl's own validation
-    python -m sidreasoner.rl.verl_config run-dir [EXTRA...] # trainer.default_local_dir after EXTRA overrides
+    python -m sidreasoner.rl.verl_config overrides [KNOB FLAGS...]               # one override per line
+    python -m sidreasoner.rl.verl_config check [KNOB FLAGS...] [-- EXTRA...]     # files, SID tokens, verl's checks
+    python -m sidreasoner.rl.verl_config run-dir [KNOB FLAGS...] [-- EXTRA...]   # default_local_dir after EXTRA
 """
 from __future__ import annotations
 
-import os
+import argparse
 import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .knobs import RLKnobs, knobs_from_env
+from .knobs import RLKnobs, add_knob_flags, knobs_from_args
 
 #: the reward entry verl loads by path: a file of the installed package (rl/verl_entry.py), not of a checkout
 REWARD_FILE = Path(__file__).resolve().with_name("verl_entry.py")
@@ -141,27 +142,34 @@ def run_dir(knobs: RLKnobs, extra: Sequence[str] = ()) -> str:
     return value
 
 
-def resolved_knobs(env=None) -> RLKnobs:
-    return knobs_from_env(os.environ if env is None else env).resolved("verl")
+COMMANDS = ("overrides", "check", "run-dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sidreasoner.rl.verl_config", description=__doc__.split("\n\n")[0],
+                                usage="%(prog)s {" + ",".join(COMMANDS) + "} [KNOB FLAGS...] [-- EXTRA OVERRIDES...]",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("command", choices=COMMANDS, help="overrides: print them; check: pre-flight checks; run-dir: "
+                                                     "where verl saves the checkpoints")
+    return add_knob_flags(p)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ("overrides", "check", "run-dir")
-    if not argv or argv[0] not in commands:
-        print(__doc__.split("\n\n")[3].rstrip() + "\n\nusage: python -m sidreasoner.rl.verl_config {"
-              + ",".join(commands) + "} [EXTRA OVERRIDES...]", file=sys.stderr)
-        return 2
+    cut = argv.index("--") if "--" in argv else len(argv)  # after --: hydra overrides of the run, as main_ppo gets them
+    parser = build_parser()
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1:]
     from ..data.records import DataError
     try:
-        knobs = resolved_knobs()
-        if argv[0] == "overrides":
+        knobs = knobs_from_args(args).resolved("verl")
+        if args.command == "overrides":
             print("\n".join(verl_overrides(knobs)))
-        elif argv[0] == "run-dir":
-            print(run_dir(knobs, argv[1:]))
+        elif args.command == "run-dir":
+            print(run_dir(knobs, args.extra))
         else:
             from .preflight import preflight
-            preflight(knobs, verl_overrides(knobs) + argv[1:])
+            preflight(knobs, verl_overrides(knobs) + args.extra)
     except (ValueError, DataError, OSError) as e:
         print(f"RL (verl): error: {e}", file=sys.stderr)
         return 2
