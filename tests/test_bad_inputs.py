@@ -373,7 +373,7 @@ CASES = [
     ("prepare-max-train-rows-negative", prep("--max_train_rows", "-5"), 2, r"--max_train_rows must be >= 0.*got -5"),
     ("prepare-valid-holdout-negative", prep("--valid_holdout", "-1"), 2, r"--valid_holdout must be >= 0"),
     ("prepare-unknown-prompt-style", prep("--prompt_style", "chatty"), 2, r"unknown prompt style 'chatty'"),
-    ("prepare-bool-maybe", prep("--think", "maybe"), 2, r"argument --think: invalid .*'maybe'"),
+    ("prepare-bool-maybe", prep("--think", "maybe"), 2, r"argument --think: expected a boolean.*'maybe'"),
     ("prepare-rows-not-int", prep("--max_valid_rows", "ten"), 2, r"argument --max_valid_rows: invalid int value"),
     ("prepare-holdout-too-large", prep("--train_from", "valid", "--valid_holdout", "16"), 2,
      r"valid[/\\]Tiny_5_2016-10-2018-11\.csv: --valid_holdout 16 must be between 1 and 15"),

@@ -20,10 +20,10 @@ import json
 import logging
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from ..data.records import SPLIT_SUFFIX, SPLITS, DataError, ReleasePaths
+from ..flags import add_dataclass_args, from_namespace
 from ..paths import NUM_BEAMS
 from ..ranges import at_least, check_list, check_ranges
 from .common import write_run
@@ -60,17 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "targets: train targets only (default: %(default)s)")
     sas = sub.add_parser("sasrec", help="SASRec trained on train, early stopping on valid")
     _common_flags(sas)
-    helps = {"hidden": "embedding / hidden size", "blocks": "self-attention blocks", "heads": "attention heads",
-             "dropout": "dropout rate", "max_len": "history items used (newest first kept)", "lr": "Adam learning rate",
-             "weight_decay": "Adam weight decay", "batch_size": "train rows per step", "max_epochs": "epoch limit",
-             "patience": "epochs without a valid improvement before stopping",
-             "supervise": "all: every position predicts its next item; last: only the row's target",
-             "select_metric": "valid metric for early stopping, e.g. NDCG@10 or HR@10",
-             "eval_batch_size": "rows per scoring batch", "seed": "random seed (init, order, dropout)"}
-    for f in fields(SASRecConfig):
-        kw = {"choices": ["all", "last"]} if f.name == "supervise" else {}
-        sas.add_argument(f"--{f.name}", type=type(f.default), default=f.default,
-                         help=f"{helps[f.name]} (default: %(default)s)", **kw)
+    add_dataclass_args(sas, SASRecConfig, flag_help_suffix=" (default: %(default)s)")
     sas.add_argument("--threads", type=int, default=1, help="torch CPU threads, >= 1 (default: %(default)s)")
     sas.add_argument("--no_progress", action="store_true", help="hide the tqdm progress bar")
     tra = sub.add_parser("transitions", help="successors of the row's last item in train, backed off to "
@@ -136,7 +126,7 @@ def run_sasrec(args, paths: ReleasePaths) -> tuple[list[dict], dict]:
     from .common import load_splits, load_vocab
     from .sasrec import SASRecConfig, predict, save_sasrec, train_sasrec
     torch.set_num_threads(args.threads)
-    cfg = SASRecConfig(**{f.name: getattr(args, f.name) for f in fields(SASRecConfig)})
+    cfg = from_namespace(SASRecConfig, args)
     cfg.check()  # bad flags fail before any data is read
     vocab = load_vocab(paths)
     splits = load_splits(paths, dict.fromkeys(["train", "valid", args.split]))

@@ -27,7 +27,7 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -49,22 +49,29 @@ RANGES = {**dict.fromkeys(("hidden", "blocks", "heads", "max_len", "batch_size",
           "dropout": between(0, 1, hi_open=True), "lr": above(0), "weight_decay": at_least(0), "seed": SEED}
 
 
+def _f(default, help_text: str, **meta):
+    return field(default=default, metadata={"help": help_text, **meta})
+
+
 @dataclass
 class SASRecConfig:
-    hidden: int = 64
-    blocks: int = 2
-    heads: int = 1
-    dropout: float = 0.2
-    max_len: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    max_epochs: int = 200
-    patience: int = 10
-    supervise: str = "last"         # only the "last" position (the row's target) or "all" positions
-    select_metric: str = "NDCG@10"  # valid metric for early stopping (SID level)
-    eval_batch_size: int = 512
-    seed: int = 0
+    """SASRec's settings: the flags of ``python -m sidreasoner.baselines sasrec``."""
+
+    hidden: int = _f(64, "embedding / hidden size")
+    blocks: int = _f(2, "self-attention blocks")
+    heads: int = _f(1, "attention heads")
+    dropout: float = _f(0.2, "dropout rate")
+    max_len: int = _f(10, "history items used (newest first kept)")
+    lr: float = _f(1e-3, "Adam learning rate")
+    weight_decay: float = _f(0.0, "Adam weight decay")
+    batch_size: int = _f(128, "train rows per step")
+    max_epochs: int = _f(200, "epoch limit")
+    patience: int = _f(10, "epochs without a valid improvement before stopping")
+    supervise: str = _f("last", "all: every position predicts its next item; last: only the row's target",
+                        choices=("all", "last"))
+    select_metric: str = _f("NDCG@10", "valid metric for early stopping (SID level), e.g. NDCG@10 or HR@10")
+    eval_batch_size: int = _f(512, "rows per scoring batch")
+    seed: int = _f(0, "random seed (init, order, dropout)")
 
     def check(self) -> None:
         if self.supervise not in ("all", "last"):

@@ -17,73 +17,46 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from sidreasoner.paths import NUM_BEAMS, eval_output_dir, final_model
+from sidreasoner.flags import add_dataclass_args, from_namespace
+from sidreasoner.paths import eval_output_dir, final_model
 from sidreasoner.ranges import SEED, above, at_least, check_list, check_ranges, either, finite, optional
 
 
+@dataclass
+class EvalFlags:
+    """The flags of evaluate.py beyond EvalConfig's (where the split and catalogue come from, the process)."""
+
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "release data folder; with --category gives the split CSV and info file"})
+    merge_shards: Optional[str] = field(default=None, metadata={
+        "help": "merge DIR's shard predictions and write metrics.json, then exit", "metavar": "DIR"})
+    threads: Optional[int] = field(default=None, metadata={
+        "help": "torch CPU threads (0 or unset: torch's choice; 1 on a busy shared CPU)"})
+    compare_nothink: Optional[str] = field(default=None, metadata={
+        "help": "with --think: the same model's non-thinking evaluation folder; writes think_effect.json (rows "
+                "thinking helped / hurt / left unchanged, by NDCG@10) and think_effect_rows.jsonl beside the "
+                "results", "metavar": "DIR"})
+    log_level: str = field(default="INFO", metadata={"help": "logging level"})
+
+
+#: EvalConfig's fields without a default are flags that may be left out (filled from --data_dir, or refused)
+_FLAG_DEFAULTS = {"base_model": None, "output_dir": None, "test_data_path": None, "info_file": None}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from sidreasoner.eval.config import EvalConfig
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = p.add_argument
-    a("--base_model", help="model folder (Hugging Face format) with the SID tokens in its tokenizer, or a stage's "
-                           "output folder: its final_checkpoint, else verl's newest global_step_N/actor_merged")
-    a("--data_dir", help="release data folder; with --category gives the split CSV and info file")
-    a("--category", default="", help="category name in the release layout, e.g. Office_Products")
-    a("--split", default="test", choices=["train", "valid", "test"], help="split to evaluate with --data_dir")
-    a("--test_data_path", help="split CSV to evaluate (overrides --data_dir/--split)")
-    a("--info_file", help="catalogue 'SID<TAB>title<TAB>item_id' for constrained decoding (overrides --data_dir)")
-    a("--output_dir", help="where predictions.jsonl, metrics.json, config.json go "
-                           "(default results/<category>_<think|nothink>_beams<num_beams>)")
-    a("--result_json_data", help="also write the reference-format JSON list {user_id, output, predict} here")
-    a("--batch_size", type=int, default=8, help="test rows per forward batch")
-    a("--num_beams", type=int, default=NUM_BEAMS, help=f"beams = SIDs returned per row (paper: {NUM_BEAMS}, up to 50)")
-    a("--max_new_tokens", type=int, default=None,
-      help="reference compatibility: must hold the SID tokens + stop token (the search stops at the SID's end)")
-    a("--length_penalty", type=float, default=0.0, help="HF length penalty on finished beams (paper: 0)")
-    a("--think", action="store_true", help="thinking mode: generate reasoning, close </think>, then search")
-    a("--prompt_style", default="auto", choices=["auto", "native", "compact", "release"],
-      help="wording of the prompt (sidreasoner.tasks.prompts; release: the SIDReasoner release's prompts, byte "
-           "for byte); auto: the style recorded in the model folder's prompt_style.json, native for a folder "
-           "without one. A style other than the recorded one is used with a warning")
-    a("--max_think_tokens", type=int, default=512, help="reasoning budget; unclosed reasoning is force-closed")
-    a("--num_reasoning_paths", type=int, default=1, help="sampled reasoning paths per row (1 = greedy); beams merged by score")
-    a("--temperature", type=float, default=1.0, help="sampling temperature when --num_reasoning_paths > 1")
-    a("--repetition_penalty", type=float, default=1.0,
-      help="repetition penalty of the reasoning's generation (1: off, as the release decodes; ~1.3 stops the loops "
-           "a tiny model falls into when it reasons greedily)")
-    a("--reasoning_backend", default="auto", choices=["auto", "hf", "vllm"],
-      help="reasoning generator: vLLM when installed and on GPU (auto), else HF generate")
-    a("--search", default="ours", choices=["ours", "reference"],
-      help="ours: prefill-once tensor beam search; reference: HF generate + prefix_allowed_tokens_fn")
-    a("--beam_mode", default="auto", choices=["auto", "tree", "expand"],
-      help="how beams share the prompt: tree attention (sdpa/eager) or per-beam cache copies")
-    a("--limit", type=int, default=None, help="evaluate only the first N rows of the split")
-    a("--shard", default=None, help="i/n: evaluate rows i, i+n, i+2n, ... (one process per GPU)")
-    a("--resume", action="store_true", help="continue an interrupted run: skip rows already in the predictions file")
-    a("--merge_shards", metavar="DIR", help="merge DIR's shard predictions and write metrics.json, then exit")
-    a("--threads", type=int, default=None, help="torch CPU threads (0 or unset: torch's choice; 1 on a busy shared CPU)")
-    a("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
-    a("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-      help="model dtype (auto: bfloat16 on GPU, float32 on CPU)")
-    a("--seed", type=int, default=42, help="seed for sampled reasoning paths")
-    a("--compare_nothink", metavar="DIR", default=None,
-      help="with --think: the same model's non-thinking evaluation folder; writes think_effect.json (rows "
-           "thinking helped / hurt / left unchanged, by NDCG@10) and think_effect_rows.jsonl beside the results")
-    a("--calibrate", type=float, default=0.0, metavar="ALPHA",
-      help="calibrated SID scores (LICD-style): every search step subtracts ALPHA x the token's log-probability "
-           "under the same prompt with an empty history, so SIDs the model favours whatever the history get "
-           "less of a head start; predictions also carry each SID's prior. 0: plain scores. Choose ALPHA on "
-           "valid (python -m sidreasoner.eval.fusion --method calibrated does it on saved lists)")
-    a("--ks", default=None, help="comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to num_beams)")
-    a("--log_level", default="INFO", help="logging level")
-    return p
+    add_dataclass_args(p, EvalConfig, defaults=_FLAG_DEFAULTS)
+    return add_dataclass_args(p, EvalFlags)
 
 
 def _config(args):
     from sidreasoner.eval.predictions import parse_shard
-    from sidreasoner.eval.runner import EvalConfig
+    from sidreasoner.eval.config import EvalConfig
     from sidreasoner.data.records import ReleasePaths
     if not args.base_model:
         raise ValueError("--base_model is required (a model folder)")
@@ -99,19 +72,12 @@ def _config(args):
             from sidreasoner.eval.runner import check_info_matches_index
             check_info_matches_index(info, paths.index_json)
     out = args.output_dir or str(eval_output_dir(args.category or Path(test).stem, args.think, args.num_beams))
-    ks = _ks(args.ks)
     if args.calibrate and args.search == "reference":
         raise ValueError(f"--calibrate must be >= 0 and needs --search ours, got {args.calibrate} "
                          f"with --search {args.search}")
-    return EvalConfig(
-        base_model=final_model(args.base_model), output_dir=out, test_data_path=test, info_file=info, category=args.category,
-        split=args.split, batch_size=args.batch_size, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-        length_penalty=args.length_penalty, think=args.think, prompt_style=args.prompt_style, max_think_tokens=args.max_think_tokens,
-        num_reasoning_paths=args.num_reasoning_paths, temperature=args.temperature,
-        repetition_penalty=args.repetition_penalty,
-        reasoning_backend=args.reasoning_backend, search=args.search, beam_mode=args.beam_mode, limit=args.limit,
-        shard=parse_shard(args.shard) or _torchrun_shard(), resume=args.resume, device=args.device, dtype=args.dtype, seed=args.seed,
-        ks=ks, result_json_data=args.result_json_data, calibrate=args.calibrate)
+    return from_namespace(EvalConfig, args, base_model=final_model(args.base_model), output_dir=out,
+                          test_data_path=test, info_file=info, shard=parse_shard(args.shard) or _torchrun_shard(),
+                          ks=_ks(args.ks))
 
 
 #: numeric flags and the values they accept (sidreasoner.ranges); --max_new_tokens: the runner checks it against

@@ -15,18 +15,18 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from ..data.formats import atomic_write_text, read_info_index, read_sid_index, read_split_csv
-from ..data.records import DataError, ReleasePaths, SequenceRow
-from ..paths import NUM_BEAMS
+from ..data.records import DataError, SequenceRow
 from ..sid.index import SIDIndex
 from ..sid.trie import SIDTrie
 from . import predictions as P
+from .config import RESULT_FIELDS, EvalConfig
 from .beam import BeamResult, constrained_beam_search
 from .padding import encode_left_padded, left_pad  # noqa: F401  left_pad: rl/rollout.py's old import
 from .reference import reference_beam_search
@@ -37,51 +37,6 @@ log = logging.getLogger(__name__)
 
 #: the catalogue SIDs the model cannot write (``build_trie``), read back by ``finalize``
 COVERAGE_FILE = "sid_coverage.json"
-#: config fields that change the predictions: a resumed run must agree on all of them
-RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think", "prompt_style",
-                 "max_think_tokens", "num_reasoning_paths", "temperature", "repetition_penalty", "seed", "search",
-                 "limit", "shard", "batch_size", "dtype", "calibrate")
-
-
-@dataclass
-class EvalConfig:
-    base_model: str
-    output_dir: str
-    test_data_path: str
-    info_file: str
-    category: str = ""
-    split: str = "test"
-    batch_size: int = 8
-    num_beams: int = NUM_BEAMS
-    max_new_tokens: Optional[int] = None
-    length_penalty: float = 0.0
-    think: bool = False
-    prompt_style: str = "auto"
-    max_think_tokens: int = 512
-    num_reasoning_paths: int = 1
-    temperature: float = 1.0
-    repetition_penalty: float = 1.0  # of the reasoning's generation (1: off, as the release decodes)
-    reasoning_backend: str = "auto"
-    search: str = "ours"
-    beam_mode: str = "auto"
-    limit: Optional[int] = None
-    shard: Optional[tuple[int, int]] = None
-    resume: bool = False
-    device: str = "auto"
-    dtype: str = "auto"
-    seed: int = 42
-    ks: Optional[list[int]] = None
-    result_json_data: Optional[str] = None
-    calibrate: float = 0.0  # alpha of sidreasoner.eval.calibration (0: plain beam scores)
-
-    @classmethod
-    def from_release(cls, data_dir, category: str, split: str = "test", **kw) -> "EvalConfig":
-        paths = ReleasePaths(Path(data_dir), category)
-        return cls(test_data_path=str(paths.split(split)), info_file=str(paths.info), category=category,
-                   split=split, **kw)
-
-    def suffix(self) -> str:
-        return "" if self.shard is None else f".shard{self.shard[0]}of{self.shard[1]}"
 
 
 def select_rows(rows: Sequence[SequenceRow], limit: Optional[int], shard) -> list[tuple[int, SequenceRow]]:

@@ -12,30 +12,22 @@ Both backends of ``RL_training_script.sh`` read these files. ``prepare_config.js
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from sidreasoner.data.records import DataError
-from sidreasoner.rl.knobs import parse_bool
+from sidreasoner.flags import add_dataclass_args, from_namespace
 from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(PrepareConfig):
-        if f.type in (bool, "bool"):
-            p.add_argument(f"--{f.name}", type=parse_bool, nargs="?", const=True, default=f.default, metavar="BOOL",
-                           help=f.metadata["help"])
-        else:
-            p.add_argument(f"--{f.name}", type=int if f.type in (int, "int") else str, default=f.default,
-                           help=f.metadata["help"])
-    return p
+    return add_dataclass_args(p, PrepareConfig)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        prepare_rl_data(PrepareConfig(**vars(args)))
+        prepare_rl_data(from_namespace(PrepareConfig, args))
     except (DataError, ValueError, OSError) as e:
         print(f"prepare_data.py: error: {e}", file=sys.stderr)
         return 2

@@ -11,9 +11,10 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, get_type_hints
+from typing import Optional
 
 from ..data.records import SPLIT_SUFFIX, ReleasePaths
+from ..flags import add_dataclass_args, from_namespace, parse_bool
 from ..paths import CUTOFF_LEN, DEFAULT_DATA_DIR, sft_dir
 from ..ranges import SEED, above, at_least, between, check_ranges, either, optional
 from .chat import model_prompt_style
@@ -153,34 +154,17 @@ class SFTConfig:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False)
 
 
-def str2bool(value: str) -> bool:
-    v = str(value).strip().lower()
-    if v in ("1", "true", "yes", "y", "on"):
-        return True
-    if v in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (True/False), got {value!r}")
+#: the booleans' parser (sidreasoner.flags); the old name kept for callers that import it from here
+str2bool = parse_bool
 
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    hints = get_type_hints(SFTConfig)
-    for f in dataclasses.fields(SFTConfig):
-        kind = hints[f.name]
-        kw = {"help": f.metadata["help"], "default": f.default}
-        if kind is bool:
-            kw.update(type=str2bool, nargs="?", const=True, metavar="BOOL")
-        else:
-            base = {Optional[float]: float, Optional[int]: int}.get(kind, kind)
-            kw["type"] = base
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        p.add_argument(f"--{f.name}", **kw)
-    return p
+    return add_dataclass_args(p, SFTConfig)
 
 
 def parse_config(argv=None) -> SFTConfig:
-    return SFTConfig(**vars(build_parser().parse_args(argv)))
+    return from_namespace(SFTConfig, build_parser().parse_args(argv))
 
 
 def _fill(value: str, default: Path) -> str:
