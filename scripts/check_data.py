@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from sidreasoner.data.formats import atomic_write_text
-from sidreasoner.data.records import SPLITS, ReleasePaths
+from sidreasoner.data.records import SPLIT_SUFFIX, SPLITS, ReleasePaths
 from sidreasoner.data.stats import compute_stats, render_stats
 from sidreasoner.data.validate import ValidationReport, check_release, load_release
 from sidreasoner.ranges import at_least, parse_checked
@@ -26,7 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data_dir", required=True, type=Path,
                     help="release folder holding train/ valid/ test/ index/ info/ (e.g. data/Amazon: scripts/download_data.py)")
     ap.add_argument("--category", required=True, help="category name as in the file names, e.g. Office_Products")
-    ap.add_argument("--split_suffix", default="_5_2016-10-2018-11",
+    ap.add_argument("--split_suffix", default=SPLIT_SUFFIX,
                     help="suffix of split/info file names after the category (default: %(default)s)")
     ap.add_argument("--max_history", type=int, default=10,
                     help="histories longer than this are reported as warnings (default: %(default)s)")

@@ -23,7 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sidreasoner.data.records import DataError
+from sidreasoner.data.records import SPLIT_SUFFIX, DataError
+from sidreasoner.paths import DEFAULT_DATA_DIR
 from sidreasoner.release import data
 from sidreasoner.release.common import FetchError, Unreachable
 
@@ -32,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], epilog=__doc__.split("\n\n", 2)[2],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     a = ap.add_argument
-    a("--output_dir", type=Path, default=Path("data/Amazon"), help="release folder to fill (default: %(default)s)")
+    a("--output_dir", type=Path, default=Path(DEFAULT_DATA_DIR), help="release folder to fill (default: %(default)s)")
     a("--category", nargs="+", default=["Office_Products"], help="categories to install (default: %(default)s)")
     a("--from_local", type=Path, default=None, help="an already downloaded folder or .zip/.tar(.gz) archive")
     a("--link", action="store_true", help="with --from_local: symlink the files instead of copying them")
@@ -45,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
       help="archive URL of the release (default: the SIDReasoner README's Google Drive file)")
     a("--sha256", default=None, help="expected sha256 of the --url archive (checked when given)")
     a("--cache_dir", type=Path, default=None, help="where partial downloads live (default: OUTPUT_DIR/.download)")
-    a("--split_suffix", default="_5_2016-10-2018-11", help="file-name suffix after the category (default: %(default)s)")
+    a("--split_suffix", default=SPLIT_SUFFIX, help="file-name suffix after the category (default: %(default)s)")
     a("--force", action="store_true", help="fetch and install again even when the category is already installed")
     return ap.parse_args(argv)
 

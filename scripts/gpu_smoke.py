@@ -107,13 +107,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def pipeline_steps(work: Path, all_evals: bool) -> list:
     """The pipeline's own steps for the smoke's knobs, after a step that writes the small demo data."""
+    from sidreasoner.data.records import ReleasePaths
     from sidreasoner.pipeline import PipelineConfig, plan
     from sidreasoner.pipeline_steps import Step
 
     data = work / "data"
     cfg = PipelineConfig(**SMOKE_KNOBS, data_dir=str(data), run_dir=str(work / "run"),
                          results_dir=str(work / "results"))
-    steps = [Step("demo_data", data / "info" / f"{cfg.category}_5_2016-10-2018-11.txt",
+    steps = [Step("demo_data", ReleasePaths(data, cfg.category).info,
                   [sys.executable, "scripts/make_demo_data.py", "--output_dir", str(data), "--seed", str(cfg.seed),
                    "--category", cfg.category, *DEMO_SIZE])]
     for st in plan(cfg):
