@@ -11,7 +11,8 @@
 # the model lands in OUTPUT_DIR/final_checkpoint.
 # Knobs are environment variables; the script passes each on as its flag (ROLLOUT_N=4 -> --rollout_n 4) before "$@",
 # and no Python reads them from the environment. Defaults are the paper's (16 rollouts at T=1.0, 256 prompts per step,
-# lr 5e-7, low-variance KL 0.001, 10 epochs, a checkpoint every 100 steps). `python rl/trl_grpo.py --help` explains each.
+# lr 5e-7, low-variance KL 0.001, 10 epochs, a checkpoint every 100 steps). `python rl/trl_grpo.py --help` explains
+# each.
 # Devices: verl takes the GPUs Ray sees (set CUDA_VISIBLE_DEVICES yourself to restrict them); nothing is hard-coded.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -47,7 +48,10 @@ MAX_STEPS=${MAX_STEPS:-0}                # 0: run the epochs
 SAVE_FREQ=${SAVE_FREQ:-100}
 TEST_FREQ=${TEST_FREQ:-100}              # validation reward every N steps (0: never)
 VAL_MAX_ROWS=${VAL_MAX_ROWS:-0}          # 0: every validation prompt
-REQUIRE_THINK_CLOSED=${REQUIRE_THINK_CLOSED:-0}
+# the reward's options (sidreasoner/rewards.py RewardConfig)
+REQUIRE_THINK_CLOSED=${REQUIRE_THINK_CLOSED:-0}  # 1: reward 0 unless the reasoning was closed with </think>
+LEVEL_WEIGHTS=${LEVEL_WEIGHTS:-0.25,0.5,1.0}     # REWARD=match: 1, 2, ... matching leading levels; last: exact match
+VALID_BONUS=${VALID_BONUS:-0.1}                  # REWARD=match: added when the SID is a catalogue item
 SID_ROLLOUT=${SID_ROLLOUT:-free}         # free (the paper) | beam (TRL: sampled reasoning, constrained SID beams)
 REWARD=${REWARD:-match}                  # match (the release's) | rank (TRL, with SID_ROLLOUT=beam)
 RANK_K=${RANK_K:-10}
@@ -83,10 +87,11 @@ LOG_FILE=${LOG_FILE:-logs/$(basename "$OUTPUT_DIR").txt}   # stdout+stderr, appe
 # every knob as its flag (RLKnobs, sidreasoner/rl/knobs.py): --category "$CATEGORY" ... (booleans as 1/0)
 KNOB_NAMES="CATEGORY DATA_DIR MODEL_PATH RL_DATA_DIR INFO_FILE OUTPUT_DIR THINK MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH
     ROLLOUT_N TEMPERATURE TRAIN_BATCH_SIZE MICRO_BATCH_SIZE LR KL_COEF EPOCHS MAX_STEPS SAVE_FREQ TEST_FREQ
-    VAL_MAX_ROWS REQUIRE_THINK_CLOSED SID_ROLLOUT REWARD RANK_K TARGET_PROB_WEIGHT ANSWER_NLL_WEIGHT BEAM_SID_LOSS
-    MAX_THINK_TOKENS ROLLOUT_REPETITION_PENALTY DROP_ZERO_VARIANCE PROMPTS_FROM VALID_HOLDOUT SEED NGPUS NNODES
-    PPO_MINI_BATCH_SIZE LOG_PROB_MICRO_BATCH_SIZE ROLLOUT_ENGINE TENSOR_PARALLEL GPU_MEMORY_UTILIZATION LOGGER
-    PROJECT_NAME EXPERIMENT_NAME DEVICE LOGGING_STEPS EVAL_ROWS EVAL_SAMPLES RANK_EVAL_ROWS LOG_COMPLETIONS"
+    VAL_MAX_ROWS REQUIRE_THINK_CLOSED LEVEL_WEIGHTS VALID_BONUS SID_ROLLOUT REWARD RANK_K TARGET_PROB_WEIGHT
+    ANSWER_NLL_WEIGHT BEAM_SID_LOSS MAX_THINK_TOKENS ROLLOUT_REPETITION_PENALTY DROP_ZERO_VARIANCE PROMPTS_FROM
+    VALID_HOLDOUT SEED NGPUS NNODES PPO_MINI_BATCH_SIZE LOG_PROB_MICRO_BATCH_SIZE ROLLOUT_ENGINE TENSOR_PARALLEL
+    GPU_MEMORY_UTILIZATION LOGGER PROJECT_NAME EXPERIMENT_NAME DEVICE LOGGING_STEPS EVAL_ROWS EVAL_SAMPLES
+    RANK_EVAL_ROWS LOG_COMPLETIONS"
 KNOBS=()
 for name in $KNOB_NAMES; do KNOBS+=("--${name,,}" "${!name}"); done
 

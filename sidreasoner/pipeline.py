@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 # BASELINES: python -m sidreasoner.baselines <name>; the rest is this module's API for its callers too
 from . import pipeline_categories as categories
 from .data.records import ReleasePaths
+from .flags import add_dataclass_args, from_namespace, parse_bool
 from .paths import FINAL, NUM_BEAMS
 from .pipeline_ranges import check_knobs, check_stage3_env
 from .ranges import UsageError, exit_usage
@@ -189,8 +190,7 @@ class PipelineConfig:
 def _cast(default, text: str):
     """A command-line string as the type of the field's default (booleans: 1/0, true/false)."""
     if isinstance(default, bool):
-        from .train.sft_config import str2bool
-        return str2bool(text)
+        return parse_bool(text)
     return type(default)(text)
 
 
@@ -409,13 +409,12 @@ def run(cfg: PipelineConfig) -> Path:
 
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in fields(PipelineConfig):
-        parser.add_argument(f"--{f.name}", type=_flag_type(f.name, f.default), default=f.default,
-                            help=f"{f.metadata['help']} (run_pipeline.sh: {f.name.upper()}; default {f.default!r})")
+    add_dataclass_args(parser, PipelineConfig, type_for=lambda f, kind: _flag_type(f.name, f.default),
+                       flag_help_suffix=lambda f: f" (run_pipeline.sh: {f.name.upper()}; default {f.default!r})")
     parser.add_argument("--dry_run", action="store_true", help="print the steps and their commands, run nothing")
     args = parser.parse_args(argv)  # a knob of the wrong type: exit 2 naming it
     try:  # a knob out of range: exit 2 before the first step
-        cfg = PipelineConfig(**{f.name: getattr(args, f.name) for f in fields(PipelineConfig)})
+        cfg = from_namespace(PipelineConfig, args)
         steps = plan(cfg)
     except UsageError as e:
         exit_usage("pipeline", e)

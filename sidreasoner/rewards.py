@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import AbstractSet, Optional
 
 from .sid.answer import parse_answer
@@ -38,27 +38,106 @@ _malformed_gt = {"count": 0}  # per process: log the first malformed ground trut
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """Weights of the reward. ``level_weights[-1]`` is the exact-match weight; the rest are partial depths."""
+    """Every option of the reward, in one place. Each field is also the RL knob of the same name
+    (``rl/knobs.py``: ``LEVEL_WEIGHTS`` ...), verl's ``reward_kwargs.<name>`` (``rl/verl_config.py`` passes
+    :meth:`kwargs`), the TRL reward's settings (``SIDReward``) and a flag of ``rl/reward_eval.py``
+    (:func:`add_reward_flags`): a new option is a field here and its use in :func:`compute_reward`, plus
+    its knob."""
 
-    level_weights: tuple[float, ...] = (0.25, 0.5, 1.0)
-    valid_bonus: float = 0.1
-    require_think_closed: bool = False  # thinking-mode RL: no closed </think> -> score 0
+    level_weights: tuple[float, ...] = field(default=(0.25, 0.5, 1.0), metadata={
+        "help": "weights of the SID levels: the last is an exact match's, the others those of 1, 2, ... matching "
+                "leading levels (non-decreasing; the paper's 0.25,0.5,1.0)"})
+    valid_bonus: float = field(default=0.1, metadata={
+        "help": "added when the predicted SID is an item of the catalogue (INFO_FILE)"})
+    require_think_closed: bool = field(default=False, metadata={
+        "help": "reward 0 unless the reasoning was closed with </think>"})
 
     def __post_init__(self):
-        w = tuple(float(x) for x in self.level_weights)
+        w = parse_level_weights(self.level_weights)
         if not w:
-            raise ValueError("RewardConfig.level_weights needs at least one weight (the exact-match weight)")
+            raise ValueError("level_weights needs at least one weight (the exact-match weight)")
         if any(not math.isfinite(x) or x < 0 for x in w):
-            raise ValueError(f"RewardConfig.level_weights must be finite and >= 0, got {w}")
+            raise ValueError(f"level_weights must be finite and >= 0, got {w}")
         if any(b < a for a, b in zip(w, w[1:])):
-            raise ValueError(f"RewardConfig.level_weights must not decrease with depth, got {w}")
-        if not math.isfinite(self.valid_bonus) or self.valid_bonus < 0:
-            raise ValueError(f"RewardConfig.valid_bonus must be finite and >= 0, got {self.valid_bonus}")
+            raise ValueError(f"level_weights must not decrease with depth, got {w}")
+        bonus = float(self.valid_bonus)
+        if not math.isfinite(bonus) or bonus < 0:
+            raise ValueError(f"valid_bonus must be finite and >= 0, got {self.valid_bonus}")
         object.__setattr__(self, "level_weights", w)
+        object.__setattr__(self, "valid_bonus", bonus)
+        object.__setattr__(self, "require_think_closed", parse_flag(self.require_think_closed))
 
     @property
     def max_score(self) -> float:
         return self.level_weights[-1] + self.valid_bonus
+
+    def kwargs(self) -> dict:
+        """The options as keyword values (verl's ``reward_kwargs``; ``verl_reward.compute_score`` takes them)."""
+        return {"level_weights": format_level_weights(self.level_weights), "valid_bonus": self.valid_bonus,
+                "require_think_closed": self.require_think_closed}
+
+
+def parse_level_weights(value) -> tuple[float, ...]:
+    """``"0.25,0.5,1.0"`` (a knob, a flag, a hydra string) or a sequence of numbers -> a tuple of floats."""
+    if isinstance(value, str):
+        try:
+            return tuple(float(x) for x in value.replace(" ", "").split(",") if x)
+        except ValueError:
+            raise ValueError(f"level_weights must be comma-separated numbers, got {value!r}") from None
+    return tuple(float(x) for x in value)
+
+
+def format_level_weights(weights) -> str:
+    return ",".join(repr(float(w)) for w in weights)
+
+
+def parse_flag(value) -> bool:
+    """A boolean option as hydra (``true``/``false``) or a shell (``"0"``/``"1"``/``"False"``) passes it."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(f"expected a boolean (1/0, true/false), got {value!r}")
+        return v in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_config(*values) -> RewardConfig:
+    return RewardConfig(*values)
+
+
+def _option(default, value):
+    if isinstance(default, bool):
+        return parse_flag(value)
+    if isinstance(default, tuple):
+        return parse_level_weights(value)
+    return type(default)(value)
+
+
+def reward_config(**options) -> RewardConfig:
+    """A RewardConfig from keyword values as they arrive (verl's ``reward_kwargs``, strings from a shell or a
+    flag); an option left out (or None) keeps its default, names that are not options are ignored. Built once
+    per distinct setting."""
+    return _cached_config(*(_option(f.default, f.default if options.get(f.name) is None else options[f.name])
+                            for f in fields(RewardConfig)))
+
+
+def add_reward_flags(parser) -> None:
+    """``--level_weights --valid_bonus --require_think_closed`` (defaults: RewardConfig's), as ``rl/reward_eval.py``
+    takes them; :func:`config_from_args` reads them back."""
+    for f in fields(RewardConfig):
+        default = f.default
+        kw = {"default": format_level_weights(default) if f.name == "level_weights" else default,
+              "help": f.metadata["help"]}
+        if isinstance(default, bool):
+            kw.update(type=parse_flag, nargs="?", const=True, metavar="BOOL")
+        elif isinstance(default, float):
+            kw["type"] = float
+        parser.add_argument(f"--{f.name}", **kw)
+
+
+def config_from_args(args) -> RewardConfig:
+    return reward_config(**{f.name: getattr(args, f.name) for f in fields(RewardConfig)})
 
 
 DEFAULT_CONFIG = RewardConfig()

@@ -121,11 +121,11 @@ def test_custom_bonus():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"level_weights": ()}, "RewardConfig.level_weights needs at least one weight (the exact-match weight)"),
-    ({"level_weights": (0.5, 0.25, 1.0)}, "RewardConfig.level_weights must not decrease with depth, got (0.5, 0.25, 1.0)"),
-    ({"level_weights": (-0.1, 1.0)}, "RewardConfig.level_weights must be finite and >= 0, got (-0.1, 1.0)"),
-    ({"level_weights": (0.25, math.nan)}, "RewardConfig.level_weights must be finite and >= 0, got (0.25, nan)"),
-    ({"valid_bonus": -0.1}, "RewardConfig.valid_bonus must be finite and >= 0, got -0.1"),
+    ({"level_weights": ()}, "level_weights needs at least one weight (the exact-match weight)"),
+    ({"level_weights": (0.5, 0.25, 1.0)}, "level_weights must not decrease with depth, got (0.5, 0.25, 1.0)"),
+    ({"level_weights": (-0.1, 1.0)}, "level_weights must be finite and >= 0, got (-0.1, 1.0)"),
+    ({"level_weights": (0.25, math.nan)}, "level_weights must be finite and >= 0, got (0.25, nan)"),
+    ({"valid_bonus": -0.1}, "valid_bonus must be finite and >= 0, got -0.1"),
 ])
 def test_bad_config_is_refused(kwargs, message):
     with pytest.raises(ValueError) as e:

@@ -83,6 +83,7 @@ def test_overrides_compose_into_verls_config_typed(run):
     fn = cfg.reward.custom_reward_function
     assert (fn.path, fn.name) == (str(REWARD_FILE), "compute_score")
     assert OmegaConf.to_container(fn.reward_kwargs) == {"info_file": str(Path(knobs.info_file).resolve()),
+                                                         "level_weights": "0.25,0.5,1.0", "valid_bonus": 0.1,
                                                          "require_think_closed": False}
     assert cfg.trainer.default_local_dir == str(Path(knobs.output_dir).resolve())
     assert cfg.trainer.default_local_dir.endswith("out dir,x") and list(cfg.trainer.logger) == ["console"]
@@ -214,7 +215,7 @@ def test_script_dry_run_prints_the_pipeline(tmp_path):
         expected = verl_overrides(RLKnobs(ngpus=4).resolved("verl"))
     finally:
         os.chdir(cwd)
-    assert lines[2][3:] == [*(shlex.split(x)[0] for x in expected), "trainer.resume_mode=disable"]
+    assert lines[2][3:] == [*expected, "trainer.resume_mode=disable"]
     assert lines[3][3] == str(REPO / "checkpoints" / "grpo_verl_Office_Products")
     bad = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env={**env, "BACKEND": "ray"})
     assert bad.returncode == 2 and bad.stderr.strip() == "RL_training_script.sh: BACKEND must be verl or trl, got 'ray'"

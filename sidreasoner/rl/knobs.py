@@ -18,12 +18,17 @@ from typing import Mapping, Optional, get_type_hints
 
 from ..data.records import ReleasePaths, parse_categories
 from ..ranges import SEED, above, at_least, between, check_ranges, knob
+from ..rewards import RewardConfig
 
 BACKENDS = ("verl", "trl")
 
 
 def _f(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
+
+
+def _reward_help(name: str) -> str:
+    return next(f.metadata["help"] for f in dataclasses.fields(RewardConfig) if f.name == name)
 
 
 @dataclass
@@ -56,7 +61,10 @@ class RLKnobs:
                                 "evaluator's decoding: greedy reasoning, repetition penalty 1.3, RANK_K beams) on the "
                                 "first N rows of the valid split, logged as val/ndcg10 and val/think_ndcg10 (0: off)")
     val_max_rows: int = _f(0, "validation prompts used (0: every row of valid.parquet)")
-    require_think_closed: bool = _f(False, "reward 0 unless the reasoning was closed with </think>")
+    # the reward's options: the fields of sidreasoner.rewards.RewardConfig, same names (reward_config())
+    level_weights: str = _f("0.25,0.5,1.0", "REWARD=match: " + _reward_help("level_weights"))
+    valid_bonus: float = _f(0.1, "REWARD=match: " + _reward_help("valid_bonus"))
+    require_think_closed: bool = _f(False, _reward_help("require_think_closed"))
     # -- rollouts, reward, prompts (the paper: free, match, train) ----------------------------------
     sid_rollout: str = _f("free", "free: the model samples reasoning and SID (the paper); beam (TRL only): the "
                                   "reasoning is sampled, then the SID comes from a trie-constrained beam search of "
@@ -122,6 +130,10 @@ class RLKnobs:
         k.experiment_name = k.experiment_name or f"grpo_{k.category}"
         return k
 
+    def reward_config(self) -> RewardConfig:
+        """The reward's options from the knobs of the same names (what both backends and reward_eval score with)."""
+        return RewardConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(RewardConfig)})
+
     @property
     def categories(self) -> list[str]:
         return parse_categories(self.category)
@@ -147,8 +159,8 @@ RANGES = {
                      "micro_batch_size", "epochs", "save_freq", "ngpus", "nnodes", "log_prob_micro_batch_size",
                      "tensor_parallel", "logging_steps", "eval_samples"), at_least(1)),
     **dict.fromkeys(("rank_eval_rows", "target_prob_weight", "answer_nll_weight", "max_think_tokens", "valid_holdout",
-                     "kl_coef", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size", "eval_rows"),
-                    at_least(0)),
+                     "kl_coef", "valid_bonus", "max_steps", "test_freq", "val_max_rows", "ppo_mini_batch_size",
+                     "eval_rows"), at_least(0)),
     "temperature": above(0), "lr": above(0), "gpu_memory_utilization": between(0, 1, lo_open=True),
     "rollout_repetition_penalty": above(0, "1: off"), "seed": SEED,
 }
@@ -166,6 +178,11 @@ def check(k: RLKnobs) -> None:
     if not k.category:
         raise ValueError("CATEGORY is empty")
     check_ranges(k, RANGES, label=knob)
+    try:
+        k.reward_config()
+    except ValueError as e:  # "level_weights must ...": named as the knob
+        name, _, rest = str(e).partition(" ")
+        raise ValueError(f"{name.upper()} {rest}") from None
     if k.rollout_n < 2:
         raise ValueError(f"ROLLOUT_N must be >= 2: GRPO compares completions of the same prompt, got {k.rollout_n}")
     _check_rollout(k)

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..ranges import SEED, at_least, either, optional, parse_checked
-from ..rewards import RewardConfig, compute_reward
+from ..rewards import RewardConfig, add_reward_flags, compute_reward, config_from_args
 from .data import user_and_system
 
 #: reward components averaged in the report (booleans as rates)
@@ -111,7 +111,7 @@ def first_rows(records: Sequence[dict], n: int) -> list[dict]:
 
 #: numeric flags and the values they accept (sidreasoner.ranges)
 _RANGES = {"rows": at_least(0, "0: all"), "samples": at_least(1), "temperature": at_least(0, "0: greedy"),
-           "max_new_tokens": at_least(1), "batch_size": at_least(1), "seed": SEED,
+           "max_new_tokens": at_least(1), "batch_size": at_least(1), "seed": SEED, "valid_bonus": at_least(0),
            "threads": optional(either(0, at_least(1), "torch's choice"))}
 
 
@@ -130,11 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed", type=int, default=0, help="sampling seed")
     a("--threads", type=int, default=None, help="torch CPU threads")
     a("--output", default="", help="write the result as JSON here")
+    add_reward_flags(p)  # the reward's options (RewardConfig; RL_training_script.sh's knobs of the same names)
     return p
 
 
 def main(argv=None) -> int:
-    args = parse_checked(build_parser(), argv, _RANGES)
+    parser = build_parser()
+    args = parse_checked(parser, argv, _RANGES)
+    try:
+        config = config_from_args(args)
+    except ValueError as e:  # "level_weights must ...": named as the flag
+        parser.error(f"--{e}")
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..data.records import DataError
@@ -147,7 +153,7 @@ def main(argv=None) -> int:
         model, tokenizer = load_model_and_tokenizer(args.model_path, dtype="float32",
                                                     device="cuda" if torch.cuda.is_available() else "cpu")
         res = evaluate_reward(model, tokenizer, records, think_mode(records, args.data_file), catalogue, args.samples,
-                              args.temperature, args.max_new_tokens, args.seed, args.batch_size, progress=True)
+                              args.temperature, args.max_new_tokens, args.seed, args.batch_size, config, progress=True)
     except (DataError, ModelLoadError, ValueError) as e:
         print(f"reward_eval: error: {e}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..data.formats import atomic_write_text
+from ..rewards import DEFAULT_CONFIG, RewardConfig
 from .data import parse_info_files
 from .knobs import RLKnobs
 from .preflight import check_data, check_model
@@ -49,16 +50,17 @@ LOGGED_COMPONENTS = ("exact", "prefix_levels", "valid_bonus", "parsed", "think_c
 
 
 class SIDReward:
-    """TRL reward function: the SID-match reward of each completion (TRL passes dataset columns as lists)."""
+    """TRL reward function: the SID-match reward of each completion (TRL passes dataset columns as lists),
+    through verl's entry with the same options verl gets (``RewardConfig.kwargs()``)."""
 
     __name__ = "sid_reward"  # TRL names the reward in its logs after this
 
-    def __init__(self, info_file: str, require_think_closed: bool = False):
-        self.info_file, self.require_think_closed = info_file, require_think_closed
+    def __init__(self, info_file: str, config: RewardConfig = DEFAULT_CONFIG):
+        self.info_file, self.config = info_file, config
 
     def __call__(self, prompts, completions, ground_truth, data_source, log_metric=None, **unused) -> list[float]:
-        results = [compute_score(src, text, truth, info_file=self.info_file,
-                                 require_think_closed=self.require_think_closed)
+        options = self.config.kwargs()
+        results = [compute_score(src, text, truth, info_file=self.info_file, **options)
                    for text, truth, src in zip(completions, ground_truth, data_source)]
         if log_metric is not None and results:
             for key in LOGGED_COMPONENTS:
@@ -135,7 +137,7 @@ def _reward_eval_callback(k: RLKnobs, records, catalogue, tokenizer, log):
         entry = {"step": step}
         if reward:
             res = evaluate_reward(model, tokenizer, records, k.think, catalogue, 1, k.temperature,
-                                  k.max_response_length, k.seed, k.micro_batch_size)
+                                  k.max_response_length, k.seed, k.micro_batch_size, config=k.reward_config())
             entry.update({"val/reward_mean": res.mean_reward, **{f"val/{c}": v for c, v in res.components.items()}})
         if probe is not None:
             entry.update({f"val/{key}": v for key, v in probe(model).items() if key in ("ndcg10", "think_ndcg10")})
@@ -173,7 +175,7 @@ def _measure(k: RLKnobs, model, tokenizer, records, catalogue) -> Optional[dict]
     if not records:
         return None
     res = evaluate_reward(model, tokenizer, records, k.think, catalogue, k.eval_samples, k.temperature,
-                          k.max_response_length, k.seed, k.micro_batch_size)
+                          k.max_response_length, k.seed, k.micro_batch_size, config=k.reward_config())
     return dataclasses.asdict(res)
 
 
@@ -194,7 +196,7 @@ def _inputs(k: RLKnobs, say):
 def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
     """(reward function, rollout function or None) for SID_ROLLOUT and REWARD."""
     if k.sid_rollout == "free":
-        return SIDReward(k.info_file, k.require_think_closed), None
+        return SIDReward(k.info_file, k.reward_config()), None
     from ..train.chat import model_prompt_style, stop_token_id
     from ..eval.beam import catalogue_trie
     from .rollout import BeamRollout, RankReward
@@ -212,7 +214,7 @@ def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
                           k.temperature, k.rollout_repetition_penalty, batch_size=k.micro_batch_size,
                           sid_loss=k.beam_sid_loss, trie_for=trie_for if several else None)
     if k.reward == "match":  # the release's reward on the constrained SID (always a catalogue SID)
-        return SIDReward(k.info_file, k.require_think_closed), rollout
+        return SIDReward(k.info_file, k.reward_config()), rollout
     return RankReward(tokenizer, stop, k.target_prob_weight, k.rollout_n, k.require_think_closed,
                       batch_size=k.micro_batch_size), rollout
 

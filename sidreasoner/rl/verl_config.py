@@ -107,7 +107,9 @@ def _settings(k: RLKnobs) -> dict:
         "reward.custom_reward_function.path": str(REWARD_FILE),
         "reward.custom_reward_function.name": "compute_score",
         "+reward.custom_reward_function.reward_kwargs.info_file": _abs_info(k.info_file),
-        "+reward.custom_reward_function.reward_kwargs.require_think_closed": k.require_think_closed,
+        # every option of the reward (RewardConfig: level_weights, valid_bonus, require_think_closed)
+        **{f"+reward.custom_reward_function.reward_kwargs.{name}": value
+           for name, value in k.reward_config().kwargs().items()},
         "trainer.n_gpus_per_node": k.ngpus,
         "trainer.nnodes": k.nnodes,
         "trainer.total_epochs": k.epochs,

@@ -14,7 +14,10 @@ Settings read from the keyword arguments (all optional):
   categories (``A=path,B=path``: each row checked against its own category's); without it the validity bonus is 0 and a
   warning is logged once per process. A path that does not exist is an error (a typo must not
   silently cost the bonus for a whole run).
-* ``require_think_closed``, ``level_weights``, ``valid_bonus``: ``sidreasoner.rewards.RewardConfig``.
+* ``level_weights`` (``"0.25,0.5,1.0"`` or a list), ``valid_bonus``, ``require_think_closed``: the options of
+  ``sidreasoner.rewards.RewardConfig``, the one config of the reward (``RewardConfig.kwargs()`` is what
+  ``rl/verl_config.py`` passes here from the knobs ``LEVEL_WEIGHTS VALID_BONUS REQUIRE_THINK_CLOSED``, and the
+  TRL backend's ``SIDReward`` passes the same).
 
 The score itself never raises (``sidreasoner.rewards.compute_reward``). Rows of our parquet
 (``sidreasoner/<Category>``) and of the release's (``rec/Amazon_mix3_IOV``, its extra_info layout) are
@@ -30,7 +33,7 @@ from typing import Optional
 
 from ..data.formats import read_info
 from ..data.records import DataError
-from ..rewards import RewardConfig, compute_reward
+from ..rewards import compute_reward, reward_config
 from ..sid.spelling import format_sid, parse_sid
 from .data import category_of, parse_info_files, source_kind
 
@@ -58,28 +61,6 @@ def load_catalogue(info_file: str) -> frozenset:
         raise DataError(path, "catalogue (info_file of the SID reward) not found; set "
                               "+reward.custom_reward_function.reward_kwargs.info_file=<data_dir>/info/<Cat>_...txt")
     return frozenset(format_sid(parse_sid(r.sid)) for r in read_info(path))
-
-
-@functools.lru_cache(maxsize=32)
-def _reward_config(level_weights: Optional[tuple], valid_bonus: Optional[float], require_think_closed: bool):
-    kw = {"require_think_closed": bool(require_think_closed)}
-    if level_weights is not None:
-        kw["level_weights"] = level_weights
-    if valid_bonus is not None:
-        kw["valid_bonus"] = float(valid_bonus)
-    return RewardConfig(**kw)
-
-
-def _as_bool(value) -> bool:
-    """Hydra passes ``true``/``false``; a shell may pass "0"/"1"/"False"."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def reward_config(require_think_closed=False, level_weights=None, valid_bonus=None) -> RewardConfig:
-    weights = tuple(float(w) for w in level_weights) if level_weights is not None else None
-    return _reward_config(weights, None if valid_bonus is None else float(valid_bonus), _as_bool(require_think_closed))
 
 
 @functools.lru_cache(maxsize=8)
@@ -113,13 +94,14 @@ def catalogue_for(info_file, data_source=None) -> Optional[frozenset]:
     return load_catalogue(str(info_file))
 
 
-def compute_score(data_source, solution_str, ground_truth, extra_info=None, info_file=None,
-                  require_think_closed=False, level_weights=None, valid_bonus=None, **unused) -> dict:
-    """verl's reward entry point: ``{"score": float, ...components}`` (numbers only, same keys every call)."""
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, info_file=None, **options) -> dict:
+    """verl's reward entry point: ``{"score": float, ...components}`` (numbers only, same keys every call).
+    ``options``: those of ``sidreasoner.rewards.RewardConfig`` by name (left out: its default; other names
+    verl may pass are ignored)."""
     if source_kind(data_source) == "unknown":
         warn_once(f"source:{data_source!r}", f"SID reward: unknown data_source {data_source!r} (neither "
                                              f"'sidreasoner/<Category>' nor the release's 'rec/<name>'); scored by "
                                              f"the same SID-match rule")
     catalogue = catalogue_for(info_file, data_source)
-    config = reward_config(require_think_closed, level_weights, valid_bonus)
+    config = reward_config(**options)
     return compute_reward(solution_str, ground_truth, catalogue, config).as_dict()

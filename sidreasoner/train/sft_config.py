@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..data.records import SPLIT_SUFFIX, ReleasePaths
-from ..flags import add_dataclass_args, from_namespace, parse_bool
+from ..flags import add_dataclass_args, from_namespace
 from ..paths import CUTOFF_LEN, DEFAULT_DATA_DIR, sft_dir
 from ..ranges import SEED, above, at_least, between, check_ranges, either, optional
 from .chat import model_prompt_style
@@ -152,10 +152,6 @@ class SFTConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=False)
-
-
-#: the booleans' parser (sidreasoner.flags); the old name kept for callers that import it from here
-str2bool = parse_bool
 
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
