@@ -185,10 +185,12 @@ def prep(*extra, root=None):
         *[a(c) if callable(a) else a for a in extra]])
 
 
-def prep_existing(*extra):
+def prep_existing(*extra, remove=()):
     def run(c):
         assert call(script("rl/prepare_data.py").main, ["--data_dir", c.rel, "--category", CATEGORY,
                                                         "--output_dir", c.tmp / "rl"])[0] == 0
+        for name in remove:
+            (c.tmp / "rl" / name).unlink()
         return call(script("rl/prepare_data.py").main, ["--data_dir", c.rel, "--category", CATEGORY,
                                                          "--output_dir", c.tmp / "rl", *extra])
     return run
@@ -380,8 +382,8 @@ CASES = [
     ("prepare-missing-release", prep(root=lambda c: c.tmp / "nodata"), 2,
      r"nodata[/\\]" + TRAIN_CSV + ": file not found"),
     ("prepare-output-exists", prep_existing(), 2, r"train\.parquet exists \(pass --overwrite"),
-    ("prepare-output-other-settings", prep_existing("--think", "0", "--if_missing"), 2,
-     r"holds RL data written with other settings \(think: True -> False\)"),
+    ("prepare-output-foreign-and-partial",
+     prep_existing("--if_missing", remove=("prepare_config.json", "valid.parquet")), 2, r"holds train\.parquet without prepare_config\.json and a file missing; pass --overwrite"),
     ("prepare-csv-bad-sid", prep(root=lambda c: c.broken("train", target_sid("<a_1><b_x>"))), 2,
      TRAIN_CSV + r", line 2, field 'item_sid': unexpected text '<b_x>'"),
     # ---- RL knobs (sidreasoner.rl.knobs), rl/trl_grpo.py, RL_training_script.sh -----------------

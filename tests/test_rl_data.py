@@ -147,13 +147,45 @@ def test_prepare_if_missing_and_overwrite_rules(release, tmp_path):
     with pytest.raises(FileExistsError, match=r"train\.parquet exists \(pass --overwrite to replace it, or "
                                               r"--if_missing to keep it\)$"):
         prepare_rl_data(PrepareConfig(**base), say=_quiet)
-    with pytest.raises(FileExistsError, match=r"holds RL data written with other settings \(think: True -> False\)"):
-        prepare_rl_data(PrepareConfig(**base, think=False, if_missing=True), say=_quiet)
+    said = []  # other content (non-thinking prompts): rebuilt, never silently reused
+    prepare_rl_data(PrepareConfig(**base, think=False, if_missing=True), say=said.append)
+    assert said[0].startswith(f"RL data in {out} was built with other rows or prompts (content key ")
+    assert think_mode(read_rl_parquet(out / "valid.parquet"), "v") is False
     prepare_rl_data(PrepareConfig(**base, think=False, overwrite=True), say=_quiet)
     assert think_mode(read_rl_parquet(out / "valid.parquet"), "v") is False
     (out / "valid.parquet").unlink()  # same settings, one file gone: rebuilt
     prepare_rl_data(PrepareConfig(**base, think=False, if_missing=True), say=_quiet)
     assert (out / "valid.parquet").is_file()
+
+
+def test_if_missing_rebuilds_when_the_prompt_wording_changes(release, tmp_path, monkeypatch):
+    """Reuse is keyed on the rows' content (prompts, ground truths), not on the settings: the same settings with
+    new prompt wording rebuild the files; the same wording keeps them."""
+    from sidreasoner.rl import data as rl_data
+    out = tmp_path / "rl"
+    cfg = PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY, output_dir=str(out), if_missing=True)
+    prepare_rl_data(cfg, say=_quiet)
+    key = json.loads((out / "prepare_config.json").read_text())["content_key"]
+    stamp = (out / "train.parquet").stat().st_mtime_ns
+    said = []
+    prepare_rl_data(cfg, say=said.append)
+    assert "kept as it is" in said[0] and (out / "train.parquet").stat().st_mtime_ns == stamp
+    original = rl_data.next_sid_turns
+
+    def reworded(history, think, style="native"):
+        system, user = original(history, think=think, style=style)
+        return system, user.replace("next", "following")
+    monkeypatch.setattr(rl_data, "next_sid_turns", reworded)
+    said = []
+    prepare_rl_data(cfg, say=said.append)
+    assert said[0].startswith(f"RL data in {out} was built with other rows or prompts (content key {key[:12]} -> ")
+    new_key = json.loads((out / "prepare_config.json").read_text())["content_key"]
+    assert new_key != key
+    prompts = [m["content"] for r in read_rl_parquet(out / "train.parquet") for m in r["prompt"]]
+    assert any("following" in p for p in prompts)
+    said = []
+    prepare_rl_data(cfg, say=said.append)  # the new wording again: kept
+    assert "kept as it is" in said[0]
 
 
 def _script(*args):

@@ -2,15 +2,17 @@
 
 ``prepare_rl_data(cfg)`` reads the release split CSVs, writes the parquet files (``sidreasoner.rl.data``)
 with ``prepare_config.json`` and ``prepare_report.json`` beside them, and returns the report. With
-``if_missing`` it keeps files an earlier run wrote with the same settings (the stage script calls it
-before every run), or files made by other means (no ``prepare_config.json``: the pre-flight checks
-them); files written with other settings are never silently reused.
+``if_missing`` (the stage script calls it before every run) the rows are built and their content key, a hash
+of every row as it would be written (prompt messages, think mode, ground truth, data_source, ...), is compared
+with the key recorded beside the files: the same key keeps the files, another key (new prompt wording, other
+rows or settings) rebuilds them, so stage 3 never trains on prompts evaluation no longer uses. Files made by
+other means (no ``prepare_config.json``) are kept as they are: the pre-flight checks them.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,41 +113,24 @@ def _existing_settings(out: Path):
         return None
 
 
-_PATH_SETTINGS = ("data_dir", "info_file")
+def content_key(records: dict) -> str:
+    """sha256 of every row of every RL file as it is written (``{split: [record, ...]}``): what the reuse of
+    existing files is decided on, not the settings that made them."""
+    h = hashlib.sha256()
+    for split in sorted(records):
+        for rec in records[split]:
+            h.update(json.dumps([split, rec], sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+            h.update(b"\n")
+    return h.hexdigest()
 
 
-def _changed_settings(old: dict, new: dict) -> dict:
-    """Settings whose value differs; paths compare by the file they name (../data and /abs/data are one)."""
-    def norm(key, value):
-        if key not in _PATH_SETTINGS or not value:
-            return value
-        several = parse_info_files(value) if key == "info_file" else None  # A=path,B=path: each path
-        if several is not None:
-            return {c: os.path.realpath(os.path.expanduser(p)) for c, p in several.items()}
-        return os.path.realpath(os.path.expanduser(value))
-    # a setting added after the files were written reads as its default (files of an older version stay usable)
-    defaults = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}
-    return {k: v for k, v in new.items() if norm(k, old.get(k, defaults.get(k))) != norm(k, v)}
-
-
-def _reuse_existing(cfg: PrepareConfig) -> bool:
-    """True when the files may be kept as they are; raises when they exist but may not be replaced."""
+def _existing_files(cfg: PrepareConfig):
+    """(present files, their prepare_config.json or None); FileExistsError when they may not be replaced."""
     paths = output_paths(cfg)
     present = [p for p in paths.values() if p.exists()]
-    if not present or cfg.overwrite:
-        return False
-    old = _existing_settings(Path(cfg.output_dir))
-    if cfg.if_missing and old is None and len(present) == len(paths):
-        return True  # written by other means (no prepare_config.json): used as they are, the pre-flight checks them
-    same = old is not None and not _changed_settings(old, cfg.content_settings())
-    if cfg.if_missing and same:
-        return len(present) == len(paths)  # a file missing: rebuild both with the same settings
-    if cfg.if_missing:
-        diff = f"no {CONFIG_NAME} and a file missing" if old is None else ", ".join(
-            f"{k}: {old.get(k)!r} -> {v!r}" for k, v in _changed_settings(old, cfg.content_settings()).items())
-        raise FileExistsError(f"{cfg.output_dir} holds RL data written with other settings ({diff}); "
-                              f"pass --overwrite to rebuild it or choose another --output_dir")
-    raise FileExistsError(f"{present[0]} exists (pass --overwrite to replace it, or --if_missing to keep it)")
+    if present and not cfg.overwrite and not cfg.if_missing:
+        raise FileExistsError(f"{present[0]} exists (pass --overwrite to replace it, or --if_missing to keep it)")
+    return present, (_existing_settings(Path(cfg.output_dir)) if present and not cfg.overwrite else None)
 
 
 def _catalogue(info_file: str):
@@ -185,22 +170,15 @@ def _category_split(cfg: PrepareConfig, category: str, info: str, catalogue, spl
     return records, {**rep.as_dict(), "source": str(src)}
 
 
-def prepare_rl_data(cfg: PrepareConfig, say=print) -> dict:
-    """Write (or keep, with ``if_missing``) the train/valid parquet files; return the report. Several
-    categories: each file holds every category's rows (each row's data_source names its category, so the
-    reward checks it against that category's catalogue), ``max_*_rows`` apply per category."""
-    cfg = cfg.resolved()
-    out = Path(cfg.output_dir)
-    if _reuse_existing(cfg):
-        say(f"RL data in {out} is present; kept as it is (--overwrite rebuilds it)")
-        return json.loads((out / REPORT_NAME).read_text(encoding="utf-8")) if (out / REPORT_NAME).is_file() else {}
+def _build(cfg: PrepareConfig, say) -> tuple[dict, dict]:
+    """The records of each RL file and the report (nothing written)."""
     several = len(cfg.categories()) > 1
     files = _info_files(cfg) if several else {cfg.category: cfg.info_file}
     catalogues = {category: _catalogue(info) for category, info in files.items()}
     for category, info in files.items():
         if catalogues[category] is None:
             say(f"note: no catalogue at {info}; targets are not checked against it")
-    report = {"output_dir": str(out), "splits": {}}
+    report, out = {"output_dir": cfg.output_dir, "splits": {}}, {}
     for split, path in output_paths(cfg).items():
         records, parts = [], {}
         for category in files:
@@ -209,12 +187,42 @@ def prepare_rl_data(cfg: PrepareConfig, say=print) -> dict:
             recs, parts[category] = _category_split(cfg, category, files[category], catalogues[category], split,
                                                     say, label)
             records += recs
-        write_rl_parquet(path, records)
+        out[split] = records
         if several:
             report["splits"][split] = {"written": len(records), "parquet": str(path), "categories": parts}
             say(f"{split}: {len(records)} rows of {len(files)} categories -> {path}")
         else:
             report["splits"][split] = {**parts[cfg.category], "parquet": str(path)}
-    atomic_write_text(out / CONFIG_NAME, json.dumps(cfg.content_settings(), indent=1) + "\n")
+    return out, report
+
+
+def prepare_rl_data(cfg: PrepareConfig, say=print) -> dict:
+    """Write (or keep, with ``if_missing`` when their content key is unchanged) the train/valid parquet files;
+    return the report. Several categories: each file holds every category's rows (each row's data_source
+    names its category, so the reward checks it against that category's catalogue), ``max_*_rows`` apply per
+    category."""
+    cfg = cfg.resolved()
+    out = Path(cfg.output_dir)
+    present, old = _existing_files(cfg)
+    if present and old is None and not cfg.overwrite:
+        if len(present) < len(RL_SPLITS):
+            raise FileExistsError(f"{out} holds {present[0].name} without {CONFIG_NAME} and a file missing; pass "
+                                  f"--overwrite to rebuild it or choose another --output_dir")
+        say(f"RL data in {out} has no {CONFIG_NAME} (made by other means); kept as it is (--overwrite rebuilds it)")
+        return {}
+    said: list[str] = []
+    records, report = _build(cfg, said.append)  # said only when the files are written
+    key = content_key(records)
+    if present and old is not None and old.get("content_key") == key and len(present) == len(RL_SPLITS):
+        say(f"RL data in {out} is present with the same rows and prompts; kept as it is (--overwrite rebuilds it)")
+        return json.loads((out / REPORT_NAME).read_text(encoding="utf-8")) if (out / REPORT_NAME).is_file() else report
+    if present and old is not None and len(present) == len(RL_SPLITS) and not cfg.overwrite:
+        say(f"RL data in {out} was built with other rows or prompts (content key {str(old.get('content_key'))[:12]} "
+            f"-> {key[:12]}); rebuilding it")
+    for line in said:
+        say(line)
+    for split, path in output_paths(cfg).items():
+        write_rl_parquet(path, records[split])
+    atomic_write_text(out / CONFIG_NAME, json.dumps({**cfg.content_settings(), "content_key": key}, indent=1) + "\n")
     atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=1) + "\n")
     return report
