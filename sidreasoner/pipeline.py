@@ -201,7 +201,8 @@ def _flag_type(name: str, default):
         try:
             return _cast(default, text)
         except (ValueError, argparse.ArgumentTypeError):
-            kind = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}.get(type(default), "text")
+            kind = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}.get(type(default),
+                                                                                                "text")
             raise argparse.ArgumentTypeError(f"{name.upper()} must be {kind}, got {text!r}") from None
     return cast
 
