@@ -28,6 +28,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import AbstractSet, Optional
 
+from .flags import add_dataclass_args, parse_bool
 from .sid.answer import parse_answer
 from .sid.spelling import join_tokens, parse_sid
 
@@ -93,12 +94,7 @@ def format_level_weights(weights) -> str:
 
 def parse_flag(value) -> bool:
     """A boolean option as hydra (``true``/``false``) or a shell (``"0"``/``"1"``/``"False"``) passes it."""
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise ValueError(f"expected a boolean (1/0, true/false), got {value!r}")
-        return v in ("1", "true", "yes", "on")
-    return bool(value)
+    return parse_bool(value) if isinstance(value, str) else bool(value)
 
 
 @functools.lru_cache(maxsize=32)
@@ -125,15 +121,9 @@ def reward_config(**options) -> RewardConfig:
 def add_reward_flags(parser) -> None:
     """``--level_weights --valid_bonus --require_think_closed`` (defaults: RewardConfig's), as ``rl/reward_eval.py``
     takes them; :func:`config_from_args` reads them back."""
-    for f in fields(RewardConfig):
-        default = f.default
-        kw = {"default": format_level_weights(default) if f.name == "level_weights" else default,
-              "help": f.metadata["help"]}
-        if isinstance(default, bool):
-            kw.update(type=parse_flag, nargs="?", const=True, metavar="BOOL")
-        elif isinstance(default, float):
-            kw["type"] = float
-        parser.add_argument(f"--{f.name}", **kw)
+    add_dataclass_args(parser, RewardConfig,  # --level_weights stays text: reward_config parses it
+                       defaults={"level_weights": format_level_weights(DEFAULT_CONFIG.level_weights)},
+                       type_for=lambda f, kind: str if f.name == "level_weights" else None)
 
 
 def config_from_args(args) -> RewardConfig:

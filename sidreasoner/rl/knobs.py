@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Mapping, Optional, get_type_hints
 
 from ..data.records import ReleasePaths, parse_categories
+from ..flags import BOOL_TEXT, add_dataclass_args, from_namespace, parse_bool
 from ..ranges import SEED, above, at_least, between, check_ranges, knob
 from ..rewards import RewardConfig
 
@@ -217,20 +218,11 @@ def _check_rollout(k: RLKnobs) -> None:
 
 
 # -- command line ------------------------------------------------------------------------------------
-def parse_bool(value: str) -> bool:
-    v = str(value).strip().lower()
-    if v in ("1", "true", "yes", "y", "on"):
-        return True
-    if v in ("0", "false", "no", "n", "off"):
-        return False
-    raise ValueError(f"expected a boolean (1/0, true/false), got {value!r}")
-
-
 def _convert(name: str, kind, raw: str):
     try:
         return parse_bool(raw) if kind is bool else kind(raw)
     except ValueError:
-        what = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}.get(kind, "text")
+        what = {bool: BOOL_TEXT, int: "an integer", float: "a number"}.get(kind, "text")
         raise ValueError(f"{name.upper()} must be {what}, got {raw!r}") from None
 
 
@@ -252,17 +244,14 @@ def knobs_from_names(values: Mapping[str, str], base: Optional[RLKnobs] = None) 
 def add_knob_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``--field`` flags for every knob (defaults: the dataclass's). A value of the wrong type is answered
     naming the knob and its flag: ``argument --ngpus: NGPUS must be an integer, got 'two'``."""
-    for f in dataclasses.fields(RLKnobs):
-        kind = _kinds()[f.name]
-
-        def conv(raw, n=f.name, k=kind):
+    def type_for(f, kind):
+        def conv(raw):
             try:
-                return _convert(n, k, raw)
+                return _convert(f.name, kind, raw)
             except ValueError as e:
                 raise argparse.ArgumentTypeError(str(e)) from None
-        extra = {"nargs": "?", "const": True, "metavar": "BOOL"} if kind is bool else {}
-        p.add_argument(f"--{f.name}", type=conv, default=f.default, help=f.metadata["help"], **extra)
-    return p
+        return conv
+    return add_dataclass_args(p, RLKnobs, type_for=type_for)
 
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
@@ -273,4 +262,4 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
 
 def knobs_from_args(args: argparse.Namespace) -> RLKnobs:
     """The knobs among parsed flags (other attributes of ``args`` ignored)."""
-    return RLKnobs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RLKnobs)})
+    return from_namespace(RLKnobs, args)
