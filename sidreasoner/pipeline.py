@@ -131,8 +131,8 @@ class PipelineConfig:
         "help": "stage-3 longest completion in tokens (room for the reasoning, the SID and the stop token)"})
     rl_sid_rollout: str = field(default="beam", metadata={
         "help": "stage-3 rollouts (RL_training_script.sh SID_ROLLOUT): beam = sampled reasoning, then the SID by "
-                "trie-constrained beam search, as thinking-mode evaluation decodes it; free = the model samples the "
-                "SID too (the paper)"})
+                "trie-constrained beam search, as thinking-mode evaluation decodes it; constrained = the SID sampled "
+                "inside the catalogue trie; free = the model samples the SID too (the paper)"})
     rl_reward: str = field(default="rank", metadata={
         "help": "stage-3 reward (REWARD): rank = the target's NDCG in the rollout's beam list + RL_TARGET_PROB_WEIGHT "
                 "x its probability after the reasoning (needs RL_SID_ROLLOUT=beam); match = the release's reward"})
@@ -343,7 +343,7 @@ def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
            "VALID_HOLDOUT": str(max(cfg.rank_eval_rows, cfg.fusion_valid_rows, 1)),
            "DROP_ZERO_VARIANCE": str(int(cfg.rl_drop_zero_variance)), "TEMPERATURE": str(cfg.rl_temperature),
            "KL_COEF": str(cfg.rl_kl_coef), **categories.rl_env(cfg, data)}
-    if cfg.rl_sid_rollout == "beam":  # the evaluator's reasoning budget and beams
+    if cfg.rl_sid_rollout != "free":  # the evaluator's reasoning budget and beams
         env.update(MAX_THINK_TOKENS=str(min(cfg.max_think_tokens, cfg.rl_max_response_length - 16)),
                    RANK_K=str(cfg.num_beams), ROLLOUT_REPETITION_PENALTY=str(cfg.think_repetition_penalty),
                    BEAM_SID_LOSS=str(int(cfg.rl_beam_sid_loss)), ANSWER_NLL_WEIGHT=str(cfg.rl_answer_nll_weight))

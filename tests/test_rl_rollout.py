@@ -157,11 +157,11 @@ def test_rank_reward_matches_a_direct_computation(setup):
 def test_knob_checks():
     with pytest.raises(ValueError, match="REWARD=rank scores the ranked list of a beam rollout"):
         RLKnobs(reward="rank").resolved("trl")
-    with pytest.raises(ValueError, match="with THINK=0 every completion of a group would be the same beam"):
+    with pytest.raises(ValueError, match="SID_ROLLOUT=beam samples the reasoning before the SID: it needs THINK=1"):
         RLKnobs(sid_rollout="beam", think=False).resolved("trl")
     with pytest.raises(ValueError, match="run on BACKEND=trl only"):
         RLKnobs(sid_rollout="beam").resolved("verl")
-    with pytest.raises(ValueError, match="SID_ROLLOUT must be free or beam, got 'x'"):
+    with pytest.raises(ValueError, match="SID_ROLLOUT must be free, constrained or beam, got 'x'"):
         RLKnobs(sid_rollout="x").resolved("trl")
     assert RLKnobs(sid_rollout="beam", max_response_length=100).resolved("trl").think_budget == 84
     with pytest.raises(ValueError, match=r"RANK_EVAL_ROWS \(50\) exceeds VALID_HOLDOUT \(10\)"):
@@ -216,6 +216,21 @@ def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny
     assert [x["step"] for x in probe] == [0, 2] and all(0 <= x["val/ndcg10"] <= 1 for x in probe)
     assert diag["valid_think_ndcg10"]["points"] == 2
     assert dataclasses.asdict(knobs)["reward"] == "rank"
+
+
+def test_grpo_with_constrained_rollouts(tmp_path, tiny_model_dir):
+    from sidreasoner.rl.trl_grpo import run_trl_grpo
+    release = write_tiny_release(tmp_path / "data", with_corpora=False)
+    prepare_rl_data(PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY, output_dir=str(tmp_path / "rl")),
+                    say=lambda *_: None)
+    knobs = RLKnobs(category=CATEGORY, data_dir=str(release.data_dir), model_path=str(tiny_model_dir[0]),
+                    rl_data_dir=str(tmp_path / "rl"), output_dir=str(tmp_path / "out"), rollout_n=4,
+                    train_batch_size=2, micro_batch_size=8, max_steps=1, max_response_length=40, lr=1e-2,
+                    kl_coef=0.0, save_freq=1, test_freq=0, device="cpu", seed=0, sid_rollout="constrained")
+    assert run_trl_grpo(knobs, say=lambda *_: None)["steps"] == 1
+    [train] = [json.loads(x) for x in (Path(knobs.output_dir) / "grpo_log.jsonl").read_text().splitlines()
+               if "reward" in json.loads(x)]
+    assert train["sid/valid_bonus"] > 0  # every constrained SID is a catalogue SID: the validity bonus always paid
 
 
 def test_stage3_script_gives_each_category_its_catalogue():

@@ -107,6 +107,25 @@ def test_dynamic_sampling_maps_to_verls_group_filter(run):
     assert (on.algorithm.filter_groups.enable, on.algorithm.filter_groups.metric) == (True, "reward")
 
 
+def test_constrained_rollouts_load_our_agent_loop(run):
+    """SID_ROLLOUT=constrained: verl's agent loop registry reads our YAML and builds our loop's arguments."""
+    import yaml
+    from verl.experimental.agent_loop.agent_loop import AgentLoopBase
+    from sidreasoner.rl.verl_agent import AGENT_NAME
+    knobs, cfg = run
+    assert cfg.actor_rollout_ref.rollout.agent.default_agent_loop != AGENT_NAME  # the paper: verl's own loop
+    on = check_verl_config(verl_overrides(dataclasses.replace(knobs, sid_rollout="constrained")))
+    agent = on.actor_rollout_ref.rollout.agent
+    assert agent.default_agent_loop == AGENT_NAME
+    [entry] = yaml.safe_load(Path(agent.agent_loop_config_path).read_text())
+    assert entry["name"] == AGENT_NAME and entry["info_file"] == str(Path(knobs.info_file).resolve())
+    assert entry["think_budget"] == knobs.think_budget
+    module, name = entry["_target_"].rsplit(".", 1)
+    assert issubclass(getattr(__import__(module, fromlist=[name]), name), AgentLoopBase)
+    with pytest.raises(ValueError, match="run on BACKEND=trl only"):
+        RLKnobs(sid_rollout="beam").resolved("verl")
+
+
 def test_bad_settings_and_typos_fail_before_any_gpu(run):
     knobs, _ = run
     three = dataclasses.replace(knobs, ngpus=3)

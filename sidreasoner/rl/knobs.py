@@ -67,9 +67,11 @@ class RLKnobs:
     valid_bonus: float = _f(0.1, "REWARD=match: " + _reward_help("valid_bonus"))
     require_think_closed: bool = _f(False, _reward_help("require_think_closed"))
     # -- rollouts, reward, prompts (the paper: free, match, train) ----------------------------------
-    sid_rollout: str = _f("free", "free: the model samples reasoning and SID (the paper); beam (TRL only): the "
-                                  "reasoning is sampled, then the SID comes from a trie-constrained beam search of "
-                                  "RANK_K beams after </think>, as thinking-mode evaluation decodes it")
+    sid_rollout: str = _f("free", "free: the model samples reasoning and SID (the paper); constrained (both "
+                                  "backends): the reasoning is sampled, closed as evaluation closes it, then the SID "
+                                  "is sampled token by token inside the catalogue trie (verl: an agent loop with "
+                                  "vLLM's allowed_token_ids); beam (TRL only): the SID comes from a trie-constrained "
+                                  "beam search of RANK_K beams, as thinking-mode evaluation decodes it")
     reward: str = _f("match", "match: the release's SID-match reward (levels matched + validity bonus); rank (needs "
                               "SID_ROLLOUT=beam): the target's NDCG in the rollout's beam list + TARGET_PROB_WEIGHT x "
                               "its per-token probability after the reasoning (dense: few zero-variance groups)")
@@ -82,9 +84,9 @@ class RLKnobs:
                                        "reasoning the model writes, not the teacher's; 0: off)")
     beam_sid_loss: bool = _f(True, "SID_ROLLOUT=beam: the searched SID tokens of each rollout carry the policy-gradient "
                                    "loss too (0: only the sampled reasoning does; the SID is searched, not sampled)")
-    max_think_tokens: int = _f(0, "SID_ROLLOUT=beam: reasoning budget in tokens (0: MAX_RESPONSE_LENGTH minus 16, "
+    max_think_tokens: int = _f(0, "SID_ROLLOUT=beam/constrained: reasoning budget in tokens (0: MAX_RESPONSE_LENGTH minus 16, "
                                   "room for the closer, the SID and the stop token)")
-    rollout_repetition_penalty: float = _f(1.0, "SID_ROLLOUT=beam: repetition penalty of the sampled reasoning "
+    rollout_repetition_penalty: float = _f(1.0, "SID_ROLLOUT=beam/constrained: repetition penalty of the sampled reasoning "
                                                 "(1: off)")
     drop_zero_variance: bool = _f(False, "dynamic sampling: groups whose rewards are all equal teach nothing; TRL "
                                          "leaves them out of the loss and its normaliser, verl resamples them "
@@ -118,10 +120,10 @@ class RLKnobs:
         if backend not in BACKENDS:
             raise ValueError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
         check(self)
-        if backend == "verl" and (self.sid_rollout != "free" or self.reward != "match"):
-            raise ValueError("SID_ROLLOUT=beam and REWARD=rank run on BACKEND=trl only: verl's vLLM rollout samples "
-                             "the whole completion, and its rule reward cannot run the policy for the target's "
-                             "probability")
+        if backend == "verl" and (self.sid_rollout == "beam" or self.reward != "match" or self.answer_nll_weight):
+            raise ValueError("SID_ROLLOUT=beam, REWARD=rank and ANSWER_NLL_WEIGHT run on BACKEND=trl only: verl's "
+                             "vLLM rollouts sample (SID_ROLLOUT=constrained keeps the SID in the catalogue), and its "
+                             "rule reward cannot run the policy for the target's probability")
         k = dataclasses.replace(self)
         release = ReleasePaths(Path(k.data_dir), k.category)
         k.model_path = k.model_path or f"checkpoints/sft_reasoning_Qwen3_{k.category}/final_checkpoint"
@@ -198,21 +200,22 @@ def check(k: RLKnobs) -> None:
 
 
 def _check_rollout(k: RLKnobs) -> None:
-    for name, allowed in (("sid_rollout", ("free", "beam")), ("reward", ("match", "rank")),
+    for name, allowed in (("sid_rollout", ("free", "constrained", "beam")), ("reward", ("match", "rank")),
                           ("prompts_from", ("train", "valid"))):
         if getattr(k, name) not in allowed:
-            raise ValueError(f"{name.upper()} must be {' or '.join(allowed)}, got {getattr(k, name)!r}")
-    if k.reward == "rank" and k.sid_rollout != "beam":
-        raise ValueError("REWARD=rank scores the ranked list of a beam rollout: set SID_ROLLOUT=beam")
-    if k.answer_nll_weight > 0 and k.sid_rollout != "beam":
+            choices = ", ".join(allowed[:-1]) + " or " + allowed[-1]
+            raise ValueError(f"{name.upper()} must be {choices}, got {getattr(k, name)!r}")
+    if k.reward == "rank" and k.sid_rollout == "free":
+        raise ValueError("REWARD=rank scores the ranked list of a beam rollout: set SID_ROLLOUT=beam (or constrained, "
+                         "a list of one)")
+    if k.answer_nll_weight > 0 and k.sid_rollout == "free":
         raise ValueError("ANSWER_NLL_WEIGHT trains the target after a beam rollout's reasoning: set SID_ROLLOUT=beam")
-    if k.sid_rollout == "beam" and not k.think:
-        raise ValueError("SID_ROLLOUT=beam samples the reasoning; with THINK=0 every completion of a group would be "
-                         "the same beam")
+    if k.sid_rollout != "free" and not k.think:
+        raise ValueError(f"SID_ROLLOUT={k.sid_rollout} samples the reasoning before the SID: it needs THINK=1")
     if k.prompts_from == "valid" and k.rank_eval_rows > k.valid_holdout:
         raise ValueError(f"RANK_EVAL_ROWS ({k.rank_eval_rows}) exceeds VALID_HOLDOUT ({k.valid_holdout}): with "
                          f"PROMPTS_FROM=valid the rows after the holdout are trained on")
-    if k.sid_rollout == "beam" and k.max_think_tokens >= k.max_response_length:
+    if k.sid_rollout != "free" and k.max_think_tokens >= k.max_response_length:
         raise ValueError(f"MAX_THINK_TOKENS ({k.max_think_tokens}) must leave room in MAX_RESPONSE_LENGTH "
                          f"({k.max_response_length}) for the closer, the SID and the stop token")
 

@@ -212,7 +212,8 @@ def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
     several = parse_info_files(k.info_file) is not None
     rollout = BeamRollout(tokenizer, trie, stop, model_prompt_style(k.model_path), k.rank_k, k.think_budget,
                           k.temperature, k.rollout_repetition_penalty, batch_size=k.micro_batch_size,
-                          sid_loss=k.beam_sid_loss, trie_for=trie_for if several else None)
+                          sid_loss=k.beam_sid_loss, trie_for=trie_for if several else None,
+                          sid_search="sample" if k.sid_rollout == "constrained" else "beam")
     if k.reward == "match":  # the release's reward on the constrained SID (always a catalogue SID)
         return SIDReward(k.info_file, k.reward_config()), rollout
     return RankReward(tokenizer, stop, k.target_prob_weight, k.rollout_n, k.require_think_closed,

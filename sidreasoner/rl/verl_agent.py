@@ -28,7 +28,7 @@ from ..sid.trie import SIDTrie
 
 AGENT_NAME = "sid_constrained"
 Generate = Callable[[list, dict], Awaitable[tuple[list, Optional[list]]]]
-_TRIES: dict = {}  # (info file, tokenizer) -> trie: verl builds an agent loop per trajectory
+_TRIES: dict = {}  # (info file, data_source, tokenizer) -> trie: verl builds an agent loop per trajectory
 
 
 @dataclass
@@ -94,7 +94,7 @@ def _agent_loop_class():
 
     from ..eval.beam import catalogue_trie
     from ..train.chat import stop_token_id
-    from .verl_reward import load_catalogue
+    from .verl_reward import catalogue_for
 
     class SIDConstrainedAgentLoop(AgentLoopBase):
         """verl agent loop: :func:`constrained_rollout` per prompt (kwargs from the agent loop YAML)."""
@@ -104,14 +104,19 @@ def _agent_loop_class():
             self.response_length = self.rollout_config.response_length
             self.think_budget = min(int(think_budget), max(self.response_length - 16, 1))
             self.stop_id = stop_token_id(self.tokenizer)
-            key = (info_file, id(self.tokenizer))
+            self.info_file = info_file
+
+        def trie(self, data_source):
+            """The row's catalogue (its own category's with ``A=path,B=path``), built once per worker."""
+            key = (self.info_file, data_source, id(self.tokenizer))
             if key not in _TRIES:
-                _TRIES[key] = catalogue_trie(self.tokenizer, load_catalogue(info_file), self.stop_id,
-                                             source=f"info file {info_file}")
-            self.trie = _TRIES[key]
+                _TRIES[key] = catalogue_trie(self.tokenizer, catalogue_for(self.info_file, data_source),
+                                             self.stop_id, source=f"info file {self.info_file}")
+            return _TRIES[key]
 
         async def run(self, sampling_params: dict, **kwargs) -> AgentLoopOutput:
             prompt_ids = await self.ct_build_initial_tokens(list(kwargs["raw_prompt"]))
+            trie = self.trie(kwargs.get("data_source"))
             want_lp = bool(sampling_params.get("logprobs"))
 
             async def generate(ids: list, params: dict):
@@ -119,7 +124,7 @@ def _agent_loop_class():
                                                          sampling_params=dict(params))
                 return res.token_ids, res.log_probs
 
-            roll = await constrained_rollout(generate, prompt_ids, self.tokenizer, self.trie, self.stop_id,
+            roll = await constrained_rollout(generate, prompt_ids, self.tokenizer, trie, self.stop_id,
                                              self.think_budget, dict(sampling_params))
             n = self.response_length
             return AgentLoopOutput(prompt_ids=prompt_ids, response_ids=roll.ids[:n], response_mask=roll.mask[:n],

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .knobs import RLKnobs, add_knob_flags, knobs_from_args
+from .verl_agent import AGENT_NAME, agent_loop_yaml
 
 #: the reward entry verl loads by path: a file of the installed package (rl/verl_entry.py), not of a checkout
 REWARD_FILE = Path(__file__).resolve().with_name("verl_entry.py")
@@ -68,6 +69,15 @@ def _model_path(path: str) -> str:
     """Local folders become absolute (Ray workers run elsewhere); hub ids stay as they are."""
     from ..train.model_factory import looks_local
     return _abs(path) if looks_local(path) else path
+
+
+def agent_loop_file(k: RLKnobs) -> Path:
+    """``OUTPUT_DIR/sid_agent_loop.yaml``: the constrained agent loop and its arguments (the catalogue of the
+    reward, the reasoning budget), written when the overrides are made."""
+    path = Path(_abs(k.output_dir)) / "sid_agent_loop.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(agent_loop_yaml(_abs_info(k.info_file), k.think_budget))
+    return path
 
 
 def _settings(k: RLKnobs) -> dict:
@@ -120,6 +130,9 @@ def _settings(k: RLKnobs) -> dict:
         "trainer.project_name": k.project_name,
         "trainer.experiment_name": k.experiment_name,
     }
+    if k.sid_rollout == "constrained":  # our agent loop (sidreasoner/rl/verl_agent.py), from the YAML verl reads
+        s["actor_rollout_ref.rollout.agent.agent_loop_config_path"] = str(agent_loop_file(k))
+        s["actor_rollout_ref.rollout.agent.default_agent_loop"] = AGENT_NAME
     if k.drop_zero_variance:  # DAPO's dynamic sampling: groups of equal rewards are replaced by new ones
         s["algorithm.filter_groups.enable"] = True
         s["algorithm.filter_groups.metric"] = "reward"
