@@ -6,7 +6,11 @@
 * ``rl/trl_grpo.py`` killed once ``checkpoint-1`` is complete: the rerun resumes, ends at ``max_steps`` with a
   final checkpoint, and ``grpo_log.jsonl`` holds each training step once;
 * ``sft.py`` killed once ``checkpoint-2`` is complete: the rerun resumes and ends as an uninterrupted run (the
-  same training log with each step once, the same train loss in ``sft_summary.json``, the same final weights).
+  same training log with each step once, the same train loss in ``sft_summary.json``, the same final weights);
+* ``scripts/synthesize_corpus.py --teacher openai`` against a local chat server (tests/fixtures_teacher.py) that
+  answers slowly, killed once the answer cache holds two complete answers: no corpus is at its final path yet, the
+  rerun sends only the requests the cache lacks (each once) and writes corpora byte-identical to an
+  uninterrupted run's with a fresh cache.
 """
 from __future__ import annotations
 
@@ -210,3 +214,75 @@ def test_sft_killed_then_rerun(tiny_model_dir, tmp_path):
     a, b = (load_file(str(d / "final_checkpoint" / "model.safetensors")) for d in (out, clean))
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+# -- 4. teacher corpus synthesis (scripts/synthesize_corpus.py) ------------------------------------------------
+
+N_TEACHER_REQUESTS = 8 + 10  # fixtures_teacher: 8 items, 10 train rows; canned answers all pass, no repairs
+CORPORA = ("Tiny.item_enhanced_v2.json", "Tiny.integrated_narrative.csv")
+
+
+def _synth_cmd(url: str, data: Path, out: Path) -> list:
+    flags = {"data_dir": data, "category": "Tiny", "output_dir": out, "teacher": "openai", "teacher_url": url,
+             "teacher_model": "teacher-x", "api_key_env": "SIDR_TEST_KEY", "concurrency": 2, "max_retries": 2,
+             "timeout": 30, "backoff_base": 0.01, "backoff_max": 0.1, "cache_path": out / "cache.jsonl",
+             "seed": 0}
+    return [sys.executable, str(REPO_ROOT / "scripts" / "synthesize_corpus.py"), "--no_progress"] + \
+        [x for k, v in flags.items() for x in (f"--{k}", str(v))]
+
+
+def _cached_keys(cache: Path) -> list:
+    """Keys of the cache's complete lines (a last line without its newline is a write the kill cut short)."""
+    raw = cache.read_bytes() if cache.is_file() else b""
+    return [json.loads(line)["key"] for line in raw.split(b"\n")[:-1] if line.strip()]
+
+
+def test_synthesize_corpus_killed_then_rerun(tmp_path):
+    """Killed (its whole process group) once the answer cache holds two complete answers, before the last request:
+    no corpus is at its final path; the same command again exits 0 having sent only the requests missing from the
+    cache, each once, and its corpora are byte-identical to an uninterrupted run's with a fresh cache."""
+    from fixtures_teacher import ChatServer, Reply, canned, write_tiny_release as write_teacher_release
+
+    from sidreasoner.teacher.cache import request_key
+
+    def slow(body, headers):  # deterministic answers, slow enough for the kill to land mid-run
+        return Reply(body=canned(body, headers).body, delay=0.2)
+
+    def key(body) -> str:  # the client's cache key of a request the server saw
+        return request_key(body["model"], body["messages"], {k: body[k] for k in ("temperature", "max_tokens")})
+
+    data = write_teacher_release(tmp_path / "data").data_dir
+    out, clean = tmp_path / "killed", tmp_path / "clean"
+    env = {k: v for k, v in ENV.items() if k != "SIDR_TEST_KEY"}
+    with ChatServer(slow) as srv:
+        cmd = _synth_cmd(srv.url, data, out)
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(lambda: len(_cached_keys(out / "cache.jsonl")) >= 2, proc, 120, "two cached answers")
+        _kill_group(proc)
+        cached = _cached_keys(out / "cache.jsonl")
+        first = [key(r["body"]) for r in srv.requests]
+        print(f"killed: {len(cached)} answers cached, {len(first)} requests sent, "
+              f"{sorted(p.name for p in out.iterdir())}")
+        assert 0 < len(cached) < N_TEACHER_REQUESTS and len(set(cached)) == len(cached)
+        assert set(cached) <= set(first)
+        assert not any((out / name).exists() for name in CORPORA) and not (out / "Tiny.synthesis_stats.json").exists()
+
+        again = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        rerun = [key(r["body"]) for r in srv.requests[len(first):]]
+        ref = subprocess.run(_synth_cmd(srv.url, data, clean), env=env, cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=120)
+        assert ref.returncode == 0, ref.stdout[-2000:] + ref.stderr[-2000:]
+        full = [key(r["body"]) for r in srv.requests[len(first) + len(rerun):]]
+
+    assert len(full) == len(set(full)) == N_TEACHER_REQUESTS
+    # the rerun asked for exactly what the cache lacked, each once (requests in flight at the kill go again)
+    assert len(rerun) == len(set(rerun)) and not set(rerun) & set(cached)
+    assert set(rerun) | set(cached) == set(full)
+    stats = json.loads((out / "Tiny.synthesis_stats.json").read_text())
+    assert stats["requests"] == {"cached": len(cached), "sent": N_TEACHER_REQUESTS - len(cached)}
+    assert stats["cache"]["loaded"] == len(cached) and stats["cache"]["appended"] == len(rerun)
+    for name in CORPORA:
+        assert (out / name).read_bytes() == (clean / name).read_bytes(), name
+    assert sorted(_cached_keys(out / "cache.jsonl")) == sorted(full)  # each answer cached once
