@@ -100,7 +100,7 @@ run() {  # DRY_RUN=1 prints each command (shell-quoted) instead of running it
 }
 
 if [ "$PROMPT_STYLE" = auto ]; then
-    PROMPT_STYLE=$("$PYTHON" -c 'import sys; from sidreasoner.train.chat import model_prompt_style as s; print(s(sys.argv[1]))' "$MODEL_PATH")
+    PROMPT_STYLE=$("$PYTHON" -c 'import sys; from sidreasoner.model.chat import model_prompt_style as s; print(s(sys.argv[1]))' "$MODEL_PATH")
 fi
 mkdir -p "$(dirname "$LOG_FILE")"
 run "$PYTHON" rl/prepare_data.py --data_dir "$DATA_DIR" --category "$CATEGORY" --output_dir "$RL_DATA_DIR" \

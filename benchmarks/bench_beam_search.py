@@ -79,9 +79,9 @@ def synthetic_setup(n_rows: int, n_items: int = 2000):
 
 def load_model(args, index, texts):
     if args.model:
-        from sidreasoner.train.model_factory import load_model_and_tokenizer
+        from sidreasoner.model.model_factory import load_model_and_tokenizer
         return load_model_and_tokenizer(args.model, dtype=torch.float32)
-    from sidreasoner.train.model_factory import make_tiny_qwen3
+    from sidreasoner.model.model_factory import make_tiny_qwen3
     from sidreasoner.train.tokenizer import train_catalogue_tokenizer
     tok = train_catalogue_tokenizer(texts, sid_tokens=index.tokens())
     return make_tiny_qwen3(tok), tok
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     from sidreasoner.eval.runner import make_batches
     from sidreasoner.sid.trie import SIDTrie
     from sidreasoner.tasks.prompts import next_sid_prompt
-    from sidreasoner.train.chat import render_prompt, stop_token_id
+    from sidreasoner.model.chat import render_prompt, stop_token_id
     setup = office_setup(Path(args.data_dir), args.category, args.rows)
     source = f"{args.category} test rows" if setup else "synthetic rows (Office data not found)"
     rows, index, texts = setup or synthetic_setup(args.rows)

@@ -79,9 +79,9 @@ def demo_data():
 
 def build_model(args, items, index):
     if args.model:
-        from sidreasoner.train.model_factory import load_model_and_tokenizer
+        from sidreasoner.model.model_factory import load_model_and_tokenizer
         return load_model_and_tokenizer(args.model, dtype=torch.float32)
-    from sidreasoner.train.model_factory import make_tiny_qwen3
+    from sidreasoner.model.model_factory import make_tiny_qwen3
     from sidreasoner.train.tokenizer import catalogue_texts, train_catalogue_tokenizer
     tok = train_catalogue_tokenizer(catalogue_texts(items), sid_tokens=index.tokens())
     return make_tiny_qwen3(tok, hidden_size=128, num_layers=4, seed=args.seed), tok

@@ -58,7 +58,7 @@ def setup(args, tmp: Path):
     from sidreasoner.data.records import ReleasePaths
     from sidreasoner.tasks.mixture import make_tasks
     from sidreasoner.tasks.sources import DataPaths, load_task_data
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     from sidreasoner.train.sft_data import ExampleEncoder
     data_dir, cat = release(args, tmp)
     model_dir = args.model

@@ -6,7 +6,7 @@ Fetch released model checkpoints from the Hugging Face hub (huggingface_hub.snap
 config.json): weights present (all shards of a sharded checkpoint), config + tokenizer load offline
 (trust_remote_code off), the catalogue's SID tokens are single tokens (--info_file), and for small
 checkpoints (--check auto: weights < 1 GiB; or --check full) that the model loads with
-sidreasoner.train.model_factory.load_model_and_tokenizer. A folder that passes is ready for
+sidreasoner.model.model_factory.load_model_and_tokenizer. A folder that passes is ready for
 ``python evaluate.py --base_model FOLDER ...`` unchanged. Writes OUTPUT_DIR/download_checkpoints.json.
 
 The default --repo_id is the checkpoint link of the SIDReasoner README (github.com/HappyPointer/SIDReasoner,

@@ -19,7 +19,7 @@ from typing import Optional
 from sidreasoner.data.formats import read_item_json, read_sid_index, read_split_csv
 from sidreasoner.data.records import DataError, ReleasePaths, parse_categories
 from sidreasoner.tasks.prompts import next_sid_prompt
-from sidreasoner.train.chat import render_prompt
+from sidreasoner.model.chat import render_prompt
 from sidreasoner.ranges import SEED, at_least, optional, parse_checked
 from sidreasoner.train.tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB, catalogue_texts, train_catalogue_tokenizer
 
@@ -122,7 +122,7 @@ def run(cfg: TinyModelConfig) -> dict:
     t0 = time.time()
     cfg.intermediate_size = cfg.intermediate_size or 3 * cfg.hidden_size
     paths, items, indexed, sid_tokens = _catalogues(cfg)
-    from sidreasoner.train.model_factory import check_output_dir, count_parameters, make_tiny_qwen3, save_model_dir
+    from sidreasoner.model.model_factory import check_output_dir, count_parameters, make_tiny_qwen3, save_model_dir
     check_output_dir(cfg.output_dir, cfg.overwrite)  # before the work, not after it
     texts = catalogue_texts(items)
     tokenizer = train_catalogue_tokenizer(texts, cfg.vocab_size, sid_tokens,

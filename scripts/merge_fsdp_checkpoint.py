@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         return 2
     from sidreasoner.data.records import DataError
     from sidreasoner.rl.merge import MergeError, merge_all, merge_checkpoint
-    from sidreasoner.train.model_factory import ModelLoadError
+    from sidreasoner.model.model_factory import ModelLoadError
     try:
         if args.all:
             merge_all(args.all, args.info_file or None, args.overwrite)

@@ -59,8 +59,8 @@ class Recommender:
         from .data.records import ReleasePaths
         from .eval.beam import catalogue_trie
         from .data.formats import read_info_index
-        from .train.chat import model_prompt_style, stop_token_id
-        from .train.model_factory import load_model_and_tokenizer
+        from .model.chat import model_prompt_style, stop_token_id
+        from .model.model_factory import load_model_and_tokenizer
         check_ranges({"num_beams": num_beams, "max_think_tokens": max_think_tokens,
                       "repetition_penalty": repetition_penalty}, RANGES)
         model = final_model(model)  # a stage's output folder: the model it ended with
@@ -90,7 +90,7 @@ class Recommender:
         from .eval.beam import constrained_beam_search
         from .eval.padding import encode_left_padded
         from .eval.thinking import hf_reasoning, reasoning_prompt, search_prompt
-        from .train.chat import next_sid_prompt_text
+        from .model.chat import next_sid_prompt_text
         prompt = next_sid_prompt_text(self.tokenizer, self.history_sids(history), think=self.think, style=self.style)
         reasoning = None
         with torch.no_grad():

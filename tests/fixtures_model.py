@@ -62,7 +62,7 @@ def write_catalogue(data_dir: Path, category: str, items: dict[str, Item], index
 def build_tiny_model_dir(out_dir, n_items: int = 40, seed: int = 0, vocab_size: int = 512,
                          hidden_size: int = 64, num_layers: int = 2) -> Path:
     """Save a tiny Qwen3 (random init) + catalogue tokenizer for :func:`tiny_catalogue` to ``out_dir``."""
-    from sidreasoner.train.model_factory import make_tiny_qwen3, save_model_dir
+    from sidreasoner.model.model_factory import make_tiny_qwen3, save_model_dir
     from sidreasoner.train.tokenizer import catalogue_texts, train_catalogue_tokenizer
     items, index = tiny_catalogue(n_items, seed)
     tokenizer = train_catalogue_tokenizer(catalogue_texts(items), vocab_size, index.tokens())

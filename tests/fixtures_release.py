@@ -10,7 +10,7 @@ rebuilds that tokenizer without the hub:
 - Qwen3's 26 added tokens with their real ids 151643..151668 and ``special`` flags (:data:`QWEN3_ADDED_TOKENS`,
   as in Qwen3's ``tokenizer_config.json``: ``<|endoftext|>`` .. ``<|video_pad|>`` special, ``<tool_call>`` ..
   ``</think>`` not);
-- the Qwen3 chat template (``sidreasoner.train.chat_template.QWEN3_CHAT_TEMPLATE``), eos ``<|im_end|>``,
+- the Qwen3 chat template (``sidreasoner.model.chat_template.QWEN3_CHAT_TEMPLATE``), eos ``<|im_end|>``,
   and what the release sets on top: ``pad_token = eos`` and left padding;
 - the SID tokens added as the release adds them: every level token of the catalogue, sorted as strings
   (``<a_0>, <a_1>, <a_10>, ...``), those not yet in the vocabulary, ``tokenizer.add_tokens(list)`` (ordinary,
@@ -112,7 +112,7 @@ def qwen3_tokenizer():
     """A fresh Qwen3 fast tokenizer (real vocabulary, chat template), as the release loads and sets it up."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
-    from sidreasoner.train.chat_template import IM_END, QWEN3_CHAT_TEMPLATE
+    from sidreasoner.model.chat_template import IM_END, QWEN3_CHAT_TEMPLATE
     tok = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(_qwen3_tokenizer_json()), bos_token=None, eos_token=IM_END,
         pad_token="<|endoftext|>", unk_token=None, clean_up_tokenization_spaces=False, model_max_length=40960,

@@ -19,8 +19,8 @@ A, B, T = "<a_1><b_1><c_1>", "<a_2><b_2><c_2>", "<a_9><b_9><c_9>"
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
-    from sidreasoner.train.chat import stop_token_id
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.chat import stop_token_id
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     path, index = tiny_model_dir
     model, tok = load_model_and_tokenizer(path)
     stop = stop_token_id(tok)
@@ -52,7 +52,7 @@ def test_biased_search_scores_plain_minus_alpha_prior(loaded, mode):
     model, tok, trie, stop = loaded
     edge = C.edge_prior(model, tok, trie, "compact")
     prior = C.sid_prior(trie, edge)
-    from sidreasoner.train.chat import next_sid_prompt_text
+    from sidreasoner.model.chat import next_sid_prompt_text
     texts = [next_sid_prompt_text(tok, trie.sids[i:i + 3], False, "compact") for i in (0, 5)]
     ids, mask = encode_left_padded(tok, texts, stop, "cpu")
     k = len(trie)  # every SID: the two searches return the same set, so scores compare one to one

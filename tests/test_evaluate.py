@@ -204,8 +204,8 @@ def test_thinking_mode_force_closes_unclosed_reasoning(release, tmp_path):
 def test_repetition_penalty_reaches_the_reasoning_generation(release, monkeypatch):
     """The penalty goes into HF generate's config (1.0 leaves it unset, as the release decodes)."""
     from sidreasoner.eval.thinking import hf_reasoning
-    from sidreasoner.train.chat import stop_token_id
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.chat import stop_token_id
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     model, tok = load_model_and_tokenizer(str(release[1]))
     seen, generate = [], model.generate
     monkeypatch.setattr(model, "generate", lambda **kw: seen.append(kw["generation_config"]) or generate(**kw))
@@ -239,8 +239,8 @@ def test_think_search_runs_on_the_force_closed_prompts(release, tmp_path):
     """Each path's SID search continues prompt + reasoning + '\\n</think>\\n\\n'; paths merge by best score."""
     from sidreasoner.data.formats import read_split_csv
     from sidreasoner.eval.runner import Evaluator, build_trie, read_catalogue
-    from sidreasoner.train.chat import stop_token_id
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.chat import stop_token_id
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     cfg = config(release, tmp_path, think=True, max_think_tokens=6, limit=2, num_reasoning_paths=2)
     run_evaluation(cfg)
     model, tok = load_model_and_tokenizer(cfg.base_model)
@@ -353,7 +353,7 @@ def test_bad_inputs_get_clear_messages(release, full_run, tmp_path, capsys):
 
 
 def test_checkpoint_without_sid_tokens(release, tmp_path, capsys):
-    from sidreasoner.train.model_factory import make_tiny_qwen3, save_model_dir
+    from sidreasoner.model.model_factory import make_tiny_qwen3, save_model_dir
     from sidreasoner.train.tokenizer import train_catalogue_tokenizer
     tok = train_catalogue_tokenizer(["Blue Gel Pens", "Red Binder"], vocab_size=300)
     bare = save_model_dir(tmp_path / "bare", make_tiny_qwen3(tok, hidden_size=32, num_layers=1), tok, overwrite=True)

@@ -23,11 +23,7 @@ PKG = "sidreasoner"
 ROOT = Path(__file__).resolve().parents[1] / PKG
 
 #: subpackage circles still there; each entry is a sorted tuple of the packages in one circle
-KNOWN_PACKAGE_CIRCLES: set[tuple[str, ...]] = {
-    # eval lazily loads models through train.chat / train.model_factory, and train.rank_eval (the SFT
-    # ranking probe) runs eval's beam search: the model helpers belong below both (not moved yet)
-    ("sidreasoner.eval", "sidreasoner.train"),
-}
+KNOWN_PACKAGE_CIRCLES: set[tuple[str, ...]] = set()  # eval <-> train went when the model helpers moved to model/
 #: modules outside ``train`` still importing ``train.sft_trainer``, to shrink
 KNOWN_SFT_TRAINER_USERS: set[str] = set()
 #: imports kept for a while for callers still using an old name (the new place is in the module). They are left out

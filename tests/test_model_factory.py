@@ -1,4 +1,4 @@
-"""Model factory (sidreasoner.train.model_factory), the tiny-model fixture and scripts/make_tiny_model.py."""
+"""Model factory (sidreasoner.model.model_factory), the tiny-model fixture and scripts/make_tiny_model.py."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fixtures_model import REPO_ROOT, tiny_catalogue, tiny_model_dir, write_catalogue  # noqa: F401
-from sidreasoner.train.chat import check_sid_tokens, render_prompt, stop_token_id
-from sidreasoner.train.model_factory import (ModelLoadError, add_sid_tokens, embeddings_tied, load_model_and_tokenizer,
+from sidreasoner.model.chat import check_sid_tokens, render_prompt, stop_token_id
+from sidreasoner.model.model_factory import (ModelLoadError, add_sid_tokens, embeddings_tied, load_model_and_tokenizer,
                                              looks_local, make_tiny_qwen3, neutral_generation_config, resolve_dtype,
                                              save_model_dir, trainable_new_token_rows)
 from sidreasoner.train.tokenizer import catalogue_texts, train_catalogue_tokenizer

@@ -86,7 +86,7 @@ def tiny(two_cats, tmp_path_factory) -> Path:
 
 def test_tiny_tokenizer_covers_both_catalogues(two_cats, tiny):
     from transformers import AutoTokenizer
-    from sidreasoner.train.chat import check_sid_tokens
+    from sidreasoner.model.chat import check_sid_tokens
     tok = AutoTokenizer.from_pretrained(tiny)
     for cat in CATS:
         check_sid_tokens(tok, list(_catalogue(two_cats, cat)))

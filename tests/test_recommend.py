@@ -24,7 +24,7 @@ def test_ranked_sids_name_their_items_and_match_a_direct_search(setup):
     import torch
     from sidreasoner.eval.beam import constrained_beam_search
     from sidreasoner.eval.padding import encode_left_padded
-    from sidreasoner.train.chat import next_sid_prompt_text
+    from sidreasoner.model.chat import next_sid_prompt_text
     rec, _ = setup
     out = rec.recommend(["I001", "I002"])
     assert out.history == ["I001", "I002"] and out.reasoning is None

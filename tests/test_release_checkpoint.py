@@ -21,7 +21,7 @@ from fixtures_release import (QWEN3_ADDED_TOKENS, QWEN_BPE_SIZE, qwen3_release_t
 from sidreasoner.eval.predictions import read_records  # noqa: E402
 from sidreasoner.eval.runner import EvalConfig, run_evaluation  # noqa: E402
 from sidreasoner.sid.spelling import split_sid  # noqa: E402
-from sidreasoner.train.chat import next_sid_prompt_text  # noqa: E402
+from sidreasoner.model.chat import next_sid_prompt_text  # noqa: E402
 
 FIRST_SID_ID = QWEN_BPE_SIZE + len(QWEN3_ADDED_TOKENS)  # 151669
 RELEASE_EMPTY_THINK = [151667, 198, 151668, 271]  # <think>\n</think>\n\n

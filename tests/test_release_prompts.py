@@ -16,7 +16,7 @@ from sidreasoner.tasks import prompts
 from sidreasoner.tasks.base import ChatExample, TaskData
 from sidreasoner.tasks.mixture import make_tasks
 from sidreasoner.tasks.release_prompts import category_phrase
-from sidreasoner.train.chat import (PROMPT_FILE, model_prompt_style, next_sid_prompt_text, render_training_example,
+from sidreasoner.model.chat import (PROMPT_FILE, model_prompt_style, next_sid_prompt_text, render_training_example,
                                     stop_token_id, write_prompt_style)
 from sidreasoner.train.sft_data import chat_prompt, chat_target
 
@@ -260,7 +260,7 @@ def test_release_is_a_known_style():
 # -- the recorded style vs an explicit request -------------------------------------------------------
 def test_requesting_another_style_than_recorded_warns(tmp_path, caplog):
     write_prompt_style(tmp_path, "native")
-    with caplog.at_level(logging.WARNING, logger="sidreasoner.train.chat"):
+    with caplog.at_level(logging.WARNING, logger="sidreasoner.model.chat"):
         assert model_prompt_style(tmp_path, "release") == "release"
     msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(msgs) == 1 and "'native'" in msgs[0] and "'release'" in msgs[0] and PROMPT_FILE in msgs[0]
@@ -270,6 +270,6 @@ def test_requesting_another_style_than_recorded_warns(tmp_path, caplog):
 def test_no_warning_when_the_style_agrees_or_nothing_is_recorded(tmp_path, caplog, recorded, requested):
     if recorded:
         write_prompt_style(tmp_path, recorded)
-    with caplog.at_level(logging.WARNING, logger="sidreasoner.train.chat"):
+    with caplog.at_level(logging.WARNING, logger="sidreasoner.model.chat"):
         assert model_prompt_style(tmp_path, requested) == "release"
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]

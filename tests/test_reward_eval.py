@@ -63,7 +63,7 @@ def rl_rows(tmp_path_factory):
 
 def test_greedy_is_repeatable_and_sampling_needs_a_seed(tiny_model_dir, rl_rows):
     from sidreasoner.rl.data import read_rl_parquet
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     model, tok = load_model_and_tokenizer(tiny_model_dir[0], dtype="float32", device="cpu")
     rows = first_rows(read_rl_parquet(rl_rows[0]), 3)
     run = lambda **kw: evaluate_reward(model, tok, rows, True, CATALOGUE, max_new_tokens=12, **kw)  # noqa: E731

@@ -41,8 +41,8 @@ def test_zero_variance_share(values, group, share):
 def setup(tiny_model_dir):
     from sidreasoner.eval.beam import catalogue_trie
     from sidreasoner.rl.rollout import BeamRollout, RankReward
-    from sidreasoner.train.chat import render_prompt, stop_token_id
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.chat import render_prompt, stop_token_id
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     model, tok = load_model_and_tokenizer(tiny_model_dir[0], dtype="float32")
     stop = stop_token_id(tok)
     sids = set(tiny_model_dir[1].unique_sids())

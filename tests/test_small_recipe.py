@@ -15,7 +15,7 @@ from sidreasoner.data.records import SequenceRow
 from sidreasoner.tasks import prompts
 from sidreasoner.tasks.base import ChatExample, TaskData
 from sidreasoner.tasks.sequence import COVERED, NextSID, covered_rows
-from sidreasoner.train.chat import PROMPT_FILE, model_prompt_style, next_sid_prompt_text, write_prompt_style
+from sidreasoner.model.chat import PROMPT_FILE, model_prompt_style, next_sid_prompt_text, write_prompt_style
 from sidreasoner.train.sft_config import SFTConfig
 from sidreasoner.train.sft_trainer import run_sft
 
@@ -29,7 +29,7 @@ def release(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     return load_model_and_tokenizer(str(tiny_model_dir[0]), dtype=torch.float32)
 
 
@@ -198,7 +198,7 @@ def test_label_smoothing_mixes_in_the_uniform_target(model):
 # -- dropout ---------------------------------------------------------------------------------
 def test_dropout_trains_noisy_evaluates_clean_and_saves_plain_qwen3(tiny_model_dir, tmp_path):
     from sidreasoner.train.dropout import add_dropout
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     m, _ = load_model_and_tokenizer(str(tiny_model_dir[0]), dtype=torch.float32)
     ids = torch.tensor([[5, 6, 7, 8]])
     clean = m(input_ids=ids).logits
@@ -304,7 +304,7 @@ def test_recent_crops_add_short_history_copies(release):
 
 def test_untied_tiny_model_has_its_own_output_embeddings(tmp_path):
     from fixtures_model import tiny_catalogue
-    from sidreasoner.train.model_factory import load_model_and_tokenizer, make_tiny_qwen3, save_model_dir
+    from sidreasoner.model.model_factory import load_model_and_tokenizer, make_tiny_qwen3, save_model_dir
     from sidreasoner.train.tokenizer import catalogue_texts, train_catalogue_tokenizer
     items, index = tiny_catalogue()
     tok = train_catalogue_tokenizer(catalogue_texts(items), 512, index.tokens())

@@ -248,7 +248,7 @@ def test_item_task_rendering(tokenizer):
 
 
 def test_reasoning_rendering_matches_the_thinking_template(tokenizer):
-    from sidreasoner.train.chat import render_training_example
+    from sidreasoner.model.chat import render_training_example
     corpus = Corpus("n.csv", [NarrativeRow((S["1"],), S["2"], "narr", "Pens need paper.", line=2)])
     ex = Reasoning(valid_fraction=0).build(data(narratives=corpus)).train[0]
     prompt, supervised, _, _ = _rendered(tokenizer, ex)

@@ -368,8 +368,8 @@ def model_responder(path):
     """Serve greedy generations of the tiny Qwen3 at ``path`` (the request's max_tokens, default 8)."""
     import torch
 
-    from sidreasoner.train.chat import stop_token_id
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.chat import stop_token_id
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     model, tok = load_model_and_tokenizer(path)
     model.eval()
     lock = threading.Lock()

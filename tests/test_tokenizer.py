@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from sidreasoner.train.chat import check_sid_tokens, render_prompt, render_training_example, stop_token_id
-from sidreasoner.train.chat_template import EMPTY_THINK_BLOCK, QWEN3_CHAT_TEMPLATE, render_chat
+from sidreasoner.model.chat import check_sid_tokens, render_prompt, render_training_example, stop_token_id
+from sidreasoner.model.chat_template import EMPTY_THINK_BLOCK, QWEN3_CHAT_TEMPLATE, render_chat
 from sidreasoner.train.tokenizer import (REASONING_TEXT, split_out_tokens, train_catalogue_tokenizer)
 
 SIDS = ["<a_1><b_2><c_3>", "<a_1><b_0><c_3>", "<a_0><b_2><c_1>"]

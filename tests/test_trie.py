@@ -121,4 +121,4 @@ def test_tokenizer_without_sid_tokens_is_a_clear_error(tokenizers):
     assert str(e.value) == (
         f"SID token '<a_1>' from the info file x.txt is not a single token of this tokenizer (encodes to "
         f"{len(ids)} ids {ids[:8]}): the checkpoint lacks the SID vocabulary; use a model whose tokenizer has "
-        f"the SID tokens added (sidreasoner.train.model_factory.add_sid_tokens, done by stage 1)")
+        f"the SID tokens added (sidreasoner.model.model_factory.add_sid_tokens, done by stage 1)")

@@ -70,8 +70,8 @@ def _weights(path) -> dict:
 
 def test_a_few_grpo_steps_on_the_tiny_model(knobs, tiny_model_dir):
     from sidreasoner.rl.trl_grpo import run_trl_grpo
-    from sidreasoner.train.chat import check_sid_tokens
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.chat import check_sid_tokens
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     summary = run_trl_grpo(knobs, say=lambda *_: None)
     out = Path(knobs.output_dir)
     final = out / "final_checkpoint"

@@ -14,8 +14,8 @@ from fixtures_model import tiny_model_dir  # noqa: F401  (pytest fixture)
 @pytest.fixture(scope="module")
 def tok_trie(tiny_model_dir):
     from sidreasoner.eval.beam import catalogue_trie
-    from sidreasoner.train.chat import stop_token_id
-    from sidreasoner.train.model_factory import load_model_and_tokenizer
+    from sidreasoner.model.chat import stop_token_id
+    from sidreasoner.model.model_factory import load_model_and_tokenizer
     _, tok = load_model_and_tokenizer(tiny_model_dir[0], dtype="float32")
     stop = stop_token_id(tok)
     sids = set(tiny_model_dir[1].unique_sids())

@@ -148,7 +148,7 @@ def test_verl_dataset_reads_our_parquet_with_our_tokenizer(run, tiny_model_dir):
     from transformers import AutoTokenizer
     from verl.utils.dataset.rl_dataset import RLHFDataset
     from sidreasoner.rl.data import read_rl_parquet
-    from sidreasoner.train.chat import render_prompt
+    from sidreasoner.model.chat import render_prompt
     knobs, cfg = run
     tok = AutoTokenizer.from_pretrained(tiny_model_dir[0])
     ds = RLHFDataset(knobs.val_file, tok, cfg.data)

@@ -60,7 +60,7 @@ def same_ranking(a: BeamResult, b: BeamResult, tol: float = 1e-5) -> bool:
 
 def catalogue_trie(tokenizer, sids, stop_id: int, source: str) -> SIDTrie:
     """Trie over the catalogue SIDs the tokenizer can write (the rest cannot be searched)."""
-    from ..train.chat import usable_sid_coverage
+    from ..model.chat import usable_sid_coverage
     bad = set(usable_sid_coverage(tokenizer, sorted(sids))["inexpressible"])
     return SIDTrie.from_sids(sorted(s for s in sids if s not in bad), tokenizer, stop_id, source=source)
 

@@ -130,8 +130,8 @@ def main(argv: Sequence[str] = None) -> int:
     from ..data.formats import atomic_write_text
     from ..data.records import DataError
     from ..data.formats import read_info_index
-    from ..train.chat import model_prompt_style, stop_token_id
-    from ..train.model_factory import ModelLoadError, load_model_and_tokenizer
+    from ..model.chat import model_prompt_style, stop_token_id
+    from ..model.model_factory import ModelLoadError, load_model_and_tokenizer
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
         index = read_info_index(args.info_file)

@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from sidreasoner.data.records import DataError
     from sidreasoner.eval.metrics import format_metrics
-    from sidreasoner.train.model_factory import ModelLoadError
+    from sidreasoner.model.model_factory import ModelLoadError
     from sidreasoner.sid.trie import TrieError
     try:
         if args.merge_shards:

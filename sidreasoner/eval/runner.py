@@ -72,7 +72,7 @@ class Evaluator:
 
     def prompt(self, row: SequenceRow) -> str:
         """The generation prompt of a row (thinking mode: the one the reasoning is generated from)."""
-        from ..train.chat import next_sid_prompt_text
+        from ..model.chat import next_sid_prompt_text
         text = next_sid_prompt_text(self.tokenizer, row.history_sids, self.cfg.think, self.cfg.prompt_style)
         return reasoning_prompt(text, self.cfg.prompt_style) if self.cfg.think else text
 
@@ -171,7 +171,7 @@ def build_trie(cfg: EvalConfig, index: SIDIndex, tokenizer, stop_id: int) -> tup
     A released checkpoint may lack a few SID tokens of the public index: it is scored on the SIDs it can
     express, and rows whose target it cannot write count as misses (both counts go to metrics.json).
     A tokenizer with none of the catalogue's SIDs is refused (a base model before stage 1)."""
-    from ..train.chat import usable_sid_coverage
+    from ..model.chat import usable_sid_coverage
     try:
         coverage = usable_sid_coverage(tokenizer, index.unique_sids())
     except ValueError as e:
@@ -218,12 +218,12 @@ def make_batches(picked, batch_size: int) -> list[list[tuple[int, SequenceRow]]]
 def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     """Evaluate (resuming if asked) and return the metrics, or ``{}`` for a shard whose siblings are unfinished."""
     from tqdm import tqdm
-    from ..train.chat import stop_token_id
+    from ..model.chat import stop_token_id
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pred_path = P.predictions_path(out, cfg.shard)
     config_path = out / f"config{cfg.suffix()}.json"
-    from ..train.chat import model_prompt_style
+    from ..model.chat import model_prompt_style
     cfg.prompt_style = model_prompt_style(cfg.base_model, cfg.prompt_style)  # auto: as the model was trained
     _check_resume(cfg, config_path, pred_path)
     rows = read_split_csv(cfg.test_data_path)
@@ -233,7 +233,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None) -> dict:
     index = read_catalogue(cfg)
     device, dtype = _resolve_device_dtype(cfg)
     if model is None:
-        from ..train.model_factory import load_model_and_tokenizer
+        from ..model.model_factory import load_model_and_tokenizer
         model, tokenizer = load_model_and_tokenizer(cfg.base_model, dtype=dtype, device=device)
     model.eval()
     _check_think_budget(cfg, model)

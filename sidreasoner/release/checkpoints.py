@@ -73,13 +73,13 @@ def weight_bytes(folder: Path) -> int:
 def check_folder(folder: Path, mode: str, sids) -> dict:
     """What was checked and what it found; raises on the first failure (ModelLoadError, ValueError, ...)."""
     from transformers import AutoConfig, AutoTokenizer
-    from sidreasoner.train.chat import usable_sid_coverage
+    from sidreasoner.model.chat import usable_sid_coverage
     result = {"folder": str(folder), "weight_bytes": weight_bytes(folder)}
     if mode == "none":
         return result
     full = mode == "full" or (mode == "auto" and result["weight_bytes"] <= FULL_LOAD_LIMIT)
     if full:
-        from sidreasoner.train.model_factory import load_model_and_tokenizer
+        from sidreasoner.model.model_factory import load_model_and_tokenizer
         model, tokenizer = load_model_and_tokenizer(folder)
         result.update(model_type=model.config.model_type, parameters=sum(p.numel() for p in model.parameters()))
     else:
@@ -105,7 +105,7 @@ def catalogue_sids(info_file: Optional[Path]) -> Optional[list]:
 def check_all(folders: list[Path], mode: str, sids) -> Iterator[dict]:
     """:func:`check_folder` of each folder, one result at a time (a full load can take minutes); a failed
     folder yields ``{"folder": ..., "error": <message>}`` and the next one is checked."""
-    from sidreasoner.train.model_factory import ModelLoadError
+    from sidreasoner.model.model_factory import ModelLoadError
     for folder in folders:
         try:
             yield check_folder(folder, mode, sids)

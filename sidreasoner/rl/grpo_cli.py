@@ -25,7 +25,7 @@ def main(argv=None) -> int:
         parser.error(str(e))
     from sidreasoner.data.records import DataError
     from sidreasoner.rl.trl_grpo import run_trl_grpo  # after parsing: --help needs no torch
-    from sidreasoner.train.model_factory import ModelLoadError
+    from sidreasoner.model.model_factory import ModelLoadError
     try:
         run_trl_grpo(knobs)
     except (DataError, ModelLoadError, ValueError, OSError) as e:

@@ -137,11 +137,11 @@ def run_verl_merge(actor_dir: Path, target_dir: Path) -> None:
 
 def verify_merged(merged_dir: Path, expected: dict[str, torch.Tensor], info_file: Optional[str] = None) -> dict:
     """The merged folder loads (model + tokenizer), equals the shards, and knows the catalogue's SID tokens."""
-    from ..train.model_factory import load_model_and_tokenizer
+    from ..model.model_factory import load_model_and_tokenizer
     model, tokenizer = load_model_and_tokenizer(merged_dir, dtype=None)
     report = compare_weights(model.state_dict(), expected)
     if info_file:
-        from ..train.chat import check_sid_tokens
+        from ..model.chat import check_sid_tokens
         from .verl_reward import load_catalogue
         check_sid_tokens(tokenizer, sorted(load_catalogue(info_file)))
         report["sid_tokens_checked"] = info_file

@@ -34,7 +34,7 @@ def check_data(knobs: RLKnobs) -> dict[str, list[dict]]:
 def load_tokenizer(model_path: str):
     from pathlib import Path
     from transformers import AutoTokenizer
-    from ..train.model_factory import ModelLoadError, looks_local
+    from ..model.model_factory import ModelLoadError, looks_local
     if looks_local(model_path) and not (Path(model_path).expanduser() / "config.json").is_file():
         raise ModelLoadError(f"MODEL_PATH {model_path}: no model folder there (no config.json); give the stage-2 "
                              f"model, e.g. <sft_reasoning_activation.sh OUTPUT_DIR>/final_checkpoint")
@@ -47,7 +47,7 @@ def load_tokenizer(model_path: str):
 
 def check_model(knobs: RLKnobs, catalogue, example: Optional[dict] = None, tokenizer=None):
     """The tokenizer knows every catalogue SID token and renders the run's prompts; returns it."""
-    from ..train.chat import check_sid_tokens, render_prompt
+    from ..model.chat import check_sid_tokens, render_prompt
     tokenizer = tokenizer or load_tokenizer(knobs.model_path)
     try:
         check_sid_tokens(tokenizer, sorted(catalogue))

@@ -36,7 +36,7 @@ class RewardEvalResult:
 
 def render_records(tokenizer, records: Sequence[dict], think: bool) -> list[str]:
     """The generation prompts of RL rows, through the one renderer training and evaluation share."""
-    from ..train.chat import render_prompt
+    from ..model.chat import render_prompt
     out = []
     for rec in records:
         user, system = user_and_system(rec["prompt"])
@@ -51,7 +51,7 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], samples: int, t
     temperature 0 decodes greedily (free generation without sampling; then samples must be 1)."""
     if temperature <= 0 and samples != 1:
         raise ValueError(f"greedy decoding (temperature 0) gives one completion per prompt; got samples={samples}")
-    from ..train.chat import stop_token_id
+    from ..model.chat import stop_token_id
     stop, pad = stop_token_id(tokenizer), tokenizer.pad_token_id
     device = next(model.parameters()).device
     was_training, side = model.training, tokenizer.padding_side
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..data.records import DataError
-    from ..train.model_factory import ModelLoadError, load_model_and_tokenizer
+    from ..model.model_factory import ModelLoadError, load_model_and_tokenizer
     from .data import read_rl_parquet, think_mode
     from .verl_reward import load_catalogue
     try:

@@ -118,7 +118,7 @@ def ranking_probe(k: RLKnobs, tokenizer):
         return None
     from ..data.formats import read_info_index, read_split_csv
     from ..data.records import ReleasePaths
-    from ..train.chat import model_prompt_style
+    from ..model.chat import model_prompt_style
     from ..train.rank_eval import RankingProbe
     index = read_info_index(k.info_file)
     rows = [r for r in read_split_csv(ReleasePaths(Path(k.data_dir), k.category).split("valid"))[:k.rank_eval_rows]
@@ -157,8 +157,8 @@ def _reward_eval_callback(k: RLKnobs, records, catalogue, tokenizer, log):
 def save_final(trainer, tokenizer, out_dir: Path, prompt_style: str = "native") -> Path:
     """Policy + tokenizer (+ the prompt style of its RL data) as one HF folder, swapped in atomically
     (a kill never leaves half a model)."""
-    from ..train.chat import write_prompt_style
-    from ..train.model_factory import save_tokenizer
+    from ..model.chat import write_prompt_style
+    from ..model.model_factory import save_tokenizer
     final, partial = out_dir / FINAL_DIR, out_dir / (FINAL_DIR + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
@@ -181,7 +181,7 @@ def _measure(k: RLKnobs, model, tokenizer, records, catalogue) -> Optional[dict]
 
 def _inputs(k: RLKnobs, say):
     """Checked data, catalogue, stage-2 model and tokenizer, and the train dataset (overlong prompts counted)."""
-    from ..train.model_factory import load_model_and_tokenizer
+    from ..model.model_factory import load_model_and_tokenizer
     data = check_data(k)
     catalogue = load_catalogue(k.info_file)
     model, tokenizer = load_model_and_tokenizer(k.model_path, dtype="float32")
@@ -197,7 +197,7 @@ def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
     """(reward function, rollout function or None) for SID_ROLLOUT and REWARD."""
     if k.sid_rollout == "free":
         return SIDReward(k.info_file, k.reward_config()), None
-    from ..train.chat import model_prompt_style, stop_token_id
+    from ..model.chat import model_prompt_style, stop_token_id
     from ..eval.beam import catalogue_trie
     from .rollout import BeamRollout, RankReward
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func: experimental in TRL 1.16, pinned
@@ -258,7 +258,7 @@ def run_trl_grpo(knobs: RLKnobs, say=print) -> dict:
     t_train = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - t_train
-    from ..train.chat import model_prompt_style
+    from ..model.chat import model_prompt_style
     final = save_final(trainer, tokenizer, out, model_prompt_style(k.model_path))
     after = _measure(k, trainer.model, tokenizer, eval_records, catalogue)
     summary = {"final_checkpoint": str(final), "train_prompts": len(train), "prompts_left_out": dropped,

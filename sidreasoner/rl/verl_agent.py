@@ -93,7 +93,7 @@ def _agent_loop_class():
     from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput
 
     from ..eval.beam import catalogue_trie
-    from ..train.chat import stop_token_id
+    from ..model.chat import stop_token_id
     from .verl_reward import catalogue_for
 
     class SIDConstrainedAgentLoop(AgentLoopBase):

@@ -67,7 +67,7 @@ def _abs_info(info_file: str) -> str:
 
 def _model_path(path: str) -> str:
     """Local folders become absolute (Ray workers run elsewhere); hub ids stay as they are."""
-    from ..train.model_factory import looks_local
+    from ..model.model_factory import looks_local
     return _abs(path) if looks_local(path) else path
 
 

@@ -180,6 +180,6 @@ def sid_token_ids(tokens: Iterable[str], tokenizer, source: str = "catalogue") -
                 f"SID token {tok!r} from the {source} is not a single token of this tokenizer "
                 f"(encodes to {len(ids)} ids {ids[:8]}): the checkpoint lacks the SID vocabulary; "
                 f"use a model whose tokenizer has the SID tokens added "
-                f"(sidreasoner.train.model_factory.add_sid_tokens, done by stage 1)")
+                f"(sidreasoner.model.model_factory.add_sid_tokens, done by stage 1)")
         out[tok] = ids[0]
     return out

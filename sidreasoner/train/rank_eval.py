@@ -20,7 +20,7 @@ from ..eval.beam import constrained_beam_search
 from ..eval.metrics import compute_metrics
 from ..eval.padding import encode_left_padded
 from ..sid.trie import SIDTrie
-from .chat import next_sid_prompt_text, stop_token_id
+from ..model.chat import next_sid_prompt_text, stop_token_id
 
 #: metric names added to the Trainer's eval metrics (``eval_`` + name; ``think_`` + name for thinking mode)
 RANK_METRICS = {"ndcg10": "NDCG@10", "hr10": "HR@10"}

@@ -17,7 +17,7 @@ from ..data.records import SPLIT_SUFFIX, ReleasePaths
 from ..flags import add_dataclass_args, from_namespace
 from ..paths import CUTOFF_LEN, DEFAULT_DATA_DIR, sft_dir
 from ..ranges import SEED, above, at_least, between, check_ranges, either, optional
-from .chat import model_prompt_style
+from ..model.chat import model_prompt_style
 
 STAGES = ("alignment", "reasoning")
 LOSS_NORMS = ("token", "example")

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from ..sid.spelling import is_sid_token
 from ..tasks.base import ChatExample, Example, TextExample
-from .chat import render_prompt, stop_token_id
-from .chat_template import ENDOFTEXT, THINK_CLOSE, THINK_OPEN
+from ..model.chat import render_prompt, stop_token_id
+from ..model.chat_template import ENDOFTEXT, THINK_CLOSE, THINK_OPEN
 
 IGNORE_INDEX = -100
 

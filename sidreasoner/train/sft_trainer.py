@@ -23,7 +23,7 @@ from ..data.formats import atomic_write_text
 from ..runs import JsonlLogCallback, is_main_process, resolve_resume, say
 from ..tasks.mixture import STAGE_TASKS, build_mixture, format_table, make_tasks, parse_task_values
 from . import categories
-from .chat import write_prompt_style
+from ..model.chat import write_prompt_style
 from .collate import StepGroupedSampler, make_collator
 from .dropout import add_dropout
 from .loss import supervised_loss
@@ -61,7 +61,7 @@ def warn_config_changes(path: Path, cfg: SFTConfig) -> None:
 # -- model ------------------------------------------------------------------------------------
 def require_sid_tokens(tokenizer, sids, base_model: str) -> None:
     """Stage 2 needs a stage-1 model: every SID token must already be one token of the vocabulary."""
-    from .chat import check_sid_tokens
+    from ..model.chat import check_sid_tokens
     try:
         check_sid_tokens(tokenizer, sids)
     except ValueError as e:
@@ -71,7 +71,7 @@ def require_sid_tokens(tokenizer, sids, base_model: str) -> None:
 
 def load_model(cfg: SFTConfig, index):
     from transformers import AutoConfig, AutoModelForCausalLM
-    from .model_factory import add_sid_tokens, load_model_and_tokenizer
+    from ..model.model_factory import add_sid_tokens, load_model_and_tokenizer
     # fp32 master weights; on GPU the Trainer runs the forward/backward in bf16 autocast
     model, tokenizer = load_model_and_tokenizer(cfg.base_model, dtype=torch.float32,
                                                 trust_remote_code=cfg.trust_remote_code)
@@ -226,7 +226,7 @@ def training_arguments(cfg: SFTConfig, has_valid: bool, sparse: Optional[bool] =
 
 def save_final(trainer: Trainer, tokenizer, cfg: SFTConfig, summary: dict) -> str:
     """Best model (loaded at the end of training) + tokenizer + config, swapped in atomically."""
-    from .model_factory import save_tokenizer
+    from ..model.model_factory import save_tokenizer
     final = Path(cfg.output_dir) / FINAL_DIR
     partial = final.with_name(FINAL_DIR + ".partial")
     if trainer.is_world_process_zero() and partial.exists():

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence
 from ..data.records import Item
 from ..sid.spelling import find_sid_runs, format_sid, is_sid_token
 from ..tasks.prompts import SYSTEM_PROMPT
-from .chat_template import (ENDOFTEXT, IM_END, IM_START, QWEN3_CHAT_TEMPLATE, THINK_CLOSE, THINK_OPEN,
+from ..model.chat_template import (ENDOFTEXT, IM_END, IM_START, QWEN3_CHAT_TEMPLATE, THINK_CLOSE, THINK_OPEN,
                             render_chat)
 
 #: BPE vocabulary size (256 byte symbols + 3 specials + merges); think tags and SIDs come on top
