@@ -18,11 +18,9 @@ from typing import Mapping, Optional, get_type_hints
 
 from ..data.records import ReleasePaths, parse_categories
 from ..flags import BOOL_TEXT, add_dataclass_args, from_namespace, parse_bool
+from ..paths import BACKENDS, DEFAULT_CATEGORY, DEFAULT_DATA_DIR, final_checkpoint, stage2_dir, stage3_dir
 from ..ranges import SEED, above, at_least, between, check_ranges, knob
 from ..rewards import RewardConfig
-
-BACKENDS = ("verl", "trl")
-
 
 def _f(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
@@ -35,14 +33,15 @@ def _reward_help(name: str) -> str:
 @dataclass
 class RLKnobs:
     # -- data and model ---------------------------------------------------------------------------
-    category: str = _f("Office_Products", "category: names the release files and the rows' data_source")
-    data_dir: str = _f("data/Amazon", "release-layout data folder (split CSVs and the info file)")
-    model_path: str = _f("", "stage-2 model folder (default checkpoints/sft_reasoning_Qwen3_<category>/"
-                             "final_checkpoint, the output of sft_reasoning_activation.sh)")
+    category: str = _f(DEFAULT_CATEGORY, "category: names the release files and the rows' data_source")
+    data_dir: str = _f(DEFAULT_DATA_DIR, "release-layout data folder (split CSVs and the info file)")
+    model_path: str = _f("", f"stage-2 model folder (default {final_checkpoint(stage2_dir('<category>'))}, the "
+                             "output of sft_reasoning_activation.sh)")
     rl_data_dir: str = _f("", "folder of the RL data train.parquet and valid.parquet (default data/rl/<category>; "
                               "built from data_dir by rl/prepare_data.py when missing)")
     info_file: str = _f("", "catalogue for the reward's validity bonus (default <data_dir>/info/<category>_...txt)")
-    output_dir: str = _f("", "checkpoints and the final model (default checkpoints/grpo_<backend>_<category>)")
+    output_dir: str = _f("", "checkpoints and the final model (default "
+                             f"{stage3_dir('<category>').parent}/grpo_<backend>_<category>)")
     think: bool = _f(True, "thinking-mode prompts and chat template (False: non-thinking, empty think block)")
     max_prompt_length: int = _f(1024, "longest prompt in tokens; longer prompts are left out and counted")
     max_response_length: int = _f(1024, "longest completion in tokens (reasoning + SID + stop token)")
@@ -126,10 +125,10 @@ class RLKnobs:
                              "rule reward cannot run the policy for the target's probability")
         k = dataclasses.replace(self)
         release = ReleasePaths(Path(k.data_dir), k.category)
-        k.model_path = k.model_path or f"checkpoints/sft_reasoning_Qwen3_{k.category}/final_checkpoint"
+        k.model_path = k.model_path or str(final_checkpoint(stage2_dir(k.category)))
         k.rl_data_dir = k.rl_data_dir or str(Path("data") / "rl" / k.category)
         k.info_file = k.info_file or default_info_file(k.data_dir, k.category)
-        k.output_dir = k.output_dir or str(Path("checkpoints") / f"grpo_{backend}_{k.category}")
+        k.output_dir = k.output_dir or str(stage3_dir(k.category, backend))
         k.experiment_name = k.experiment_name or f"grpo_{k.category}"
         return k
 

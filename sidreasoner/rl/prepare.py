@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..data.formats import atomic_write_text, read_info, read_split_csv
 from ..data.records import DataError, ReleasePaths, parse_categories
+from ..paths import DEFAULT_DATA_DIR
 from ..ranges import SEED, at_least, check_ranges
 from ..sid.spelling import format_sid, parse_sid
 from ..tasks.prompts import check_style
@@ -40,7 +41,7 @@ _RANGES = {"max_train_rows": at_least(0, "0: all rows"), "max_valid_rows": at_le
 
 @dataclass
 class PrepareConfig:
-    data_dir: str = _f("data/Amazon", "release-layout data folder (train/ valid/ info/)")
+    data_dir: str = _f(DEFAULT_DATA_DIR, "release-layout data folder (train/ valid/ info/)")
     category: str = _f("", "category, e.g. Office_Products; several, comma-separated (A,B): the rows of each, "
                            "each row's data_source naming its category")
     output_dir: str = _f("", "where train.parquet and valid.parquet go (default data/rl/<category>)")
