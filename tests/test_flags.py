@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import re
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -15,8 +17,18 @@ from sidreasoner.flags import BoolError, add_dataclass_args, field_help, from_na
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _script(name: str):
+    """A script of scripts/ loaded as a module (its main() not run)."""
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def _configs():
     from sidreasoner.baselines.sasrec import SASRecConfig
+    from sidreasoner.build_sids import SIDBuildConfig
     from sidreasoner.eval.cli import EvalFlags
     from sidreasoner.eval.config import EvalConfig
     from sidreasoner.pipeline import PipelineConfig
@@ -24,7 +36,8 @@ def _configs():
     from sidreasoner.rl.knobs import RLKnobs
     from sidreasoner.rl.prepare import PrepareConfig
     from sidreasoner.train.sft_config import SFTConfig
-    return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig]
+    return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
+            SIDBuildConfig, _script("build_sids").BuildFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
