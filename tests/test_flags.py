@@ -31,13 +31,14 @@ def _configs():
     from sidreasoner.build_sids import SIDBuildConfig
     from sidreasoner.eval.cli import EvalFlags
     from sidreasoner.eval.config import EvalConfig
+    from sidreasoner.eval.fusion import FusionConfig
     from sidreasoner.pipeline import PipelineConfig
     from sidreasoner.rewards import RewardConfig
     from sidreasoner.rl.knobs import RLKnobs
     from sidreasoner.rl.prepare import PrepareConfig
     from sidreasoner.train.sft_config import SFTConfig
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
-            SIDBuildConfig, _script("build_sids").BuildFlags]
+            SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

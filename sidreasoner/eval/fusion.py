@@ -31,11 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..data.formats import atomic_write_text
 from ..data.records import DataError
+from ..flags import add_dataclass_args
 from ..paths import NUM_BEAMS
 from ..ranges import at_least, between, check_list, finite, optional, parse_checked
 from . import predictions as P
@@ -130,28 +132,35 @@ def choose_weight(pairs, weights: Sequence[float], k: int, method: str = "fusion
     return best, scores
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class FusionConfig:
+    """The flags of ``python -m sidreasoner.eval.fusion``."""
+    method: str = _f("fusion", "fusion: weighted scores of both lists; adaptive: the thinking list only where the "
+                               "non-thinking margin is at most a threshold; calibrated: the thinking list re-ranked "
+                               "by score - alpha x its empty-history prior (--prior); best: each of them (calibrated "
+                               "with --prior) chosen on valid, then the one that scores best there "
+                               "(default: %(default)s)", choices=sorted([*METHODS, "calibrated", "best"]))
+    prior: Optional[str] = _f(None, "with --method calibrated: the SID prior JSON of the evaluated model "
+                                    "(python -m sidreasoner.eval.calibration)")
+    valid: Optional[list] = _f(None, "the model's valid-split evaluations in both modes: the weight is chosen on them",
+                               nargs=2, metavar=("THINK_DIR", "NOTHINK_DIR"), type=str)
+    test: Optional[list] = _f(None, "the evaluations to fuse with the chosen weight", nargs=2, required=True,
+                              metavar=("THINK_DIR", "NOTHINK_DIR"), type=str)
+    weight: Optional[float] = _f(None, "use this weight (adaptive: margin threshold) instead of choosing on --valid")
+    weights: Optional[str] = _f(None, "fusion weights (calibrated: alphas) tried on valid, comma-separated (default: "
+                                      f"{','.join(map(str, DEFAULT_WEIGHTS))}; calibrated "
+                                      f"{','.join(map(str, DEFAULT_ALPHAS))})")
+    num_beams: int = _f(NUM_BEAMS, "SIDs kept per fused list (default: %(default)s)")
+    output_dir: Optional[str] = _f(None, "folder for the fused predictions.jsonl, metrics.json", required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default="fusion", choices=sorted([*METHODS, "calibrated", "best"]),
-                   help="fusion: weighted scores of both lists; adaptive: the thinking list only where the "
-                        "non-thinking margin is at most a threshold; calibrated: the thinking list re-ranked "
-                        "by score - alpha x its empty-history prior (--prior); best: each of them (calibrated "
-                        "with --prior) chosen on valid, then the one that scores best there "
-                        "(default: %(default)s)")
-    p.add_argument("--prior", help="with --method calibrated: the SID prior JSON of the evaluated model "
-                                   "(python -m sidreasoner.eval.calibration)")
-    p.add_argument("--valid", nargs=2, metavar=("THINK_DIR", "NOTHINK_DIR"),
-                   help="the model's valid-split evaluations in both modes: the weight is chosen on them")
-    p.add_argument("--test", nargs=2, required=True, metavar=("THINK_DIR", "NOTHINK_DIR"),
-                   help="the evaluations to fuse with the chosen weight")
-    p.add_argument("--weight", type=float, default=None,
-                   help="use this weight (adaptive: margin threshold) instead of choosing on --valid")
-    p.add_argument("--weights", default=None,
-                   help="fusion weights (calibrated: alphas) tried on valid, comma-separated (default: "
-                        f"{','.join(map(str, DEFAULT_WEIGHTS))}; calibrated {','.join(map(str, DEFAULT_ALPHAS))})")
-    p.add_argument("--num_beams", type=int, default=NUM_BEAMS, help="SIDs kept per fused list (default: %(default)s)")
-    p.add_argument("--output_dir", required=True, help="folder for the fused predictions.jsonl, metrics.json")
-    return p
+    return add_dataclass_args(p, FusionConfig)
 
 
 def _candidates(p, args, valid_pairs, method: str) -> list[float]:
