@@ -32,13 +32,15 @@ def _configs():
     from sidreasoner.eval.cli import EvalFlags
     from sidreasoner.eval.config import EvalConfig
     from sidreasoner.eval.fusion import FusionConfig
+    from sidreasoner.eval.metrics import MetricsFlags
     from sidreasoner.pipeline import PipelineConfig
     from sidreasoner.rewards import RewardConfig
     from sidreasoner.rl.knobs import RLKnobs
     from sidreasoner.rl.prepare import PrepareConfig
     from sidreasoner.train.sft_config import SFTConfig
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
-            SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig]
+            SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
+            MetricsFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

@@ -22,10 +22,12 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AbstractSet, Iterable, Optional, Sequence
 
 from ..data.records import DataError
+from ..flags import add_dataclass_args
 from ..ranges import at_least, check_list, optional, parse_checked
 from ..sid.spelling import SIDFormatError, parse_sid
 
@@ -166,20 +168,26 @@ def _parse_ks(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--ks expects comma-separated integers like 1,5,10, got {text!r}")
 
 
+@dataclass
+class MetricsFlags:
+    """The command line of ``python -m sidreasoner.eval.metrics``."""
+    predictions: Path = field(default=None, metadata={
+        "help": "predictions JSONL (one row per test row: user_id, target, ranked, scores, reasoning?)",
+        "positional": True})
+    info_file: Optional[Path] = field(default=None, metadata={
+        "help": "catalogue info file (SID<TAB>title<TAB>item_id); enables invalid_rate"})
+    ks: Optional[list] = field(default=None, metadata={
+        "help": "comma-separated cut-offs, e.g. 1,5,10 (default: 1,3,5,10,20,50 up to num_beams)", "type": _parse_ks})
+    num_beams: Optional[int] = field(default=None, metadata={
+        "help": "beams the decoder was asked for (default: the longest ranked list)"})
+    output: Optional[Path] = field(default=None, metadata={
+        "help": "write the metrics JSON here (and the resolved config to <output stem>.config.json)"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sidreasoner.eval.metrics",
                                 description="Recompute HR@K / NDCG@K from a predictions JSONL file.")
-    p.add_argument("predictions", type=Path, help="predictions JSONL (one row per test row: "
-                   "user_id, target, ranked, scores, reasoning?)")
-    p.add_argument("--info_file", type=Path, default=None,
-                   help="catalogue info file (SID<TAB>title<TAB>item_id); enables invalid_rate")
-    p.add_argument("--ks", type=_parse_ks, default=None,
-                   help="comma-separated cut-offs, e.g. 1,5,10 (default: 1,3,5,10,20,50 up to num_beams)")
-    p.add_argument("--num_beams", type=int, default=None,
-                   help="beams the decoder was asked for (default: the longest ranked list)")
-    p.add_argument("--output", type=Path, default=None,
-                   help="write the metrics JSON here (and the resolved config to <output stem>.config.json)")
-    return p
+    return add_dataclass_args(p, MetricsFlags)
 
 
 def main(argv=None) -> int:
