@@ -31,6 +31,8 @@ def _configs():
     from sidreasoner.build_sids import SIDBuildConfig
     from sidreasoner.eval.cli import EvalFlags
     from sidreasoner.eval.config import EvalConfig
+    from sidreasoner.eval.calibration import CalibrationConfig
+    from sidreasoner.eval.effect import EffectFlags
     from sidreasoner.eval.fusion import FusionConfig
     from sidreasoner.eval.metrics import MetricsFlags
     from sidreasoner.pipeline import PipelineConfig
@@ -40,7 +42,7 @@ def _configs():
     from sidreasoner.train.sft_config import SFTConfig
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
             SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
-            MetricsFlags]
+            MetricsFlags, CalibrationConfig, EffectFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

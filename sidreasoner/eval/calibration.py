@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
+from ..flags import add_dataclass_args
 from ..ranges import at_least, parse_checked
 from ..sid.trie import END, ROOT, SIDTrie
 
@@ -113,16 +115,25 @@ def load_prior(path) -> dict[str, float]:
     return prior
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class CalibrationConfig:
+    """The flags of ``python -m sidreasoner.eval.calibration``."""
+    model_path: str = _f(None, "model folder with the SID tokens (its prompt style is read from its "
+                               "prompt_style.json)", required=True)
+    info_file: str = _f(None, "catalogue 'SID<TAB>title<TAB>item_id' of the evaluation", required=True)
+    output: str = _f(None, "JSON file to write: {\"prior\": {SID: log p0}, ...}", required=True)
+    prompt_style: str = _f("auto", "auto (the model's), native or compact")
+    batch_size: int = _f(256, "SIDs per forward pass")
+    device: str = _f("auto", "cpu, cuda, ... (auto: cuda when available)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_path", required=True, help="model folder with the SID tokens (its prompt style is read "
-                                                       "from its prompt_style.json)")
-    p.add_argument("--info_file", required=True, help="catalogue 'SID<TAB>title<TAB>item_id' of the evaluation")
-    p.add_argument("--output", required=True, help="JSON file to write: {\"prior\": {SID: log p0}, ...}")
-    p.add_argument("--prompt_style", default="auto", help="auto (the model's), native or compact")
-    p.add_argument("--batch_size", type=int, default=256, help="SIDs per forward pass")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (auto: cuda when available)")
-    return p
+    return add_dataclass_args(p, CalibrationConfig)
 
 
 def main(argv: Sequence[str] = None) -> int:

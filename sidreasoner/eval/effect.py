@@ -18,11 +18,13 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..data.formats import atomic_write_text
 from ..data.records import DataError
+from ..flags import add_dataclass_args
 from ..ranges import at_least, parse_checked
 from . import predictions as P
 from .metrics import target_rank
@@ -86,12 +88,20 @@ def describe(effect: dict) -> str:
             + (f"; {left} thinking rows left out: not in the non-thinking run" if left else ""))
 
 
+@dataclass
+class EffectFlags:
+    """The command line of ``python -m sidreasoner.eval.effect``."""
+    think_dir: str = field(default=None, metadata={
+        "help": "evaluation folder of the thinking run (its predictions.jsonl)", "positional": True})
+    nothink_dir: str = field(default=None, metadata={
+        "help": "evaluation folder of the same model's non-thinking run", "positional": True})
+    k: int = field(default=10, metadata={"help": "cut-off of the NDCG gain that decides helped/hurt "
+                                                 "(default: %(default)s)"})
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("think_dir", help="evaluation folder of the thinking run (its predictions.jsonl)")
-    p.add_argument("nothink_dir", help="evaluation folder of the same model's non-thinking run")
-    p.add_argument("--k", type=int, default=10, help="cut-off of the NDCG gain that decides helped/hurt "
-                                                      "(default: %(default)s)")
+    add_dataclass_args(p, EffectFlags)
     args = parse_checked(p, argv, {"k": at_least(1)})
     try:
         effect = write_effect(args.think_dir, args.nothink_dir, args.k)
