@@ -13,11 +13,12 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from sidreasoner.data.formats import read_item_json, read_sid_index, read_split_csv
 from sidreasoner.data.records import DataError, ReleasePaths, parse_categories
+from sidreasoner.flags import add_dataclass_args, from_namespace
 from sidreasoner.tasks.prompts import next_sid_prompt
 from sidreasoner.model.chat import render_prompt
 from sidreasoner.ranges import SEED, at_least, optional, parse_checked
@@ -27,21 +28,31 @@ from sidreasoner.train.tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB, catalogue
 PROMPT_SAMPLE = 1000
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def _required(help: str):
+    return field(metadata={"help": help, "required": True})
+
+
 @dataclass
 class TinyModelConfig:
-    data_dir: str
-    category: str
-    output_dir: str
-    vocab_size: int = DEFAULT_VOCAB_SIZE
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: Optional[int] = None  # default: 3 x hidden_size
-    max_position_embeddings: int = 2048
-    untied: bool = False
-    seed: int = 0
-    overwrite: bool = False
+    data_dir: str = _required("release folder holding index/<Cat>.index.json and .item.json")
+    category: str = _required("category name, e.g. Office_Products; several, comma-separated, share one tokenizer")
+    output_dir: str = _required("folder to write the model and tokenizer to")
+    vocab_size: int = _f(DEFAULT_VOCAB_SIZE, "BPE vocabulary size incl. 256 bytes and 3 special tokens; think tags "
+                                             "and SID tokens come on top (default %(default)s)")
+    hidden_size: int = _f(128, "model width (default %(default)s)")
+    num_layers: int = _f(4, "transformer layers (default %(default)s)")
+    num_heads: int = _f(4, "attention heads; head_dim = hidden_size / num_heads (default %(default)s)")
+    num_kv_heads: int = _f(2, "key/value heads (grouped-query attention, default %(default)s)")
+    intermediate_size: Optional[int] = _f(None, "MLP width (default 3 x hidden_size)")
+    max_position_embeddings: int = _f(2048, "longest sequence (default %(default)s)")
+    untied: bool = _f(False, "separate output embeddings (tied by default, as Qwen3-1.7B): more parameters for the "
+                             "item-to-item mapping of a model trained from scratch")
+    seed: int = _f(0, "seed of the random initialisation (default %(default)s)")
+    overwrite: bool = _f(False, "replace --output_dir if it exists and is not empty")
 
 
 #: numeric flags and the values they accept (sidreasoner.ranges)
@@ -53,29 +64,12 @@ _RANGES = {"vocab_size": at_least(MIN_VOCAB, "256 bytes + 3 special tokens"), "s
 
 def parse_args(argv=None) -> TinyModelConfig:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", required=True, help="release folder holding index/<Cat>.index.json and .item.json")
-    p.add_argument("--category", required=True,
-                   help="category name, e.g. Office_Products; several, comma-separated, share one tokenizer")
-    p.add_argument("--output_dir", required=True, help="folder to write the model and tokenizer to")
-    p.add_argument("--vocab_size", type=int, default=DEFAULT_VOCAB_SIZE,
-                   help="BPE vocabulary size incl. 256 bytes and 3 special tokens; think tags and SID tokens "
-                        f"come on top (default {DEFAULT_VOCAB_SIZE})")
-    p.add_argument("--hidden_size", type=int, default=128, help="model width (default 128)")
-    p.add_argument("--num_layers", type=int, default=4, help="transformer layers (default 4)")
-    p.add_argument("--num_heads", type=int, default=4, help="attention heads; head_dim = hidden_size / num_heads (default 4)")
-    p.add_argument("--num_kv_heads", type=int, default=2, help="key/value heads (grouped-query attention, default 2)")
-    p.add_argument("--intermediate_size", type=int, default=None, help="MLP width (default 3 x hidden_size)")
-    p.add_argument("--max_position_embeddings", type=int, default=2048, help="longest sequence (default 2048)")
-    p.add_argument("--untied", action="store_true",
-                   help="separate output embeddings (tied by default, as Qwen3-1.7B): more parameters for the "
-                        "item-to-item mapping of a model trained from scratch")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace --output_dir if it exists and is not empty")
+    add_dataclass_args(p, TinyModelConfig)
     args = parse_checked(p, argv, _RANGES)
     if args.hidden_size % args.num_heads or args.num_heads % args.num_kv_heads:  # before the tokenizer is trained
         p.error(f"--hidden_size ({args.hidden_size}) must divide by --num_heads ({args.num_heads}), and --num_heads "
                 f"by --num_kv_heads ({args.num_kv_heads})")
-    return TinyModelConfig(**vars(args))
+    return from_namespace(TinyModelConfig, args)
 
 
 def prompt_token_stats(tokenizer, paths: ReleasePaths) -> dict:

@@ -42,7 +42,7 @@ def _configs():
     from sidreasoner.train.sft_config import SFTConfig
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
             SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
-            MetricsFlags, CalibrationConfig, EffectFlags]
+            MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
