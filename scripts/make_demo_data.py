@@ -9,13 +9,14 @@ prints statistics and count baselines that show the structure is learnable, and 
 The same flags give byte-identical files. Exit status: 0 written and read back, 1 the written data failed its
 read-back check, 2 a bad flag or an existing output (``--overwrite``).
 """
-from __future__ import annotations
-
+# no "from __future__ import annotations": tests load this file by path, outside sys.modules, where a dataclass
+# with string annotations (DemoFlags) cannot be made
 import argparse
 import dataclasses
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,33 +26,42 @@ from sidreasoner.data.formats import atomic_write_text
 from sidreasoner.data.records import ReleasePaths, parse_categories
 from sidreasoner.data.stats import compute_stats, render_stats
 from sidreasoner.data.validate import ReleaseData, ValidationReport, check_release, load_release
+from sidreasoner.flags import add_dataclass_args
 from sidreasoner.ranges import exit_usage
-from sidreasoner.build_sids import SIDBuildConfig, SIDBuildResult, assign_sids, format_report
+from sidreasoner.build_sids import METHODS, SIDBuildConfig, SIDBuildResult, assign_sids, format_report
 from sidreasoner.sid.spelling import parse_sid
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DemoFlags:
+    """The flags of make_demo_data.py (defaults: DemoConfig's and SIDBuildConfig's, but a fast embedder and a
+    codebook whose first two levels can follow category and item kind)."""
+    output_dir: str = field(metadata={"help": "data folder to write (release layout under it)", "required": True})
+    category: str = _f(DemoConfig.category, "category name used in file names (default: %(default)s); several, "
+                                            "comma-separated (Demo,Demo2), write one catalogue each, the first with "
+                                            "--seed and the others with seeds drawn from it")
+    seed: int = _f(DemoConfig.seed, "random seed for data and SIDs (default: %(default)s)")
+    n_items: int = _f(DemoConfig.n_items, "catalogue size (default: %(default)s; at least 2 per item kind)")
+    n_users: int = _f(DemoConfig.n_users, "number of users (default: %(default)s)")
+    min_len: int = _f(DemoConfig.min_len, "shortest user sequence, interactions (default: %(default)s)")
+    max_len: int = _f(DemoConfig.max_len, "longest user sequence, interactions (default: %(default)s)")
+    embedder: str = _f("tfidf", "SID text embedder passed to the SID builder (default: %(default)s; e.g. minilm)")
+    levels: int = _f(SIDBuildConfig.levels, "SID levels before collision resolution (default: %(default)s)")
+    codebook_size: int = _f(32, "codes per SID level requested from the SID builder, which may shrink it for small "
+                                "catalogues (default: %(default)s: the first two levels follow category and item "
+                                "kind)")
+    method: str = _f(SIDBuildConfig.method, "quantiser of the SID builder (default: %(default)s)", choices=METHODS)
+    overwrite: bool = _f(False, "replace existing files of this category")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output_dir", required=True, help="data folder to write (release layout under it)")
-    p.add_argument("--category", default="Demo",
-                   help="category name used in file names (default: Demo); several, comma-separated (Demo,Demo2), "
-                        "write one catalogue each, the first with --seed and the others with seeds drawn from it")
-    p.add_argument("--seed", type=int, default=0, help="random seed for data and SIDs (default: 0)")
-    p.add_argument("--n_items", type=int, default=1200, help="catalogue size (default: 1200; at least 2 per item kind)")
-    p.add_argument("--n_users", type=int, default=1500, help="number of users (default: 1500)")
-    p.add_argument("--min_len", type=int, default=5, help="shortest user sequence, interactions (default: 5)")
-    p.add_argument("--max_len", type=int, default=20, help="longest user sequence, interactions (default: 20)")
-    p.add_argument("--embedder", default="tfidf",
-                   help="SID text embedder passed to the SID builder (default: tfidf; e.g. minilm)")
-    p.add_argument("--levels", type=int, default=3, help="SID levels before collision resolution (default: 3)")
-    p.add_argument("--codebook_size", type=int, default=32,
-                   help="codes per SID level requested from the SID builder, which may shrink it for small "
-                        "catalogues (default: 32: the first two levels follow category and item kind)")
-    p.add_argument("--method", default="rkmeans", choices=("rkmeans", "rqvae"),
-                   help="quantiser of the SID builder (default: rkmeans)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing files of this category")
-    return p.parse_args(argv)
+    return add_dataclass_args(p, DemoFlags).parse_args(argv)
 
 
 def read_back(paths: ReleasePaths) -> ReleaseData:

@@ -42,7 +42,8 @@ def _configs():
     from sidreasoner.train.sft_config import SFTConfig
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
             SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
-            MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig]
+            MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig,
+            _script("make_demo_data").DemoFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
