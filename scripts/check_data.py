@@ -11,29 +11,38 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from sidreasoner.data.formats import atomic_write_text
 from sidreasoner.data.records import SPLIT_SUFFIX, SPLITS, ReleasePaths
 from sidreasoner.data.stats import compute_stats, render_stats
 from sidreasoner.data.validate import ValidationReport, check_release, load_release
+from sidreasoner.flags import add_dataclass_args
 from sidreasoner.ranges import at_least, parse_checked
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class CheckDataFlags:
+    """The flags of check_data.py."""
+    data_dir: Path = _f(None, "release folder holding train/ valid/ test/ index/ info/ (e.g. data/Amazon: "
+                              "scripts/download_data.py)", required=True)
+    category: str = _f(None, "category name as in the file names, e.g. Office_Products", required=True)
+    split_suffix: str = _f(SPLIT_SUFFIX, "suffix of split/info file names after the category (default: %(default)s)")
+    max_history: int = _f(10, "histories longer than this are reported as warnings (default: %(default)s)")
+    max_examples: int = _f(5, "problems printed per kind; the total is always shown (default: %(default)s)")
+    json: Optional[Path] = _f(None, "also write statistics, all problems and the resolved config to this JSON file")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data_dir", required=True, type=Path,
-                    help="release folder holding train/ valid/ test/ index/ info/ (e.g. data/Amazon: scripts/download_data.py)")
-    ap.add_argument("--category", required=True, help="category name as in the file names, e.g. Office_Products")
-    ap.add_argument("--split_suffix", default=SPLIT_SUFFIX,
-                    help="suffix of split/info file names after the category (default: %(default)s)")
-    ap.add_argument("--max_history", type=int, default=10,
-                    help="histories longer than this are reported as warnings (default: %(default)s)")
-    ap.add_argument("--max_examples", type=int, default=5,
-                    help="problems printed per kind; the total is always shown (default: %(default)s)")
-    ap.add_argument("--json", type=Path, default=None,
-                    help="also write statistics, all problems and the resolved config to this JSON file")
+    add_dataclass_args(ap, CheckDataFlags)
     return parse_checked(ap, argv, {"max_history": at_least(1), "max_examples": at_least(0)})
 
 
