@@ -16,34 +16,48 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from sidreasoner.data.formats import atomic_write_text, read_info_index, read_split_csv
 from sidreasoner.data.records import DataError
 from sidreasoner.eval.metrics import read_predictions
 from sidreasoner.eval.report import default_metric_names, load_runs, markdown_table, write_comparison, write_examples_page
+from sidreasoner.flags import add_dataclass_args
 from sidreasoner.ranges import at_least, parse_checked
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class CompareFlags:
+    """The command line of compare_results.py."""
+    runs: list = field(default_factory=list, metadata={
+        "help": "run folders (each with metrics.json) or metrics.json files", "positional": True, "nargs": "*",
+        "type": Path})
+    metrics: Optional[str] = _f(None, "comma-separated metric names, e.g. HR@10,NDCG@10 (default: every HR@K and "
+                                      "NDCG@K found)")
+    names: Optional[list] = _f(None, "labels for the runs, in order (default: config run_name/name, else folder "
+                                     "name)", nargs="+", type=str)
+    output_dir: Path = _f(Path("results/comparison"), "where comparison.md / comparison.png / compare_config.json "
+                                                      "go (default: results/comparison)")
+    examples: list = field(default_factory=list, metadata={
+        "help": "write RUN_DIR/examples.md from RUN_DIR/<predictions_file>; may repeat", "action": "append",
+        "type": Path, "metavar": "RUN_DIR"})
+    predictions_file: str = _f("predictions.jsonl", "name of the predictions JSONL inside each --examples folder "
+                                                    "(default: predictions.jsonl)")
+    info_file: Optional[Path] = _f(None, "catalogue info file (SID<TAB>title<TAB>item_id) for titles; required with "
+                                         "--examples")
+    split_csv: Optional[Path] = _f(None, "the evaluated split CSV, to show each example's history (optional)")
+    n: int = _f(10, "examples per page (default: 10)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Compare evaluation runs (table + bar chart) and/or write example pages.")
-    p.add_argument("runs", nargs="*", type=Path, help="run folders (each with metrics.json) or metrics.json files")
-    p.add_argument("--metrics", default=None,
-                   help="comma-separated metric names, e.g. HR@10,NDCG@10 (default: every HR@K and NDCG@K found)")
-    p.add_argument("--names", nargs="+", default=None,
-                   help="labels for the runs, in order (default: config run_name/name, else folder name)")
-    p.add_argument("--output_dir", type=Path, default=Path("results/comparison"),
-                   help="where comparison.md / comparison.png / compare_config.json go (default: results/comparison)")
-    p.add_argument("--examples", action="append", type=Path, default=[], metavar="RUN_DIR",
-                   help="write RUN_DIR/examples.md from RUN_DIR/<predictions_file>; may repeat")
-    p.add_argument("--predictions_file", default="predictions.jsonl",
-                   help="name of the predictions JSONL inside each --examples folder (default: predictions.jsonl)")
-    p.add_argument("--info_file", type=Path, default=None,
-                   help="catalogue info file (SID<TAB>title<TAB>item_id) for titles; required with --examples")
-    p.add_argument("--split_csv", type=Path, default=None,
-                   help="the evaluated split CSV, to show each example's history (optional)")
-    p.add_argument("--n", type=int, default=10, help="examples per page (default: 10)")
-    return p
+    return add_dataclass_args(p, CompareFlags)
 
 
 def _compare(args) -> None:

@@ -10,7 +10,7 @@ Every entry point keeps its knobs in a dataclass whose fields carry their help t
 A field's flag: its annotation's type (``Optional[int]`` -> ``int``; ``bool`` -> ``--flag``, ``--flag 1``,
 ``--flag false``: :func:`parse_bool`), its default (``defaults`` overrides it for the command line), and from
 its metadata ``help`` (required: a field without help text is refused), ``choices``, ``metavar``, ``required``
-and ``nargs`` (argparse's), ``positional`` (the field is a positional argument, not ``--name``) and ``type``
+``nargs`` and ``action`` (argparse's: e.g. ``append``), ``positional`` (the field is a positional argument, not ``--name``) and ``type``
 (a converter from the flag's text, for a field whose annotation is not one of bool/int/float/str/Path).
 A value of the wrong type is answered by argparse naming the flag (``argument --batch_size: invalid int value:
 'two'``), exit status 2.
@@ -109,7 +109,7 @@ def add_dataclass_args(parser, cls, *, defaults: Optional[Mapping[str, Any]] = N
         else:
             raise TypeError(f"config field {cls.__name__}.{f.name}: no flag type for {kind!r} "
                             f"(give field(metadata={{'type': converter}}))")
-        for key in ("choices", "metavar", "required", "nargs"):
+        for key in ("choices", "metavar", "required", "nargs", "action"):
             if key in f.metadata:
                 kw[key] = f.metadata[key]
         if f.metadata.get("positional"):

@@ -43,7 +43,8 @@ def _configs():
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
             SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
             MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig,
-            _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags]
+            _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,
+            _script("compare_results").CompareFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
