@@ -192,17 +192,22 @@ def test_prompts_from_valid(tmp_path):
                         say=lambda *_: None)
 
 
-def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny_model_dir):
-    from sidreasoner.rl.trl_grpo import run_trl_grpo
+def _tiny_grpo_knobs(tmp_path, model_dir, **kw) -> RLKnobs:
+    """Knobs of a GRPO run of a few steps on the tiny model and a tiny release (its RL data prepared)."""
     release = write_tiny_release(tmp_path / "data", with_corpora=False)
     prepare_rl_data(PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY, output_dir=str(tmp_path / "rl")),
                     say=lambda *_: None)
-    knobs = RLKnobs(category=CATEGORY, data_dir=str(release.data_dir), model_path=str(tiny_model_dir[0]),
-                    rl_data_dir=str(tmp_path / "rl"), output_dir=str(tmp_path / "out"), rollout_n=4,
-                    train_batch_size=2, micro_batch_size=8, max_steps=2, max_response_length=40, lr=1e-2,
-                    kl_coef=0.0, save_freq=2, test_freq=2, val_max_rows=2, device="cpu", seed=0, sid_rollout="beam",
-                    reward="rank", rank_k=3, drop_zero_variance=True, rank_eval_rows=4, answer_nll_weight=1.0,
-                    beam_sid_loss=False)
+    return RLKnobs(category=CATEGORY, data_dir=str(release.data_dir), model_path=str(model_dir),
+                   rl_data_dir=str(tmp_path / "rl"), output_dir=str(tmp_path / "out"), rollout_n=4,
+                   train_batch_size=2, micro_batch_size=8, max_response_length=40, lr=1e-2, kl_coef=0.0,
+                   device="cpu", seed=0, **kw)
+
+
+def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny_model_dir):
+    from sidreasoner.rl.trl_grpo import run_trl_grpo
+    knobs = _tiny_grpo_knobs(tmp_path, tiny_model_dir[0], max_steps=2, save_freq=2, test_freq=2, val_max_rows=2,
+                             sid_rollout="beam", reward="rank", rank_k=3, drop_zero_variance=True, rank_eval_rows=4,
+                             answer_nll_weight=1.0, beam_sid_loss=False)
     summary = run_trl_grpo(knobs, say=lambda *_: None)
     assert summary["steps"] == 2
     lines = [json.loads(x) for x in (Path(knobs.output_dir) / "grpo_log.jsonl").read_text().splitlines()]
@@ -220,13 +225,8 @@ def test_grpo_with_beam_rollouts_rank_reward_and_dynamic_sampling(tmp_path, tiny
 
 def test_grpo_with_constrained_rollouts(tmp_path, tiny_model_dir):
     from sidreasoner.rl.trl_grpo import run_trl_grpo
-    release = write_tiny_release(tmp_path / "data", with_corpora=False)
-    prepare_rl_data(PrepareConfig(data_dir=str(release.data_dir), category=CATEGORY, output_dir=str(tmp_path / "rl")),
-                    say=lambda *_: None)
-    knobs = RLKnobs(category=CATEGORY, data_dir=str(release.data_dir), model_path=str(tiny_model_dir[0]),
-                    rl_data_dir=str(tmp_path / "rl"), output_dir=str(tmp_path / "out"), rollout_n=4,
-                    train_batch_size=2, micro_batch_size=8, max_steps=1, max_response_length=40, lr=1e-2,
-                    kl_coef=0.0, save_freq=1, test_freq=0, device="cpu", seed=0, sid_rollout="constrained")
+    knobs = _tiny_grpo_knobs(tmp_path, tiny_model_dir[0], max_steps=1, save_freq=1, test_freq=0,
+                             sid_rollout="constrained")
     assert run_trl_grpo(knobs, say=lambda *_: None)["steps"] == 1
     [train] = [json.loads(x) for x in (Path(knobs.output_dir) / "grpo_log.jsonl").read_text().splitlines()
                if "reward" in json.loads(x)]
