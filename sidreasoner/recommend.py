@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .flags import add_dataclass_args
 from .paths import NUM_BEAMS, final_model
 from .ranges import above, at_least, check_ranges, parse_checked
 
@@ -135,22 +136,36 @@ def format_recommendations(rec: Recommendations) -> str:
     return "\n".join(lines)
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class RecommendFlags:
+    """The command line of ``python -m sidreasoner.recommend`` (one of --history and --input is required)."""
+    model: str = _f(None, "trained model folder (any stage's final_checkpoint, or the stage's output folder holding "
+                          "it)", required=True)
+    data_dir: str = _f(None, "release-layout data folder holding the catalogue (info/)", required=True)
+    category: str = _f(None, "category: names the info file", required=True)
+    history: Optional[str] = _f(None, "comma-separated item ids, oldest first")
+    input: Optional[str] = _f(None, 'JSON lines, one {"history": [ids...]} per line (other keys are kept)')
+    output: Optional[str] = _f(None, "write one JSON line per history here (default: print a table)")
+    num_beams: int = _f(NUM_BEAMS, "SIDs returned per history")
+    think: bool = _f(False, "reason first (thinking mode), then rank")
+    max_think_tokens: int = _f(192, "reasoning budget in tokens")
+    repetition_penalty: float = _f(1.3, "of the greedy reasoning (1: off)")
+    prompt_style: str = _f("auto", "auto: the style recorded in the model folder")
+    device: str = _f("cpu", "cpu or cuda")
+
+
+_SOURCES = ("history", "input")  # the mutually exclusive, required pair
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="trained model folder (any stage's final_checkpoint, or the stage's "
-                                                   "output folder holding it)")
-    p.add_argument("--data_dir", required=True, help="release-layout data folder holding the catalogue (info/)")
-    p.add_argument("--category", required=True, help="category: names the info file")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--history", help="comma-separated item ids, oldest first")
-    src.add_argument("--input", help='JSON lines, one {"history": [ids...]} per line (other keys are kept)')
-    p.add_argument("--output", help="write one JSON line per history here (default: print a table)")
-    p.add_argument("--num_beams", type=int, default=NUM_BEAMS, help="SIDs returned per history")
-    p.add_argument("--think", action="store_true", help="reason first (thinking mode), then rank")
-    p.add_argument("--max_think_tokens", type=int, default=192, help="reasoning budget in tokens")
-    p.add_argument("--repetition_penalty", type=float, default=1.3, help="of the greedy reasoning (1: off)")
-    p.add_argument("--prompt_style", default="auto", help="auto: the style recorded in the model folder")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_dataclass_args(p, RecommendFlags, exclude=_SOURCES)
+    others = [f.name for f in fields(RecommendFlags) if f.name not in _SOURCES]
+    add_dataclass_args(p.add_mutually_exclusive_group(required=True), RecommendFlags, exclude=others)
     return p
 
 

@@ -36,6 +36,7 @@ def _configs():
     from sidreasoner.eval.fusion import FusionConfig
     from sidreasoner.eval.metrics import MetricsFlags
     from sidreasoner.pipeline import PipelineConfig
+    from sidreasoner.recommend import RecommendFlags
     from sidreasoner.rewards import RewardConfig
     from sidreasoner.rl.knobs import RLKnobs
     from sidreasoner.rl.prepare import PrepareConfig
@@ -44,7 +45,7 @@ def _configs():
             SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
             MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig,
             _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,
-            _script("compare_results").CompareFlags]
+            _script("compare_results").CompareFlags, RecommendFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
