@@ -27,6 +27,7 @@ def _script(name: str):
 
 
 def _configs():
+    from sidreasoner.baselines.__main__ import BaselineFlags, PopularityFlags, TransitionsFlags
     from sidreasoner.baselines.sasrec import SASRecConfig
     from sidreasoner.build_sids import SIDBuildConfig
     from sidreasoner.eval.cli import EvalFlags
@@ -45,7 +46,8 @@ def _configs():
             SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
             MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig,
             _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,
-            _script("compare_results").CompareFlags, RecommendFlags]
+            _script("compare_results").CompareFlags, RecommendFlags,
+            BaselineFlags, PopularityFlags, TransitionsFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

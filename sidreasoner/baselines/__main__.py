@@ -20,55 +20,70 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from ..data.records import SPLIT_SUFFIX, SPLITS, DataError, ReleasePaths
 from ..flags import add_dataclass_args, from_namespace
 from ..paths import NUM_BEAMS
 from ..ranges import at_least, check_list, check_ranges
 from .common import write_run
+from .popularity import COUNTS
+from .transitions import MAX_WINDOW
 
 log = logging.getLogger("sidreasoner.baselines")
 
 
-def _common_flags(p: argparse.ArgumentParser) -> None:
-    a = p.add_argument
-    a("--data_dir", required=True, type=Path,
-      help="release folder with train/ valid/ test/ index/ info/")
-    a("--category", required=True, help="category name in the file names, e.g. Office_Products")
-    a("--output_dir", required=True, type=Path, help="run folder for predictions.jsonl, metrics.json, config.json")
-    a("--split", default="test", choices=SPLITS, help="split to predict and score (default: %(default)s)")
-    a("--num_beams", type=int, default=NUM_BEAMS,
-      help="distinct SIDs returned per row, as the evaluator's beams (default: %(default)s)")
-    a("--ks", default=None, help="comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to --num_beams)")
-    a("--run_name", default=None, help="label for compare_results.py (default: the baseline's name)")
-    a("--split_suffix", default=SPLIT_SUFFIX, help="file-name suffix after the category (default: %(default)s)")
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class BaselineFlags:
+    """The flags every baseline sub-command takes."""
+    data_dir: Path = _f(None, "release folder with train/ valid/ test/ index/ info/", required=True)
+    category: str = _f(None, "category name in the file names, e.g. Office_Products", required=True)
+    output_dir: Path = _f(None, "run folder for predictions.jsonl, metrics.json, config.json", required=True)
+    split: str = _f("test", "split to predict and score (default: %(default)s)", choices=SPLITS)
+    num_beams: int = _f(NUM_BEAMS, "distinct SIDs returned per row, as the evaluator's beams (default: %(default)s)")
+    ks: Optional[str] = _f(None, "comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to --num_beams)")
+    run_name: Optional[str] = _f(None, "label for compare_results.py (default: the baseline's name)")
+    split_suffix: str = _f(SPLIT_SUFFIX, "file-name suffix after the category (default: %(default)s)")
+
+
+@dataclass
+class PopularityFlags:
+    """The flags of ``popularity`` besides BaselineFlags."""
+    counts: str = _f("rows", "rows: every item occurrence in train rows (targets and histories); targets: train "
+                             "targets only (default: %(default)s)", choices=COUNTS)
+
+
+@dataclass
+class TransitionsFlags:
+    """The flags of ``transitions`` besides BaselineFlags."""
+    window: int = _f(1, f"last history items whose successors count, the p-th last weighted 1/p (1..{MAX_WINDOW}; "
+                        "default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .popularity import COUNTS
     from .sasrec import SASRecConfig
-    from .transitions import MAX_WINDOW
     p = argparse.ArgumentParser(prog="python -m sidreasoner.baselines",
                                 description="\n\n".join(__doc__.split("\n\n")[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="baseline", required=True, metavar="{popularity,sasrec,transitions}")
     pop = sub.add_parser("popularity", help="most-popular items of the train split, same list for every row")
-    _common_flags(pop)
-    pop.add_argument("--counts", default="rows", choices=COUNTS,
-                     help="rows: every item occurrence in train rows (targets and histories); "
-                          "targets: train targets only (default: %(default)s)")
+    add_dataclass_args(pop, BaselineFlags)
+    add_dataclass_args(pop, PopularityFlags)
     sas = sub.add_parser("sasrec", help="SASRec trained on train, early stopping on valid")
-    _common_flags(sas)
+    add_dataclass_args(sas, BaselineFlags)
     add_dataclass_args(sas, SASRecConfig, flag_help_suffix=" (default: %(default)s)")
     sas.add_argument("--threads", type=int, default=1, help="torch CPU threads, >= 1 (default: %(default)s)")
     sas.add_argument("--no_progress", action="store_true", help="hide the tqdm progress bar")
     tra = sub.add_parser("transitions", help="successors of the row's last item in train, backed off to "
                                              "most-popular")
-    _common_flags(tra)
-    tra.add_argument("--window", type=int, default=1,
-                     help=f"last history items whose successors count, the p-th last weighted 1/p "
-                          f"(1..{MAX_WINDOW}; default: %(default)s)")
+    add_dataclass_args(tra, BaselineFlags)
+    add_dataclass_args(tra, TransitionsFlags)
     return p
 
 
