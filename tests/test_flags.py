@@ -41,13 +41,14 @@ def _configs():
     from sidreasoner.rewards import RewardConfig
     from sidreasoner.rl.knobs import RLKnobs
     from sidreasoner.rl.prepare import PrepareConfig
+    from sidreasoner.teacher.leakage import LeakageFlags
     from sidreasoner.train.sft_config import SFTConfig
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
             SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
             MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig,
             _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,
             _script("compare_results").CompareFlags, RecommendFlags,
-            BaselineFlags, PopularityFlags, TransitionsFlags]
+            BaselineFlags, PopularityFlags, TransitionsFlags, LeakageFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

@@ -13,8 +13,11 @@ import json
 import re
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
+from ..flags import add_dataclass_args
 from .prompts import ItemBriefs, SequenceContext
 from .template import short_title
 
@@ -73,12 +76,22 @@ def corpus_share(narrative_csv, data_dir, category: str) -> dict:
             "unknown_sid": counts["unknown_sid"], "empty_reasoning": counts["empty_reasoning"]}
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class LeakageFlags:
+    """The command line of ``python -m sidreasoner.teacher.leakage``."""
+    data_dir: str = _f(None, "release folder with index/<Cat>.index.json and .item.json", required=True)
+    category: str = _f(None, "category name in the file names, e.g. Office_Products", required=True)
+    narrative: Optional[str] = _f(None, "narrative CSV to check (default: "
+                                        "DATA_DIR/index/<Cat>.integrated_narrative.csv)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data_dir", required=True, help="release folder with index/<Cat>.index.json and .item.json")
-    p.add_argument("--category", required=True, help="category name in the file names, e.g. Office_Products")
-    p.add_argument("--narrative", default=None,
-                   help="narrative CSV to check (default: DATA_DIR/index/<Cat>.integrated_narrative.csv)")
+    add_dataclass_args(p, LeakageFlags)
     args = p.parse_args(argv)
     from ..data.records import DataError, ReleasePaths
     path = args.narrative or ReleasePaths(Path(args.data_dir), args.category).narrative
