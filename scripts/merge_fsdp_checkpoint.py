@@ -11,21 +11,39 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without `pip install -e .`
 
 
+from sidreasoner.flags import add_dataclass_args
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class MergeFlags:
+    """The command line of merge_fsdp_checkpoint.py (one of --checkpoint and --all is required)."""
+    checkpoint: Optional[str] = _f(None, "a verl actor folder, e.g. <run>/global_step_100/actor")
+    all: Optional[str] = _f(None, "merge every global_step_*/actor under this run folder", metavar="RUN_DIR")
+    output_dir: Optional[str] = _f(None, "where the merged model goes (only with --checkpoint; default: the "
+                                         "checkpoint's sibling actor_merged)")
+    info_file: str = _f("", "catalogue: also check that the merged tokenizer has every SID token")
+    overwrite: bool = _f(False, "merge again over an existing merged folder")
+
+
+_TARGETS = ("checkpoint", "all")  # the mutually exclusive, required pair
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--checkpoint", help="a verl actor folder, e.g. <run>/global_step_100/actor")
-    what.add_argument("--all", metavar="RUN_DIR", help="merge every global_step_*/actor under this run folder")
-    p.add_argument("--output_dir", help="where the merged model goes (only with --checkpoint; default: the "
-                                        "checkpoint's sibling actor_merged)")
-    p.add_argument("--info_file", default="", help="catalogue: also check that the merged tokenizer has every SID token")
-    p.add_argument("--overwrite", action="store_true", help="merge again over an existing merged folder")
-    return p
+    others = [f.name for f in fields(MergeFlags) if f.name not in _TARGETS]
+    add_dataclass_args(p.add_mutually_exclusive_group(required=True), MergeFlags, exclude=others)
+    return add_dataclass_args(p, MergeFlags, exclude=_TARGETS)
 
 
 def main(argv=None) -> int:

@@ -48,7 +48,8 @@ def _configs():
             MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig,
             _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,
             _script("compare_results").CompareFlags, RecommendFlags,
-            BaselineFlags, PopularityFlags, TransitionsFlags, LeakageFlags]
+            BaselineFlags, PopularityFlags, TransitionsFlags, LeakageFlags,
+            _script("merge_fsdp_checkpoint").MergeFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
