@@ -10,7 +10,9 @@ Every entry point keeps its knobs in a dataclass whose fields carry their help t
 A field's flag: its annotation's type (``Optional[int]`` -> ``int``; ``bool`` -> ``--flag``, ``--flag 1``,
 ``--flag false``: :func:`parse_bool`), its default (``defaults`` overrides it for the command line), and from
 its metadata ``help`` (required: a field without help text is refused), ``choices``, ``metavar``, ``required``
-``nargs`` and ``action`` (argparse's: e.g. ``append``), ``positional`` (the field is a positional argument, not ``--name``) and ``type``
+``nargs`` and ``action`` (argparse's: e.g. ``append``; a bool field with ``store_true`` is a switch that takes no
+value, for a flag followed by a positional argument: ``logfilter -a FILE``), ``short`` (an alias such as ``-a``),
+``positional`` (the field is a positional argument, not ``--name``) and ``type``
 (a converter from the flag's text, for a field whose annotation is not one of bool/int/float/str/Path).
 A value of the wrong type is answered by argparse naming the flag (``argument --batch_size: invalid int value:
 'two'``), exit status 2.
@@ -100,7 +102,9 @@ def add_dataclass_args(parser, cls, *, defaults: Optional[Mapping[str, Any]] = N
             help_text += flag_help_suffix(f) if callable(flag_help_suffix) else flag_help_suffix
         kw: dict = {"help": help_text, "default": defaults.get(f.name, _default(f))}
         convert = f.metadata.get("type") or (type_for(f, kind) if type_for else None)
-        if kind is bool:
+        if kind is bool and f.metadata.get("action") in ("store_true", "store_false"):
+            pass  # argparse's switch: no value, no converter
+        elif kind is bool:
             kw.update(type=convert or parse_bool, nargs="?", const=True, metavar="BOOL")
         elif convert is not None:
             kw["type"] = convert
@@ -115,7 +119,8 @@ def add_dataclass_args(parser, cls, *, defaults: Optional[Mapping[str, Any]] = N
         if f.metadata.get("positional"):
             parser.add_argument(f.name, **kw)
         else:
-            parser.add_argument(f"--{f.name}", **kw)
+            short = (f.metadata["short"],) if "short" in f.metadata else ()
+            parser.add_argument(f"--{f.name}", *short, **kw)
     return parser
 
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Optional, Sequence
+
+from .flags import add_dataclass_args
 
 
 def final_state(line: bytes) -> bytes:
@@ -60,11 +63,18 @@ class LineCollapser:
         self.sink.flush()
 
 
+@dataclass
+class LogFilterFlags:
+    """The command line of ``python -m sidreasoner.logfilter``."""
+    file: str = field(default=None, metadata={"help": "log file", "positional": True})
+    append: bool = field(default=False, metadata={"help": "append to FILE (default: overwrite)", "short": "-a",
+                                                  "action": "store_true"})
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description="tee without progress-bar redraws: stdin to stdout unchanged, and to "
                                             "FILE with every line in its final state")
-    p.add_argument("file", help="log file")
-    p.add_argument("-a", "--append", action="store_true", help="append to FILE (default: overwrite)")
+    add_dataclass_args(p, LogFilterFlags)
     args = p.parse_args(argv)
     Path(args.file).parent.mkdir(parents=True, exist_ok=True)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer

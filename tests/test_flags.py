@@ -36,6 +36,7 @@ def _configs():
     from sidreasoner.eval.effect import EffectFlags
     from sidreasoner.eval.fusion import FusionConfig
     from sidreasoner.eval.metrics import MetricsFlags
+    from sidreasoner.logfilter import LogFilterFlags
     from sidreasoner.pipeline import PipelineConfig
     from sidreasoner.recommend import RecommendFlags
     from sidreasoner.rewards import RewardConfig
@@ -49,7 +50,7 @@ def _configs():
             _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,
             _script("compare_results").CompareFlags, RecommendFlags,
             BaselineFlags, PopularityFlags, TransitionsFlags, LeakageFlags,
-            _script("merge_fsdp_checkpoint").MergeFlags]
+            _script("merge_fsdp_checkpoint").MergeFlags, LogFilterFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
@@ -106,6 +107,18 @@ def test_a_bad_value_is_answered_naming_the_flag(argv, message, capsys):
         _parser().parse_args(argv)
     assert e.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_a_store_true_switch_with_a_short_alias_takes_no_value():
+    @dataclasses.dataclass
+    class Tee:
+        file: str = dataclasses.field(default=None, metadata={"help": "file", "positional": True})
+        append: bool = dataclasses.field(default=False, metadata={"help": "append", "short": "-a",
+                                                                  "action": "store_true"})
+    p = add_dataclass_args(argparse.ArgumentParser(), Tee)
+    assert from_namespace(Tee, p.parse_args(["-a", "log.txt"])) == Tee("log.txt", True)
+    assert from_namespace(Tee, p.parse_args(["--append", "log.txt"])) == Tee("log.txt", True)
+    assert from_namespace(Tee, p.parse_args(["log.txt"])) == Tee("log.txt", False)
 
 
 def test_a_field_without_help_is_refused():
