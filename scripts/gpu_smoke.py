@@ -23,10 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from sidreasoner.flags import add_dataclass_args
 
 EXIT_NO_CUDA = 2
 NO_CUDA_MESSAGE = ("gpu_smoke: no CUDA device visible to torch ({why}); `make gpu-check` runs on a GPU node, "
@@ -83,21 +87,28 @@ def verl_status() -> tuple[bool, str]:
     return True, f"vllm {out.stdout.strip()}"
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SmokeFlags:
+    """The flags of gpu_smoke.py."""
+    cpu: bool = _f(False, "run the smoke on the CPU (no GPU tests, no verl): a dry run off a GPU node "
+                          "(env GPU_CHECK_DEVICE=cpu)")
+    work_dir: Optional[str] = _f(None, "folder for data, models, results and logs (default: a fresh temporary folder, "
+                                       "removed after a pass and kept after a failure); must be empty or absent")
+    verl: str = _f("auto", "stage 3 with verl: auto = when on CUDA and verl, vllm and ray import (otherwise a SKIP "
+                           "row says why); on = a failure when it cannot run; off = never",
+                    choices=["auto", "on", "off"])
+    no_tests: bool = _f(False, "leave out `pytest -m gpu`")
+    all_evals: bool = _f(False, "evaluate after every stage, as the pipeline does (default: the stage-3 model only)")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cpu", action="store_true", default=os.environ.get("GPU_CHECK_DEVICE", "") == "cpu",
-                   help="run the smoke on the CPU (no GPU tests, no verl): a dry run off a GPU node "
-                        "(env GPU_CHECK_DEVICE=cpu)")
-    p.add_argument("--work_dir", default=None,
-                   help="folder for data, models, results and logs (default: a fresh temporary folder, removed "
-                        "after a pass and kept after a failure); must be empty or absent")
-    p.add_argument("--verl", choices=["auto", "on", "off"], default="auto",
-                   help="stage 3 with verl: auto = when on CUDA and verl, vllm and ray import (otherwise a SKIP "
-                        "row says why); on = a failure when it cannot run; off = never")
-    p.add_argument("--no_tests", action="store_true", help="leave out `pytest -m gpu`")
-    p.add_argument("--all_evals", action="store_true",
-                   help="evaluate after every stage, as the pipeline does (default: the stage-3 model only)")
+    add_dataclass_args(p, SmokeFlags, defaults={"cpu": os.environ.get("GPU_CHECK_DEVICE", "") == "cpu"})
     args = p.parse_args(argv)
     env_dev = os.environ.get("GPU_CHECK_DEVICE", "")
     if env_dev not in ("", "cpu", "cuda"):

@@ -50,7 +50,8 @@ def _configs():
             _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,
             _script("compare_results").CompareFlags, RecommendFlags,
             BaselineFlags, PopularityFlags, TransitionsFlags, LeakageFlags,
-            _script("merge_fsdp_checkpoint").MergeFlags, LogFilterFlags]
+            _script("merge_fsdp_checkpoint").MergeFlags, LogFilterFlags,
+            _script("gpu_smoke").SmokeFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
