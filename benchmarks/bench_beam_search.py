@@ -19,10 +19,13 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 
+from sidreasoner.flags import add_dataclass_args
 from sidreasoner.paths import DEFAULT_DATA_DIR
 from sidreasoner.ranges import at_least, check_list, parse_checked
 
@@ -30,18 +33,27 @@ REPO = Path(__file__).resolve().parents[1]
 OFFICE = REPO / DEFAULT_DATA_DIR  # python scripts/download_data.py fills it
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class BeamBenchFlags:
+    """The flags of bench_beam_search.py."""
+    model: Optional[str] = _f(None, "model folder (default: build a tiny Qwen3 for the catalogue)")
+    data_dir: str = _f(str(OFFICE), "release data folder with Office_Products")
+    category: str = _f("Office_Products", "category in --data_dir")
+    rows: int = _f(64, "test rows to decode (the first N)")
+    batch_size: int = _f(8, "rows per batch (same for both paths)")
+    beams: str = _f("10,50", "comma-separated beam counts")
+    threads: int = _f(1, "torch CPU threads (1 is steadiest on a shared CPU)")
+    repeats: int = _f(1, "time each path this many times, keep the fastest")
+    beam_mode: str = _f("auto", "our beam layout", choices=["auto", "tree", "expand"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
-    p.add_argument("--model", help="model folder (default: build a tiny Qwen3 for the catalogue)")
-    p.add_argument("--data_dir", default=str(OFFICE), help="release data folder with Office_Products")
-    p.add_argument("--category", default="Office_Products", help="category in --data_dir")
-    p.add_argument("--rows", type=int, default=64, help="test rows to decode (the first N)")
-    p.add_argument("--batch_size", type=int, default=8, help="rows per batch (same for both paths)")
-    p.add_argument("--beams", default="10,50", help="comma-separated beam counts")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a shared CPU)")
-    p.add_argument("--repeats", type=int, default=1, help="time each path this many times, keep the fastest")
-    p.add_argument("--beam_mode", default="auto", choices=["auto", "tree", "expand"], help="our beam layout")
-    return p
+    return add_dataclass_args(p, BeamBenchFlags)
 
 
 def office_setup(data_dir: Path, category: str, n_rows: int):

@@ -17,9 +17,9 @@ from sidreasoner.flags import BoolError, add_dataclass_args, field_help, from_na
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    """A script of scripts/ loaded as a module (its main() not run)."""
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", REPO / "scripts" / f"{name}.py")
+def _script(name: str, folder: str = "scripts"):
+    """A script of scripts/ (or benchmarks/) loaded as a module (its main() not run)."""
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -51,7 +51,7 @@ def _configs():
             _script("compare_results").CompareFlags, RecommendFlags,
             BaselineFlags, PopularityFlags, TransitionsFlags, LeakageFlags,
             _script("merge_fsdp_checkpoint").MergeFlags, LogFilterFlags,
-            _script("gpu_smoke").SmokeFlags]
+            _script("gpu_smoke").SmokeFlags, _script("bench_beam_search", "benchmarks").BeamBenchFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
