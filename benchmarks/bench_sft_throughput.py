@@ -20,10 +20,13 @@ import copy
 import json
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 
+from sidreasoner.flags import add_dataclass_args
 from sidreasoner.paths import DEFAULT_DATA_DIR
 from sidreasoner.ranges import SEED, at_least, parse_checked
 
@@ -32,19 +35,28 @@ OFFICE = REPO / DEFAULT_DATA_DIR  # python scripts/download_data.py fills it
 MODES = ("pad", "group", "pack")
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SFTBenchFlags:
+    """The flags of bench_sft_throughput.py."""
+    model: Optional[str] = _f(None, "model folder with SID tokens (default: build a tiny Qwen3 for the catalogue)")
+    data_dir: str = _f(str(OFFICE), "release data folder")
+    category: str = _f("Office_Products", "category in --data_dir")
+    examples: int = _f(2048, "stage-1 examples drawn (seeded) from the mixture")
+    micro_batch_size: int = _f(8, "examples per forward pass")
+    batch_size: int = _f(1024, "examples per optimiser step (the grouping window)")
+    rounds: int = _f(4, "interleaved rounds (each runs 1/rounds of every mode)")
+    threads: int = _f(1, "torch CPU threads (1 is steadiest on a shared CPU)")
+    attn: str = _f("sdpa", "attention implementation")
+    seed: int = _f(0, "seed for sampling and model init")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
-    p.add_argument("--model", help="model folder with SID tokens (default: build a tiny Qwen3 for the catalogue)")
-    p.add_argument("--data_dir", default=str(OFFICE), help="release data folder")
-    p.add_argument("--category", default="Office_Products", help="category in --data_dir")
-    p.add_argument("--examples", type=int, default=2048, help="stage-1 examples drawn (seeded) from the mixture")
-    p.add_argument("--micro_batch_size", type=int, default=8, help="examples per forward pass")
-    p.add_argument("--batch_size", type=int, default=1024, help="examples per optimiser step (the grouping window)")
-    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds (each runs 1/rounds of every mode)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on a shared CPU)")
-    p.add_argument("--attn", default="sdpa", help="attention implementation")
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling and model init")
-    return p
+    return add_dataclass_args(p, SFTBenchFlags)
 
 
 def office_data(data_dir: Path, category: str):

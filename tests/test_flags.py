@@ -51,7 +51,8 @@ def _configs():
             _script("compare_results").CompareFlags, RecommendFlags,
             BaselineFlags, PopularityFlags, TransitionsFlags, LeakageFlags,
             _script("merge_fsdp_checkpoint").MergeFlags, LogFilterFlags,
-            _script("gpu_smoke").SmokeFlags, _script("bench_beam_search", "benchmarks").BeamBenchFlags]
+            _script("gpu_smoke").SmokeFlags, _script("bench_beam_search", "benchmarks").BeamBenchFlags,
+            _script("bench_sft_throughput", "benchmarks").SFTBenchFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
