@@ -18,11 +18,14 @@ import copy
 import json
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from sidreasoner.data.records import ReleasePaths
+from sidreasoner.flags import add_dataclass_args
 from sidreasoner.paths import DEFAULT_DATA_DIR
 from sidreasoner.ranges import at_least, parse_checked
 
@@ -30,17 +33,26 @@ REPO = Path(__file__).resolve().parents[1]
 OFFICE = REPO / DEFAULT_DATA_DIR  # python scripts/download_data.py fills it
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SparseBenchFlags:
+    """The flags of bench_sparse_logits.py."""
+    model: Optional[str] = _f(None, "model folder (default: build a tiny Qwen3 for the catalogue)")
+    data_dir: str = _f(str(OFFICE), "release data folder (falls back to the demo data)")
+    category: str = _f("Office_Products", "category in --data_dir")
+    style: str = _f("native", "prompt style of the examples", choices=["native", "compact"])
+    examples: int = _f(1024, "next-SID train rows used")
+    micro_batch_size: int = _f(32, "examples per step")
+    rounds: int = _f(4, "interleaved rounds")
+    threads: int = _f(1, "torch CPU threads")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
-    p.add_argument("--model", help="model folder (default: build a tiny Qwen3 for the catalogue)")
-    p.add_argument("--data_dir", default=str(OFFICE), help="release data folder (falls back to the demo data)")
-    p.add_argument("--category", default="Office_Products", help="category in --data_dir")
-    p.add_argument("--style", default="native", choices=["native", "compact"], help="prompt style of the examples")
-    p.add_argument("--examples", type=int, default=1024, help="next-SID train rows used")
-    p.add_argument("--micro_batch_size", type=int, default=32, help="examples per step")
-    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    return p
+    return add_dataclass_args(p, SparseBenchFlags)
 
 
 def release(args, tmp: Path) -> tuple[Path, str]:
