@@ -19,17 +19,17 @@ the template reasoning corpus) took 23 min and stage 3 (20 GRPO steps) 9 min. Th
 scored on the first ``--think_eval_limit`` test rows (default 2000) because each generates up to 384
 reasoning tokens; non-thinking rows and the baselines use the whole split.
 """
-from __future__ import annotations
-
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from sidreasoner import pipeline  # noqa: E402
 from sidreasoner.data.records import ReleasePaths  # noqa: E402
+from sidreasoner.flags import add_dataclass_args  # noqa: E402
 from sidreasoner.paths import DEFAULT_DATA_DIR  # noqa: E402
 from sidreasoner.pipeline_ranges import RANGES  # noqa: E402
 from sidreasoner.ranges import UsageError, exit_usage, parse_checked  # noqa: E402
@@ -77,22 +77,29 @@ def build_config(args) -> pipeline.PipelineConfig:
         "think_eval_limit": args.think_eval_limit, "rl_steps": args.rl_steps})
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class OfficeBenchFlags:
+    """The flags of office_benchmark.py (the rest of the run: OFFICE_SETTINGS)."""
+    data_dir: str = _f(str(OFFICE), "release folder holding the category (default: %(default)s)")
+    category: str = _f("Office_Products", "category in the release file names, e.g. Office_Products "
+                                          "(default: %(default)s)")
+    stages: int = _f(3, "stop after this stage and its evaluations (default: %(default)s)", choices=(1, 2, 3))
+    threads: int = _f(2, "torch threads per process; the steps run one at a time, so 2 uses both cores of a 2-core "
+                         "machine (stage 1: 1.55x the steps per second of 1 thread when nothing else runs; use 1 on "
+                         "a busy CPU) (default: %(default)s)")
+    think_eval_limit: int = _f(OFFICE_SETTINGS["think_eval_limit"], "test rows per thinking evaluation (0: all; "
+                                                                    "default %(default)s)")
+    rl_steps: int = _f(pipeline.PipelineConfig.rl_steps, "stage-3 GRPO steps (0: skip stage 3; default: the "
+                                                         "pipeline's)")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", default=str(OFFICE), help="release folder holding the category "
-                                                           "(default: %(default)s)")
-    p.add_argument("--category", default="Office_Products",
-                   help="category in the release file names, e.g. Office_Products (default: %(default)s)")
-    p.add_argument("--stages", type=int, default=3, choices=(1, 2, 3),
-                   help="stop after this stage and its evaluations (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch threads per process; the steps run one at a time, so 2 uses both cores of a 2-core "
-                        "machine (stage 1: 1.55x the steps per second of 1 thread when nothing else runs; use 1 on "
-                        "a busy CPU) (default: %(default)s)")
-    p.add_argument("--think_eval_limit", type=int, default=OFFICE_SETTINGS["think_eval_limit"],
-                   help="test rows per thinking evaluation (0: all; default %(default)s)")
-    p.add_argument("--rl_steps", type=int, default=pipeline.PipelineConfig.rl_steps,
-                   help="stage-3 GRPO steps (0: skip stage 3; default: the pipeline's)")
+    add_dataclass_args(p, OfficeBenchFlags)
     args = parse_checked(p, argv, {k: RANGES[k] for k in ("threads", "think_eval_limit", "rl_steps")})
     try:  # missing data: exit 2 as a bad flag; a failing pipeline step: exit 1
         cfg = build_config(args)

@@ -53,7 +53,8 @@ def _configs():
             _script("merge_fsdp_checkpoint").MergeFlags, LogFilterFlags,
             _script("gpu_smoke").SmokeFlags, _script("bench_beam_search", "benchmarks").BeamBenchFlags,
             _script("bench_sft_throughput", "benchmarks").SFTBenchFlags,
-            _script("bench_sparse_logits", "benchmarks").SparseBenchFlags]
+            _script("bench_sparse_logits", "benchmarks").SparseBenchFlags,
+            _script("office_benchmark", "benchmarks").OfficeBenchFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
