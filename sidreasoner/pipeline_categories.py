@@ -77,9 +77,8 @@ def reasoning_source(cfg, corpus: Path) -> Path:
 def rl_env(cfg, data: Path) -> dict:
     """Stage 3's extra environment: with several categories, the catalogue of each (``INFO_FILE=A=...,B=...``:
     the reward checks each row against its own category's); nothing for one category."""
-    from .rl.data import format_info_files
-    cats = several(cfg)
-    return {"INFO_FILE": format_info_files({c: str(ReleasePaths(data, c).info) for c in cats})} if cats else {}
+    from .rl.knobs import default_info_file
+    return {"INFO_FILE": default_info_file(str(data), cfg.category)} if several(cfg) else {}
 
 
 # -- the report -------------------------------------------------------------------------------------------------

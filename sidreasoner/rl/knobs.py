@@ -171,9 +171,9 @@ RANGES = {
 def default_info_file(data_dir: str, category: str) -> str:
     """The release info file of a category; of several (``A,B``), ``A=path,B=path`` (each row's reward and
     beam search use its own category's catalogue)."""
-    cats = parse_categories(category)
-    paths = {c: str(ReleasePaths(Path(data_dir), c).info) for c in cats}
-    return paths[cats[0]] if len(cats) == 1 else ",".join(f"{c}={p}" for c, p in paths.items())
+    from .data import format_info_files
+    paths = {c: str(ReleasePaths(Path(data_dir), c).info) for c in parse_categories(category)}
+    return next(iter(paths.values())) if len(paths) == 1 else format_info_files(paths)
 
 
 def check(k: RLKnobs) -> None:

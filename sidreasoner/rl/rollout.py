@@ -22,16 +22,28 @@ its token normaliser, DAPO's filter without the resampling).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Optional, Sequence
 
 import torch
 
-from ..eval.beam import BeamResult, constrained_beam_search, prompt_positions
+from ..eval.beam import BeamResult, catalogue_trie, constrained_beam_search, prompt_positions
 from ..eval.runner import left_pad
 from ..eval.thinking import hf_reasoning, reasoning_prompt, search_prompt
 from ..sid.spelling import format_sid, parse_sid
 from ..sid.trie import SIDTrie
+from .verl_reward import catalogue_for
+
+
+def source_tries(tokenizer, info_file: str, stop_id: int) -> Callable[[Optional[str]], SIDTrie]:
+    """``data_source -> trie`` of the catalogue a row is checked against (``catalogue_for``: its own
+    category's with ``A=path,B=path``), each built once; both backends' constrained rollouts use it."""
+    @functools.lru_cache(maxsize=None)
+    def trie_for(data_source: Optional[str]) -> SIDTrie:
+        return catalogue_trie(tokenizer, catalogue_for(info_file, data_source), stop_id,
+                              source=f"info file {info_file} ({data_source})")
+    return trie_for
 
 
 def answer_ids(tokenizer, truth: str, stop_id: int) -> Optional[list[int]]:
@@ -214,18 +226,13 @@ class RankReward:
             todo = [i for i, t in enumerate(targets) if t]
             for s in range(0, len(todo), self.batch_size):
                 rows = todo[s:s + self.batch_size]
-                seqs = [contexts[i] + targets[i] for i in rows]
-                L = max(map(len, seqs))
-                ids = torch.full((len(rows), L), self.stop_id, dtype=torch.long)
-                mask = torch.zeros_like(ids)
-                for j, q in enumerate(seqs):
-                    ids[j, :len(q)], mask[j, :len(q)] = torch.tensor(q), 1
+                ids, mask, labels = answer_batch([contexts[i] for i in rows], [targets[i] for i in rows], self.stop_id)
                 logp = torch.log_softmax(model(input_ids=ids.to(model.device),
                                                attention_mask=mask.to(model.device)).logits.float(), -1).cpu()
+                tgt = labels[:, 1:]  # the token at position t + 1 is predicted at t
+                picked = logp[:, :-1].gather(2, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
                 for j, i in enumerate(rows):
-                    n, start = len(targets[i]), len(contexts[i])
-                    picked = logp[j, start - 1:start - 1 + n].gather(1, torch.tensor(targets[i])[:, None])
-                    probs[i] = math.exp(picked.mean().item())
+                    probs[i] = math.exp(picked[j][tgt[j] != -100].mean().item())
         finally:
             model.train(was_training)
         return probs

@@ -25,7 +25,6 @@ from it). A killed run resumes from its last complete checkpoint; the result is 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ from .data import parse_info_files
 from .knobs import RLKnobs
 from .preflight import check_data, check_model
 from .reward_eval import evaluate_reward, first_rows, render_records
-from .verl_reward import catalogue_for, compute_score, load_catalogue
+from .verl_reward import compute_score, load_catalogue
 
 FINAL_DIR = "final_checkpoint"
 CONFIG_NAME = "grpo_config.json"
@@ -199,20 +198,15 @@ def _reward_and_rollout(k: RLKnobs, tokenizer, catalogue):
         return SIDReward(k.info_file, k.reward_config()), None
     from ..model.chat import model_prompt_style, stop_token_id
     from ..eval.beam import catalogue_trie
-    from .rollout import BeamRollout, RankReward
+    from .rollout import BeamRollout, RankReward, source_tries
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func: experimental in TRL 1.16, pinned
     stop = stop_token_id(tokenizer)
     trie = catalogue_trie(tokenizer, catalogue, stop, source=f"info file {k.info_file}")
-
-    @functools.lru_cache(maxsize=None)
-    def trie_for(data_source):
-        """Several categories (INFO_FILE=A=path,B=path): each row's SID is searched in its own catalogue."""
-        return catalogue_trie(tokenizer, catalogue_for(k.info_file, data_source), stop,
-                              source=f"info file {k.info_file} ({data_source})")
+    # several categories (INFO_FILE=A=path,B=path): each row's SID is searched in its own catalogue
     several = parse_info_files(k.info_file) is not None
     rollout = BeamRollout(tokenizer, trie, stop, model_prompt_style(k.model_path), k.rank_k, k.think_budget,
                           k.temperature, k.rollout_repetition_penalty, batch_size=k.micro_batch_size,
-                          sid_loss=k.beam_sid_loss, trie_for=trie_for if several else None,
+                          sid_loss=k.beam_sid_loss, trie_for=source_tries(tokenizer, k.info_file, stop) if several else None,
                           sid_search="sample" if k.sid_rollout == "constrained" else "beam")
     if k.reward == "match":  # the release's reward on the constrained SID (always a catalogue SID)
         return SIDReward(k.info_file, k.reward_config()), rollout

@@ -28,7 +28,7 @@ from ..sid.trie import SIDTrie
 
 AGENT_NAME = "sid_constrained"
 Generate = Callable[[list, dict], Awaitable[tuple[list, Optional[list]]]]
-_TRIES: dict = {}  # (info file, data_source, tokenizer) -> trie: verl builds an agent loop per trajectory
+_TRIES: dict = {}  # (info file, tokenizer) -> source_tries: verl builds an agent loop per trajectory
 
 
 @dataclass
@@ -92,9 +92,8 @@ def _agent_loop_class():
     """The verl agent loop (verl imported only here: the module's logic needs no verl)."""
     from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput
 
-    from ..eval.beam import catalogue_trie
     from ..model.chat import stop_token_id
-    from .verl_reward import catalogue_for
+    from .rollout import source_tries
 
     class SIDConstrainedAgentLoop(AgentLoopBase):
         """verl agent loop: :func:`constrained_rollout` per prompt (kwargs from the agent loop YAML)."""
@@ -104,19 +103,14 @@ def _agent_loop_class():
             self.response_length = self.rollout_config.response_length
             self.think_budget = min(int(think_budget), max(self.response_length - 16, 1))
             self.stop_id = stop_token_id(self.tokenizer)
-            self.info_file = info_file
-
-        def trie(self, data_source):
-            """The row's catalogue (its own category's with ``A=path,B=path``), built once per worker."""
-            key = (self.info_file, data_source, id(self.tokenizer))
+            key = (info_file, id(self.tokenizer))  # each row's catalogue, its trie built once per worker
             if key not in _TRIES:
-                _TRIES[key] = catalogue_trie(self.tokenizer, catalogue_for(self.info_file, data_source),
-                                             self.stop_id, source=f"info file {self.info_file}")
-            return _TRIES[key]
+                _TRIES[key] = source_tries(self.tokenizer, info_file, self.stop_id)
+            self.trie_for = _TRIES[key]
 
         async def run(self, sampling_params: dict, **kwargs) -> AgentLoopOutput:
             prompt_ids = await self.ct_build_initial_tokens(list(kwargs["raw_prompt"]))
-            trie = self.trie(kwargs.get("data_source"))
+            trie = self.trie_for(kwargs.get("data_source"))
             want_lp = bool(sampling_params.get("logprobs"))
 
             async def generate(ids: list, params: dict):
