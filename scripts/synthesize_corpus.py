@@ -15,55 +15,65 @@ Answers are cached in a JSONL file as they arrive: after a kill or failed reques
 command and only the missing requests are sent. Exit status: 0 done, 1 some requests failed after
 all retries (rerun to resume), 2 bad input or a non-retryable teacher error.
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: tests load this script by path (outside sys.modules), where
+# sidreasoner.flags could not resolve SynthesizeFlags' annotations written as text
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from sidreasoner.data.formats import atomic_write_text
 from sidreasoner.data.records import DataError, ReleasePaths
+from sidreasoner.flags import add_dataclass_args, from_namespace
 from sidreasoner.ranges import SEED, Range, above, at_least, optional, parse_checked
 from sidreasoner.teacher.cache import ResponseCache
 from sidreasoner.teacher.client import ChatClient, TeacherAPIError
 from sidreasoner.teacher.synthesize import SynthesisConfig, synthesize
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SynthesizeFlags:
+    """The flags of synthesize_corpus.py."""
+    data_dir: str = _f(None, "release folder (holds train/, index/, info/)", required=True)
+    category: str = _f(None, "category name, e.g. Office_Products", required=True)
+    output_dir: Optional[str] = _f(None, "where to write the corpora (default: <data_dir>/index, as the release)")
+    teacher: str = _f("template", "'template': offline generator from item metadata; 'openai': an OpenAI-compatible "
+                                  "chat endpoint", choices=("template", "openai"))
+    teacher_url: Optional[str] = _f(None, "base URL of the chat-completions API, e.g. http://localhost:8000/v1")
+    teacher_model: Optional[str] = _f(None, "model name sent to the teacher API")
+    api_key_env: str = _f("OPENAI_API_KEY", "environment variable holding the API key (never logged; no key -> no "
+                                            "Authorization header)")
+    concurrency: int = _f(8, "requests in flight at once")
+    max_retries: int = _f(5, "retries per request on 429/5xx/timeouts/connection errors")
+    timeout: float = _f(120.0, "seconds to wait for one answer")
+    backoff_base: float = _f(1.0, "first retry delay in seconds (doubles each retry, jittered)")
+    backoff_max: float = _f(60.0, "longest retry delay in seconds (also caps Retry-After)")
+    temperature: float = _f(0.7, "teacher sampling temperature")
+    max_tokens: int = _f(1024, "teacher answer limit in tokens (a thinking teacher needs room for its <think> block "
+                               "too)")
+    max_items: Optional[int] = _f(None, "only the first N items of the index (default: all)")
+    max_sequences: Optional[int] = _f(None, "only the first N rows of the split (default: all)")
+    split: str = _f("train", "split whose rows get narratives (train: narratives of valid/test rows would leak "
+                             "targets)", choices=("train", "valid", "test"))
+    cache_path: Optional[str] = _f(None, "JSONL answer cache (default: <output_dir>/<Cat>.teacher_cache.jsonl)")
+    seed: int = _f(0, "seed of the template teacher's wording and of retry jitter")
+    max_words: int = _f(600, "reject any text longer than this many words")
+    repair_rounds: int = _f(1, "follow-up turns asking the teacher to fix a rejected answer")
+    target_sid_policy: str = _f("redact", "a reasoning path quoting the target SID: replace the quote by the "
+                                          "target's title, or reject it", choices=("redact", "reject"))
+    neighbours: int = _f(5, "co-purchased items shown to the teacher per item")
+    no_progress: bool = _f(False, "hide the progress bars", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = p.add_argument
-    a("--data_dir", required=True, help="release folder (holds train/, index/, info/)")
-    a("--category", required=True, help="category name, e.g. Office_Products")
-    a("--output_dir", default=None, help="where to write the corpora (default: <data_dir>/index, as the release)")
-    a("--teacher", choices=("template", "openai"), default="template",
-      help="'template': offline generator from item metadata; 'openai': an OpenAI-compatible chat endpoint")
-    a("--teacher_url", default=None, help="base URL of the chat-completions API, e.g. http://localhost:8000/v1")
-    a("--teacher_model", default=None, help="model name sent to the teacher API")
-    a("--api_key_env", default="OPENAI_API_KEY",
-      help="environment variable holding the API key (never logged; no key -> no Authorization header)")
-    a("--concurrency", type=int, default=8, help="requests in flight at once")
-    a("--max_retries", type=int, default=5, help="retries per request on 429/5xx/timeouts/connection errors")
-    a("--timeout", type=float, default=120.0, help="seconds to wait for one answer")
-    a("--backoff_base", type=float, default=1.0, help="first retry delay in seconds (doubles each retry, jittered)")
-    a("--backoff_max", type=float, default=60.0, help="longest retry delay in seconds (also caps Retry-After)")
-    a("--temperature", type=float, default=0.7, help="teacher sampling temperature")
-    a("--max_tokens", type=int, default=1024,
-      help="teacher answer limit in tokens (a thinking teacher needs room for its <think> block too)")
-    a("--max_items", type=int, default=None, help="only the first N items of the index (default: all)")
-    a("--max_sequences", type=int, default=None, help="only the first N rows of the split (default: all)")
-    a("--split", default="train", choices=("train", "valid", "test"),
-      help="split whose rows get narratives (train: narratives of valid/test rows would leak targets)")
-    a("--cache_path", default=None, help="JSONL answer cache (default: <output_dir>/<Cat>.teacher_cache.jsonl)")
-    a("--seed", type=int, default=0, help="seed of the template teacher's wording and of retry jitter")
-    a("--max_words", type=int, default=600, help="reject any text longer than this many words")
-    a("--repair_rounds", type=int, default=1, help="follow-up turns asking the teacher to fix a rejected answer")
-    a("--target_sid_policy", choices=("redact", "reject"), default="redact",
-      help="a reasoning path quoting the target SID: replace the quote by the target's title, or reject it")
-    a("--neighbours", type=int, default=5, help="co-purchased items shown to the teacher per item")
-    a("--no_progress", action="store_true", help="hide the progress bars")
-    return p
+    return add_dataclass_args(p, SynthesizeFlags)
 
 
 #: numeric flags and the values they accept (sidreasoner.ranges)
@@ -75,7 +85,7 @@ _RANGES = {
 }
 
 
-def make_client(args, cache_path: Path) -> ChatClient:
+def make_client(args: SynthesizeFlags, cache_path: Path) -> ChatClient:
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens}
     return ChatClient(args.teacher_url, args.teacher_model, api_key_env=args.api_key_env, timeout=args.timeout,
                       max_retries=args.max_retries, backoff_base=args.backoff_base, backoff_max=args.backoff_max,
@@ -97,7 +107,7 @@ def print_stats(stats: dict) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_checked(build_parser(), argv, _RANGES)
+    args = from_namespace(SynthesizeFlags, parse_checked(build_parser(), argv, _RANGES))
     if args.teacher == "openai" and not (args.teacher_url and args.teacher_model):
         build_parser().error("--teacher openai needs --teacher_url and --teacher_model")
     out_dir = Path(args.output_dir) if args.output_dir else ReleasePaths(Path(args.data_dir), args.category).index_json.parent
