@@ -14,33 +14,44 @@ The default --repo_id is the checkpoint link of the SIDReasoner README (github.c
 Exit status: 0 every model folder passed, 1 a check failed or no model folder was found, 2 usage,
 download or offline error (the message says what to download by hand and where to put it).
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: tests load this script by path (outside sys.modules), where
+# sidreasoner.flags could not resolve DownloadCheckpointsFlags' annotations written as text
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from sidreasoner.data.records import DataError
+from sidreasoner.flags import add_dataclass_args, from_namespace
 from sidreasoner.release import checkpoints
 from sidreasoner.release.common import FetchError, Unreachable
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DownloadCheckpointsFlags:
+    """The flags of download_checkpoints.py."""
+    output_dir: Path = _f(Path("checkpoints/released"), "where the checkpoints go (default: %(default)s)")
+    repo_id: str = _f(checkpoints.DEFAULT_REPO, "Hugging Face model repository (default: %(default)s; check the "
+                                                "paper's README)")
+    revision: Optional[str] = _f(None, "branch, tag or commit (default: the main branch)")
+    allow_patterns: Optional[list] = _f(None, "only these files, e.g. 'stage3/*' (default: everything)", nargs="+",
+                                        type=str)
+    from_local: Optional[Path] = _f(None, "an already downloaded checkpoint folder to install instead")
+    link: bool = _f(False, "with --from_local: symlink the files instead of copying them", action="store_true")
+    info_file: Optional[Path] = _f(None, "catalogue info file: check that its SID tokens are single tokens")
+    check: str = _f("auto", "config: config + tokenizer + weight files; full: also load the model; auto: full below "
+                            "1 GiB of weights", choices=["auto", "config", "full", "none"])
+
+
+def parse_args(argv=None) -> DownloadCheckpointsFlags:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], epilog=__doc__.split("\n\n", 2)[2],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = ap.add_argument
-    a("--output_dir", type=Path, default=Path("checkpoints/released"),
-      help="where the checkpoints go (default: %(default)s)")
-    a("--repo_id", default=checkpoints.DEFAULT_REPO,
-      help="Hugging Face model repository (default: %(default)s; check the paper's README)")
-    a("--revision", default=None, help="branch, tag or commit (default: the main branch)")
-    a("--allow_patterns", nargs="+", default=None, help="only these files, e.g. 'stage3/*' (default: everything)")
-    a("--from_local", type=Path, default=None, help="an already downloaded checkpoint folder to install instead")
-    a("--link", action="store_true", help="with --from_local: symlink the files instead of copying them")
-    a("--info_file", type=Path, default=None, help="catalogue info file: check that its SID tokens are single tokens")
-    a("--check", default="auto", choices=["auto", "config", "full", "none"],
-      help="config: config + tokenizer + weight files; full: also load the model; auto: full below 1 GiB of weights")
-    return ap.parse_args(argv)
+    return from_namespace(DownloadCheckpointsFlags, add_dataclass_args(ap, DownloadCheckpointsFlags).parse_args(argv))
 
 
 def main(argv=None) -> int:

@@ -17,38 +17,50 @@ Offline (no network, HF_HUB_OFFLINE=1, connection refused) the script exits 2 an
 by hand and exactly where to put the files. Exit status: 0 installed and valid, 1 installed but the
 validation found errors, 2 usage, download or offline error.
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: tests load this script by path (outside sys.modules), where
+# sidreasoner.flags could not resolve DownloadDataFlags' annotations written as text
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from sidreasoner.data.records import SPLIT_SUFFIX, DataError
+from sidreasoner.flags import add_dataclass_args, from_namespace
 from sidreasoner.paths import DEFAULT_DATA_DIR
 from sidreasoner.release import data
 from sidreasoner.release.common import FetchError, Unreachable
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DownloadDataFlags:
+    """The flags of download_data.py."""
+    output_dir: Path = _f(Path(DEFAULT_DATA_DIR), "release folder to fill (default: %(default)s)")
+    category: list = field(default_factory=lambda: ["Office_Products"], metadata={
+        "help": "categories to install (default: %(default)s)", "nargs": "+", "type": str})
+    from_local: Optional[Path] = _f(None, "an already downloaded folder or .zip/.tar(.gz) archive")
+    link: bool = _f(False, "with --from_local: symlink the files instead of copying them", action="store_true")
+    repo_id: Optional[str] = _f(None, "Hugging Face repository with the release layout (check the paper's README)")
+    repo_type: str = _f("dataset", "type of --repo_id (default: %(default)s)", choices=["dataset", "model"])
+    revision: Optional[str] = _f(None, "branch, tag or commit of --repo_id (default: the main branch)")
+    allow_patterns: Optional[list] = _f(None, "files to fetch from --repo_id (default: the categories' files, "
+                                              "'*<Cat>.*' and '*<Cat>_*')", nargs="+", type=str)
+    url: str = _f(data.DEFAULT_URL, "archive URL of the release (default: the SIDReasoner README's Google Drive file)")
+    sha256: Optional[str] = _f(None, "expected sha256 of the --url archive (checked when given)")
+    cache_dir: Optional[Path] = _f(None, "where partial downloads live (default: OUTPUT_DIR/.download)")
+    split_suffix: str = _f(SPLIT_SUFFIX, "file-name suffix after the category (default: %(default)s)")
+    force: bool = _f(False, "fetch and install again even when the category is already installed",
+                     action="store_true")
+
+
+def parse_args(argv=None) -> DownloadDataFlags:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1], epilog=__doc__.split("\n\n", 2)[2],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = ap.add_argument
-    a("--output_dir", type=Path, default=Path(DEFAULT_DATA_DIR), help="release folder to fill (default: %(default)s)")
-    a("--category", nargs="+", default=["Office_Products"], help="categories to install (default: %(default)s)")
-    a("--from_local", type=Path, default=None, help="an already downloaded folder or .zip/.tar(.gz) archive")
-    a("--link", action="store_true", help="with --from_local: symlink the files instead of copying them")
-    a("--repo_id", default=None, help="Hugging Face repository with the release layout (check the paper's README)")
-    a("--repo_type", default="dataset", choices=["dataset", "model"], help="type of --repo_id (default: %(default)s)")
-    a("--revision", default=None, help="branch, tag or commit of --repo_id (default: the main branch)")
-    a("--allow_patterns", nargs="+", default=None,
-      help="files to fetch from --repo_id (default: the categories' files, '*<Cat>.*' and '*<Cat>_*')")
-    a("--url", default=data.DEFAULT_URL,
-      help="archive URL of the release (default: the SIDReasoner README's Google Drive file)")
-    a("--sha256", default=None, help="expected sha256 of the --url archive (checked when given)")
-    a("--cache_dir", type=Path, default=None, help="where partial downloads live (default: OUTPUT_DIR/.download)")
-    a("--split_suffix", default=SPLIT_SUFFIX, help="file-name suffix after the category (default: %(default)s)")
-    a("--force", action="store_true", help="fetch and install again even when the category is already installed")
-    return ap.parse_args(argv)
+    return from_namespace(DownloadDataFlags, add_dataclass_args(ap, DownloadDataFlags).parse_args(argv))
 
 
 def main(argv=None) -> int:

@@ -54,7 +54,8 @@ def _configs():
             _script("gpu_smoke").SmokeFlags, _script("bench_beam_search", "benchmarks").BeamBenchFlags,
             _script("bench_sft_throughput", "benchmarks").SFTBenchFlags,
             _script("bench_sparse_logits", "benchmarks").SparseBenchFlags,
-            _script("office_benchmark", "benchmarks").OfficeBenchFlags, _script("synthesize_corpus").SynthesizeFlags]
+            _script("office_benchmark", "benchmarks").OfficeBenchFlags, _script("synthesize_corpus").SynthesizeFlags,
+            _script("download_data").DownloadDataFlags, _script("download_checkpoints").DownloadCheckpointsFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

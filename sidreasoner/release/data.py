@@ -1,7 +1,7 @@
 """The released SIDReasoner / MiniOneRec data: fetch it (a local folder or archive, a Hugging Face repository or an
 archive URL), install one category's files into the release layout, validate and record them.
 
-Functions taking ``args`` read the flags of ``scripts/download_data.py`` from it (an argparse namespace)."""
+Functions taking ``args`` read the flags of ``scripts/download_data.py`` from it (its DownloadDataFlags)."""
 from __future__ import annotations
 
 import hashlib
