@@ -42,6 +42,7 @@ def _configs():
     from sidreasoner.rewards import RewardConfig
     from sidreasoner.rl.knobs import RLKnobs
     from sidreasoner.rl.prepare import PrepareConfig
+    from sidreasoner.rl.reward_eval import RewardEvalFlags
     from sidreasoner.teacher.leakage import LeakageFlags
     from sidreasoner.train.sft_config import SFTConfig
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
@@ -55,7 +56,8 @@ def _configs():
             _script("bench_sft_throughput", "benchmarks").SFTBenchFlags,
             _script("bench_sparse_logits", "benchmarks").SparseBenchFlags,
             _script("office_benchmark", "benchmarks").OfficeBenchFlags, _script("synthesize_corpus").SynthesizeFlags,
-            _script("download_data").DownloadDataFlags, _script("download_checkpoints").DownloadCheckpointsFlags]
+            _script("download_data").DownloadDataFlags, _script("download_checkpoints").DownloadCheckpointsFlags,
+            RewardEvalFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

@@ -11,12 +11,13 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from ..flags import add_dataclass_args, from_namespace
 from ..ranges import SEED, at_least, either, optional, parse_checked
 from ..rewards import RewardConfig, add_reward_flags, compute_reward, config_from_args
 from .data import user_and_system
@@ -115,30 +116,40 @@ _RANGES = {"rows": at_least(0, "0: all"), "samples": at_least(1), "temperature":
            "threads": optional(either(0, at_least(1), "torch's choice"))}
 
 
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class RewardEvalFlags:
+    """The flags of ``python -m sidreasoner.rl.reward_eval`` besides the reward's (RewardConfig's)."""
+    model_path: str = _f(None, "model folder to sample from", required=True)
+    data_file: str = _f(None, "RL parquet (rl/prepare_data.py), e.g. valid.parquet", required=True)
+    info_file: str = _f("", "catalogue for the validity bonus (empty: no bonus)")
+    rows: int = _f(200, "first N rows of --data_file (0: all)")
+    samples: int = _f(4, "sampled completions per prompt")
+    temperature: float = _f(1.0, "sampling temperature (0: greedy, one completion per prompt)")
+    max_new_tokens: int = _f(512, "completion budget in tokens")
+    batch_size: int = _f(8, "prompts per generate call")
+    seed: int = _f(0, "sampling seed")
+    threads: Optional[int] = _f(None, "torch CPU threads")
+    output: str = _f("", "write the result as JSON here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = p.add_argument
-    a("--model_path", required=True, help="model folder to sample from")
-    a("--data_file", required=True, help="RL parquet (rl/prepare_data.py), e.g. valid.parquet")
-    a("--info_file", default="", help="catalogue for the validity bonus (empty: no bonus)")
-    a("--rows", type=int, default=200, help="first N rows of --data_file (0: all)")
-    a("--samples", type=int, default=4, help="sampled completions per prompt")
-    a("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy, one completion per prompt)")
-    a("--max_new_tokens", type=int, default=512, help="completion budget in tokens")
-    a("--batch_size", type=int, default=8, help="prompts per generate call")
-    a("--seed", type=int, default=0, help="sampling seed")
-    a("--threads", type=int, default=None, help="torch CPU threads")
-    a("--output", default="", help="write the result as JSON here")
+    add_dataclass_args(p, RewardEvalFlags)
     add_reward_flags(p)  # the reward's options (RewardConfig; RL_training_script.sh's knobs of the same names)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parse_checked(parser, argv, _RANGES)
+    ns = parse_checked(parser, argv, _RANGES)
+    args = from_namespace(RewardEvalFlags, ns)
     try:
-        config = config_from_args(args)
+        config = config_from_args(ns)
     except ValueError as e:  # "level_weights must ...": named as the flag
         parser.error(f"--{e}")
     if args.threads:
@@ -157,7 +168,7 @@ def main(argv=None) -> int:
     except (DataError, ModelLoadError, ValueError) as e:
         print(f"reward_eval: error: {e}", file=sys.stderr)
         return 2
-    report = {"model_path": args.model_path, **asdict(res), "settings": vars(args)}
+    report = {"model_path": args.model_path, **asdict(res), "settings": vars(ns)}
     print(json.dumps(report, indent=1))
     if args.output:
         from ..data.formats import atomic_write_text
