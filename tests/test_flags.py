@@ -41,6 +41,7 @@ def _configs():
     from sidreasoner.recommend import RecommendFlags
     from sidreasoner.rewards import RewardConfig
     from sidreasoner.rl.knobs import RLKnobs
+    from sidreasoner.rl.diagnostics import DiagnosticsFlags
     from sidreasoner.rl.prepare import PrepareConfig
     from sidreasoner.rl.reward_eval import RewardEvalFlags
     from sidreasoner.teacher.leakage import LeakageFlags
@@ -57,7 +58,7 @@ def _configs():
             _script("bench_sparse_logits", "benchmarks").SparseBenchFlags,
             _script("office_benchmark", "benchmarks").OfficeBenchFlags, _script("synthesize_corpus").SynthesizeFlags,
             _script("download_data").DownloadDataFlags, _script("download_checkpoints").DownloadCheckpointsFlags,
-            RewardEvalFlags]
+            RewardEvalFlags, DiagnosticsFlags]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ..data.formats import atomic_write_text
+from ..flags import add_dataclass_args, from_namespace
 
 LOG_NAME = "grpo_log.jsonl"
 DIAGNOSTICS_NAME = "diagnostics.json"
@@ -116,10 +118,20 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+@dataclass
+class DiagnosticsFlags:
+    """The command line of ``python -m sidreasoner.rl.diagnostics``."""
+    run_dir: str = field(default=None, metadata={"help": f"a stage-3 output folder holding {LOG_NAME}",
+                                                 "positional": True})
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", help=f"a stage-3 output folder holding {LOG_NAME}")
-    args = p.parse_args(argv)
+    return add_dataclass_args(p, DiagnosticsFlags)
+
+
+def main(argv=None) -> int:
+    args = from_namespace(DiagnosticsFlags, build_parser().parse_args(argv))
     try:
         summary = write_diagnostics(args.run_dir)
     except FileNotFoundError as e:
