@@ -27,7 +27,7 @@ def _script(name: str, folder: str = "scripts"):
 
 
 def _configs():
-    from sidreasoner.baselines.__main__ import BaselineFlags, PopularityFlags, TransitionsFlags
+    from sidreasoner.baselines.__main__ import BaselineFlags, PopularityFlags, SASRecRunFlags, TransitionsFlags
     from sidreasoner.baselines.sasrec import SASRecConfig
     from sidreasoner.build_sids import SIDBuildConfig
     from sidreasoner.eval.cli import EvalFlags
@@ -51,7 +51,7 @@ def _configs():
             MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig,
             _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,
             _script("compare_results").CompareFlags, RecommendFlags,
-            BaselineFlags, PopularityFlags, TransitionsFlags, LeakageFlags,
+            BaselineFlags, PopularityFlags, TransitionsFlags, SASRecRunFlags, LeakageFlags,
             _script("merge_fsdp_checkpoint").MergeFlags, LogFilterFlags,
             _script("gpu_smoke").SmokeFlags, _script("bench_beam_search", "benchmarks").BeamBenchFlags,
             _script("bench_sft_throughput", "benchmarks").SFTBenchFlags,

@@ -66,6 +66,13 @@ class TransitionsFlags:
                         "default: %(default)s)")
 
 
+@dataclass
+class SASRecRunFlags:
+    """The flags of ``sasrec`` besides BaselineFlags and SASRecConfig: how it runs, not what it learns."""
+    threads: int = _f(1, "torch CPU threads, >= 1 (default: %(default)s)")
+    no_progress: bool = _f(False, "hide the tqdm progress bar", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .sasrec import SASRecConfig
     p = argparse.ArgumentParser(prog="python -m sidreasoner.baselines",
@@ -78,8 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sas = sub.add_parser("sasrec", help="SASRec trained on train, early stopping on valid")
     add_dataclass_args(sas, BaselineFlags)
     add_dataclass_args(sas, SASRecConfig, flag_help_suffix=" (default: %(default)s)")
-    sas.add_argument("--threads", type=int, default=1, help="torch CPU threads, >= 1 (default: %(default)s)")
-    sas.add_argument("--no_progress", action="store_true", help="hide the tqdm progress bar")
+    add_dataclass_args(sas, SASRecRunFlags)
     tra = sub.add_parser("transitions", help="successors of the row's last item in train, backed off to "
                                              "most-popular")
     add_dataclass_args(tra, BaselineFlags)
