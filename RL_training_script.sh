@@ -52,12 +52,12 @@ VAL_MAX_ROWS=${VAL_MAX_ROWS:-0}          # 0: every validation prompt
 REQUIRE_THINK_CLOSED=${REQUIRE_THINK_CLOSED:-0}  # 1: reward 0 unless the reasoning was closed with </think>
 LEVEL_WEIGHTS=${LEVEL_WEIGHTS:-0.25,0.5,1.0}     # REWARD=match: 1, 2, ... matching leading levels; last: exact match
 VALID_BONUS=${VALID_BONUS:-0.1}                  # REWARD=match: added when the SID is a catalogue item
-SID_ROLLOUT=${SID_ROLLOUT:-free}         # free (the paper) | beam (TRL: sampled reasoning, constrained SID beams)
-REWARD=${REWARD:-match}                  # match (the release's) | rank (TRL, with SID_ROLLOUT=beam)
+SID_ROLLOUT=${SID_ROLLOUT:-free}         # free (the paper) | constrained | beam (sampled reasoning, constrained SID beams)
+REWARD=${REWARD:-match}                  # match (the release's) | rank (with SID_ROLLOUT=beam or constrained)
 RANK_K=${RANK_K:-10}
 TARGET_PROB_WEIGHT=${TARGET_PROB_WEIGHT:-0.5}
 ANSWER_NLL_WEIGHT=${ANSWER_NLL_WEIGHT:-0}    # TRL, SID_ROLLOUT=beam: train the target after the rollout's own reasoning
-BEAM_SID_LOSS=${BEAM_SID_LOSS:-1}        # TRL, SID_ROLLOUT=beam: 0 = the searched SID tokens carry no policy loss
+BEAM_SID_LOSS=${BEAM_SID_LOSS:-1}        # SID_ROLLOUT=beam/constrained: 0 = the SID tokens carry no policy loss
 MAX_THINK_TOKENS=${MAX_THINK_TOKENS:-0}  # 0: MAX_RESPONSE_LENGTH - 16
 ROLLOUT_REPETITION_PENALTY=${ROLLOUT_REPETITION_PENALTY:-1.0}
 DROP_ZERO_VARIANCE=${DROP_ZERO_VARIANCE:-0}

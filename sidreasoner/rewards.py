@@ -30,7 +30,7 @@ from typing import AbstractSet, Optional
 
 from .flags import add_dataclass_args, parse_bool
 from .sid.answer import parse_answer
-from .sid.spelling import join_tokens, parse_sid
+from .sid.spelling import format_sid, join_tokens, parse_sid
 
 log = logging.getLogger(__name__)
 
@@ -221,3 +221,31 @@ def compute_reward(solution_str, ground_truth, catalogue: Optional[AbstractSet[s
     return RewardResult(score=match + bonus, match_reward=match, valid_bonus=bonus,
                         prefix_levels=prefix_levels(answer.codes, truth), parsed=True,
                         think_closed=answer.think_closed, exact=answer.codes == truth, gt_error=False)
+
+
+# -- REWARD=rank: the rollout's ranked list (a trie-constrained beam search after its reasoning) ----------------
+
+def rank_gain(target: str, ranked) -> float:
+    """NDCG of one relevant item: ``1 / log2(rank + 2)`` for 0-based ``rank`` in ``ranked``, else 0."""
+    try:
+        return 1.0 / math.log2(list(ranked).index(target) + 2)
+    except ValueError:
+        return 0.0
+
+
+def rank_reward(ground_truth, ranked, target_prob: float = 0.0, prob_weight: float = 0.0,
+                think_closed: bool = True, require_think_closed: bool = False) -> dict:
+    """``REWARD=rank`` for one rollout, as both backends score it (TRL's ``RankReward``, verl's
+    ``compute_score`` from the agent loop's fields): ``rank_gain(target, ranked) + prob_weight x target_prob``
+    (the target's per-token probability after the reasoning), 0 with ``require_think_closed`` and an unclosed
+    reasoning. Numbers only (verl logs each key); a malformed ground truth scores 0 with ``gt_error=1``."""
+    codes = _parse_ground_truth(ground_truth)
+    if codes is None:
+        _flag_malformed(ground_truth)
+        return {"score": 0.0, "rank_ndcg": 0.0, "exact": 0, "in_list": 0, "target_prob": 0.0, "gt_error": 1}
+    gain = rank_gain(format_sid(codes), ranked)
+    score = gain + prob_weight * float(target_prob)
+    if require_think_closed and not think_closed:
+        score = 0.0
+    return {"score": score, "rank_ndcg": gain, "exact": int(gain == 1.0), "in_list": int(gain > 0),
+            "target_prob": float(target_prob), "gt_error": 0}

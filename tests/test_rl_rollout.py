@@ -16,7 +16,8 @@ from fixtures_sft import CATEGORY, write_tiny_release
 
 from sidreasoner.rl.knobs import RLKnobs
 from sidreasoner.rl.prepare import PrepareConfig, prepare_rl_data
-from sidreasoner.rl.rollout import rank_gain, zero_variance_share
+from sidreasoner.rewards import rank_gain
+from sidreasoner.rl.rollout import zero_variance_share
 
 
 @pytest.mark.parametrize("target, ranked, gain", [
@@ -159,8 +160,9 @@ def test_knob_checks():
         RLKnobs(reward="rank").resolved("trl")
     with pytest.raises(ValueError, match="SID_ROLLOUT=beam samples the reasoning before the SID: it needs THINK=1"):
         RLKnobs(sid_rollout="beam", think=False).resolved("trl")
-    with pytest.raises(ValueError, match="run on BACKEND=trl only"):
-        RLKnobs(sid_rollout="beam").resolved("verl")
+    with pytest.raises(ValueError, match="ANSWER_NLL_WEIGHT runs on BACKEND=trl only"):
+        RLKnobs(sid_rollout="beam", answer_nll_weight=0.5).resolved("verl")
+    assert RLKnobs(sid_rollout="beam", reward="rank").resolved("verl").reward == "rank"  # both backends
     with pytest.raises(ValueError, match="SID_ROLLOUT must be free, constrained or beam, got 'x'"):
         RLKnobs(sid_rollout="x").resolved("trl")
     assert RLKnobs(sid_rollout="beam", max_response_length=100).resolved("trl").think_budget == 84

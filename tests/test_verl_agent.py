@@ -86,9 +86,12 @@ def test_a_server_ignoring_the_constraint_is_an_error(tok_trie):
 
 def test_agent_loop_yaml_names_an_importable_verl_loop(tmp_path):
     from sidreasoner.rl.verl_agent import AGENT_NAME, agent_loop_yaml
-    entries = yaml.safe_load(agent_loop_yaml(str(tmp_path / "info: odd.txt"), 96))
+    entries = yaml.safe_load(agent_loop_yaml(str(tmp_path / "info: odd.txt"), 96, "beam", 7, False, True, 1.3))
     assert entries == [{"name": AGENT_NAME, "_target_": "sidreasoner.rl.verl_agent.SIDConstrainedAgentLoop",
-                        "info_file": str(tmp_path / "info: odd.txt"), "think_budget": 96}]
+                        "info_file": str(tmp_path / "info: odd.txt"), "think_budget": 96, "sid_search": "beam",
+                        "num_beams": 7, "sid_loss": False, "target_prob": True, "repetition_penalty": 1.3}]
+    with pytest.raises(ValueError, match="sid_search must be sample or beam"):
+        agent_loop_yaml("x", 96, "greedy")
     pytest.importorskip("verl")
     from verl.experimental.agent_loop.agent_loop import AgentLoopBase
     module, name = entries[0]["_target_"].rsplit(".", 1)

@@ -122,8 +122,32 @@ def test_constrained_rollouts_load_our_agent_loop(run):
     assert entry["think_budget"] == knobs.think_budget
     module, name = entry["_target_"].rsplit(".", 1)
     assert issubclass(getattr(__import__(module, fromlist=[name]), name), AgentLoopBase)
-    with pytest.raises(ValueError, match="run on BACKEND=trl only"):
-        RLKnobs(sid_rollout="beam").resolved("verl")
+    assert "sid_search" in entry and entry["sid_search"] == "sample"
+
+
+@pytest.mark.parametrize("rank_k, probe_cap", [(10, False), (16, True)])
+def test_beam_rollouts_and_the_rank_reward_reach_verl(run, rank_k, probe_cap):
+    """SID_ROLLOUT=beam REWARD=rank on verl: our loop searches RANK_K beams (the SID in the loss as BEAM_SID_LOSS
+    says), asks for the target's probability, and the reward is told to score the list; vLLM's log-probability
+    cap is raised when the probe (2 x RANK_K) exceeds its default 20."""
+    import yaml
+    knobs, _ = run
+    beam = dataclasses.replace(knobs, sid_rollout="beam", reward="rank", rank_k=rank_k, beam_sid_loss=False,
+                               target_prob_weight=0.25, rollout_repetition_penalty=1.3)
+    cfg = check_verl_config(verl_overrides(beam))
+    [entry] = yaml.safe_load(Path(cfg.actor_rollout_ref.rollout.agent.agent_loop_config_path).read_text())
+    assert (entry["sid_search"], entry["num_beams"], entry["sid_loss"], entry["target_prob"],
+            entry["repetition_penalty"]) == ("beam", rank_k, False, True, 1.3)
+    kwargs = cfg.reward.custom_reward_function.reward_kwargs
+    assert (kwargs.reward, kwargs.target_prob_weight) == ("rank", 0.25)
+    vllm = cfg.actor_rollout_ref.rollout.engine_kwargs.vllm
+    assert vllm.get("max_logprobs") == (2 * rank_k if probe_cap else None)
+    no_prob = dataclasses.replace(beam, target_prob_weight=0.0)  # NDCG only: no probability requests
+    verl_overrides(no_prob)
+    [entry] = yaml.safe_load(Path(cfg.actor_rollout_ref.rollout.agent.agent_loop_config_path).read_text())
+    assert entry["target_prob"] is False
+    with pytest.raises(ValueError, match="ANSWER_NLL_WEIGHT runs on BACKEND=trl only"):
+        RLKnobs(sid_rollout="beam", answer_nll_weight=0.5).resolved("verl")
 
 
 def test_bad_settings_and_typos_fail_before_any_gpu(run):

@@ -69,24 +69,27 @@ class RLKnobs:
     sid_rollout: str = _f("free", "free: the model samples reasoning and SID (the paper); constrained (both "
                                   "backends): the reasoning is sampled, closed as evaluation closes it, then the SID "
                                   "is sampled token by token inside the catalogue trie (verl: an agent loop with "
-                                  "vLLM's allowed_token_ids); beam (TRL only): the SID comes from a trie-constrained "
-                                  "beam search of RANK_K beams, as thinking-mode evaluation decodes it")
+                                  "vLLM's allowed_token_ids); beam (both backends): the SID is the best of a "
+                                  "trie-constrained beam search of RANK_K beams, as thinking-mode evaluation decodes "
+                                  "it (verl: the agent loop scores the beams with vLLM's prompt log-probabilities)")
     reward: str = _f("match", "match: the release's SID-match reward (levels matched + validity bonus); rank (needs "
-                              "SID_ROLLOUT=beam): the target's NDCG in the rollout's beam list + TARGET_PROB_WEIGHT x "
-                              "its per-token probability after the reasoning (dense: few zero-variance groups)")
+                              "SID_ROLLOUT=beam, or constrained: a list of one): the target's NDCG in the rollout's "
+                              "beam list + TARGET_PROB_WEIGHT x its per-token probability after the reasoning (dense: "
+                              "few zero-variance groups)")
     rank_k: int = _f(10, "SID_ROLLOUT=beam: beams per rollout = length of the ranked list REWARD=rank scores")
     target_prob_weight: float = _f(0.5, "REWARD=rank: weight of the target's per-token probability after the "
                                         "reasoning (0: NDCG only)")
-    answer_nll_weight: float = _f(0.0, "SID_ROLLOUT=beam: weight of the target SID's negative log-likelihood after "
-                                       "each rollout's own reasoning, added to the GRPO loss (the reasoning is "
-                                       "rewarded for making the target likely, and the answer is trained after the "
-                                       "reasoning the model writes, not the teacher's; 0: off)")
-    beam_sid_loss: bool = _f(True, "SID_ROLLOUT=beam: the searched SID tokens of each rollout carry the policy-gradient "
-                                   "loss too (0: only the sampled reasoning does; the SID is searched, not sampled)")
-    max_think_tokens: int = _f(0, "SID_ROLLOUT=beam/constrained: reasoning budget in tokens (0: MAX_RESPONSE_LENGTH minus 16, "
-                                  "room for the closer, the SID and the stop token)")
-    rollout_repetition_penalty: float = _f(1.0, "SID_ROLLOUT=beam/constrained: repetition penalty of the sampled reasoning "
-                                                "(1: off)")
+    answer_nll_weight: float = _f(0.0, "SID_ROLLOUT=beam (TRL only): weight of the target SID's negative "
+                                       "log-likelihood after each rollout's own reasoning, added to the GRPO loss "
+                                       "(the reasoning is rewarded for making the target likely, and the answer is "
+                                       "trained after the reasoning the model writes, not the teacher's; 0: off)")
+    beam_sid_loss: bool = _f(True, "SID_ROLLOUT=beam/constrained: the SID tokens of each rollout carry the "
+                                   "policy-gradient loss too (0: only the sampled reasoning does; a searched SID is "
+                                   "not a sample)")
+    max_think_tokens: int = _f(0, "SID_ROLLOUT=beam/constrained: reasoning budget in tokens (0: MAX_RESPONSE_LENGTH "
+                                  "minus 16, room for the closer, the SID and the stop token)")
+    rollout_repetition_penalty: float = _f(1.0, "SID_ROLLOUT=beam/constrained: repetition penalty of the sampled "
+                                                "reasoning (1: off)")
     drop_zero_variance: bool = _f(False, "dynamic sampling: groups whose rewards are all equal teach nothing; TRL "
                                          "leaves them out of the loss and its normaliser, verl resamples them "
                                          "(algorithm.filter_groups)")
@@ -119,10 +122,9 @@ class RLKnobs:
         if backend not in BACKENDS:
             raise ValueError(f"BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
         check(self)
-        if backend == "verl" and (self.sid_rollout == "beam" or self.reward != "match" or self.answer_nll_weight):
-            raise ValueError("SID_ROLLOUT=beam, REWARD=rank and ANSWER_NLL_WEIGHT run on BACKEND=trl only: verl's "
-                             "vLLM rollouts sample (SID_ROLLOUT=constrained keeps the SID in the catalogue), and its "
-                             "rule reward cannot run the policy for the target's probability")
+        if backend == "verl" and self.answer_nll_weight:
+            raise ValueError("ANSWER_NLL_WEIGHT runs on BACKEND=trl only: it adds a loss term over sequences the "
+                             "rollout does not contain, and verl's actor loss takes none (no patch of verl)")
         k = dataclasses.replace(self)
         release = ReleasePaths(Path(k.data_dir), k.category)
         k.model_path = k.model_path or str(final_checkpoint(stage2_dir(k.category)))

@@ -30,6 +30,7 @@ import torch
 
 from ..eval.beam import BeamResult, catalogue_trie, constrained_beam_search, prompt_positions
 from ..eval.runner import left_pad
+from ..rewards import rank_gain, rank_reward  # noqa: F401  (rank_gain: re-exported for callers)
 from ..eval.thinking import hf_reasoning, reasoning_prompt, search_prompt
 from ..sid.spelling import format_sid, parse_sid
 from ..sid.trie import SIDTrie
@@ -78,14 +79,6 @@ def answer_nll(model, ids, mask, labels) -> torch.Tensor:
     if not (tgt != -100).any():
         return logits.sum() * 0.0
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100)
-
-
-def rank_gain(target: str, ranked: Sequence[str]) -> float:
-    """NDCG of one relevant item: ``1 / log2(rank + 2)`` for 0-based ``rank`` in ``ranked``, else 0."""
-    try:
-        return 1.0 / math.log2(list(ranked).index(target) + 2)
-    except ValueError:
-        return 0.0
 
 
 @torch.no_grad()
@@ -245,12 +238,11 @@ class RankReward:
                 truths.append(format_sid(parse_sid(t)))
             except ValueError:
                 truths.append(None)
-        gains = [rank_gain(t, r) if t else 0.0 for t, r in zip(truths, ranked_sids)]
         probs = (self.target_prob(search_ids, [self.target_ids(t) if t else None for t in truths])
-                 if self.prob_weight > 0 else [0.0] * len(gains))
-        scores = [g + self.prob_weight * p for g, p in zip(gains, probs)]
-        if self.require_think_closed:
-            scores = [s if closed else 0.0 for s, closed in zip(scores, think_closed)]
+                 if self.prob_weight > 0 else [0.0] * len(truths))
+        rows = [rank_reward(g, r, p, self.prob_weight, closed, self.require_think_closed)
+                for g, r, p, closed in zip(ground_truth, ranked_sids, probs, think_closed)]
+        scores, gains = [r["score"] for r in rows], [r["rank_ndcg"] for r in rows]
         if log_metric is not None and scores:
             n = len(scores)
             log_metric("sid/rank_ndcg", sum(gains) / n)

@@ -72,12 +72,36 @@ def _model_path(path: str) -> str:
 
 
 def agent_loop_file(k: RLKnobs) -> Path:
-    """``OUTPUT_DIR/sid_agent_loop.yaml``: the constrained agent loop and its arguments (the catalogue of the
-    reward, the reasoning budget), written when the overrides are made."""
+    """``OUTPUT_DIR/sid_agent_loop.yaml``: our agent loop and its arguments (the catalogue of the reward, the
+    reasoning budget and penalty, sampled or searched SID, beams, SID loss, target probability), written when
+    the overrides are made."""
     path = Path(_abs(k.output_dir)) / "sid_agent_loop.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(agent_loop_yaml(_abs_info(k.info_file), k.think_budget))
+    path.write_text(agent_loop_yaml(_abs_info(k.info_file), k.think_budget,
+                                    sid_search="beam" if k.sid_rollout == "beam" else "sample", num_beams=k.rank_k,
+                                    sid_loss=k.beam_sid_loss,
+                                    target_prob=k.reward == "rank" and k.target_prob_weight > 0,
+                                    repetition_penalty=k.rollout_repetition_penalty))
     return path
+
+
+#: vLLM's default cap on requested log-probabilities (``max_logprobs``); beam rollouts probe ``2 x RANK_K``
+VLLM_MAX_LOGPROBS = 20
+
+
+def _agent_settings(k: RLKnobs) -> dict:
+    """SID_ROLLOUT=constrained/beam: our agent loop (sidreasoner/rl/verl_agent.py), from the YAML verl reads;
+    REWARD=rank: the reward reads the list and probability the loop leaves in extra_info."""
+    if k.sid_rollout == "free":
+        return {}
+    s = {"actor_rollout_ref.rollout.agent.agent_loop_config_path": str(agent_loop_file(k)),
+         "actor_rollout_ref.rollout.agent.default_agent_loop": AGENT_NAME}
+    if k.sid_rollout == "beam" and 2 * k.rank_k > VLLM_MAX_LOGPROBS:
+        s["+actor_rollout_ref.rollout.engine_kwargs.vllm.max_logprobs"] = 2 * k.rank_k
+    if k.reward == "rank":
+        s["+reward.custom_reward_function.reward_kwargs.reward"] = "rank"
+        s["+reward.custom_reward_function.reward_kwargs.target_prob_weight"] = k.target_prob_weight
+    return s
 
 
 def _settings(k: RLKnobs) -> dict:
@@ -130,9 +154,7 @@ def _settings(k: RLKnobs) -> dict:
         "trainer.project_name": k.project_name,
         "trainer.experiment_name": k.experiment_name,
     }
-    if k.sid_rollout == "constrained":  # our agent loop (sidreasoner/rl/verl_agent.py), from the YAML verl reads
-        s["actor_rollout_ref.rollout.agent.agent_loop_config_path"] = str(agent_loop_file(k))
-        s["actor_rollout_ref.rollout.agent.default_agent_loop"] = AGENT_NAME
+    s.update(_agent_settings(k))
     if k.drop_zero_variance:  # DAPO's dynamic sampling: groups of equal rewards are replaced by new ones
         s["algorithm.filter_groups.enable"] = True
         s["algorithm.filter_groups.metric"] = "reward"

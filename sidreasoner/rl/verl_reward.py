@@ -27,13 +27,14 @@ must not stop mid-way over a label).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
 from typing import Optional
 
 from ..data.formats import read_info
 from ..data.records import DataError
-from ..rewards import compute_reward, reward_config
+from ..rewards import compute_reward, rank_reward, reward_config
 from ..sid.spelling import format_sid, parse_sid
 from .data import category_of, parse_info_files, source_kind
 
@@ -94,14 +95,32 @@ def catalogue_for(info_file, data_source=None) -> Optional[frozenset]:
     return load_catalogue(str(info_file))
 
 
-def compute_score(data_source, solution_str, ground_truth, extra_info=None, info_file=None, **options) -> dict:
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, info_file=None, reward="match",
+                  target_prob_weight=0.0, **options) -> dict:
     """verl's reward entry point: ``{"score": float, ...components}`` (numbers only, same keys every call).
     ``options``: those of ``sidreasoner.rewards.RewardConfig`` by name (left out: its default; other names
-    verl may pass are ignored)."""
+    verl may pass are ignored). ``reward="rank"`` (``REWARD=rank``) scores the ranked list and target
+    probability our agent loop (``verl_agent.py``, ``SID_ROLLOUT=beam`` or ``constrained``) left in
+    ``extra_info``, by the rule the TRL backend uses (``sidreasoner.rewards.rank_reward``)."""
     if source_kind(data_source) == "unknown":
         warn_once(f"source:{data_source!r}", f"SID reward: unknown data_source {data_source!r} (neither "
                                              f"'sidreasoner/<Category>' nor the release's 'rec/<name>'); scored by "
                                              f"the same SID-match rule")
-    catalogue = catalogue_for(info_file, data_source)
     config = reward_config(**options)
+    if reward == "rank":
+        return _rank_score(ground_truth, extra_info or {}, float(target_prob_weight), config)
+    if reward != "match":
+        raise ValueError(f"SID reward: reward must be match or rank, got {reward!r}")
+    catalogue = catalogue_for(info_file, data_source)
     return compute_reward(solution_str, ground_truth, catalogue, config).as_dict()
+
+
+def _rank_score(ground_truth, extra_info, prob_weight: float, config) -> dict:
+    """``REWARD=rank`` from the agent loop's fields; a row without them is a setup error (REWARD=rank needs
+    SID_ROLLOUT=beam or constrained, whose agent loop writes them), never a silent 0."""
+    if "ranked_sids" not in extra_info:
+        raise ValueError("SID reward: REWARD=rank needs the ranked list of our agent loop (extra_info['ranked_sids']); "
+                         "run with SID_ROLLOUT=beam or constrained")
+    ranked = json.loads(extra_info["ranked_sids"])
+    return rank_reward(ground_truth, ranked, float(extra_info.get("target_prob") or 0.0), prob_weight,
+                       bool(extra_info.get("think_closed", True)), config.require_think_closed)
