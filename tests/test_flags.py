@@ -40,13 +40,15 @@ def _configs():
     from sidreasoner.pipeline import PipelineConfig
     from sidreasoner.recommend import RecommendFlags
     from sidreasoner.rewards import RewardConfig
+    from sidreasoner.rl.grpo_cli import ProcessFlags
     from sidreasoner.rl.knobs import RLKnobs
     from sidreasoner.rl.diagnostics import DiagnosticsFlags
     from sidreasoner.rl.prepare import PrepareConfig
     from sidreasoner.rl.reward_eval import RewardEvalFlags
     from sidreasoner.teacher.leakage import LeakageFlags
     from sidreasoner.train.sft_config import SFTConfig
-    return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, RewardConfig,
+    return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, ProcessFlags,
+            RewardConfig,
             SIDBuildConfig, _script("build_sids").BuildFlags, FusionConfig,
             MetricsFlags, CalibrationConfig, EffectFlags, _script("make_tiny_model").TinyModelConfig,
             _script("make_demo_data").DemoFlags, _script("check_data").CheckDataFlags,

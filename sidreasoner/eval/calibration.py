@@ -129,6 +129,7 @@ class CalibrationConfig:
     prompt_style: str = _f("auto", "auto (the model's), native or compact")
     batch_size: int = _f(256, "SIDs per forward pass")
     device: str = _f("auto", "cpu, cuda, ... (auto: cuda when available)")
+    threads: int = _f(0, "torch CPU threads (0: torch's choice; 1 on a busy shared CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] = None) -> int:
-    args = parse_checked(build_parser(), argv, {"batch_size": at_least(1)})
+    args = parse_checked(build_parser(), argv, {"batch_size": at_least(1), "threads": at_least(0, "0: torch's choice")})
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from ..data.formats import atomic_write_text
     from ..data.records import DataError
     from ..data.formats import read_info_index

@@ -133,6 +133,7 @@ class SFTConfig:
     fsdp: str = _f("", "FSDP options for the HF Trainer, e.g. 'full_shard auto_wrap'")
     fsdp_config: str = _f("", "FSDP config JSON for the HF Trainer")
     dataloader_num_workers: int = _f(0, "data-loading worker processes")
+    threads: int = _f(0, "torch CPU threads of this process (0: torch's choice; 1 on a busy shared CPU)")
     trust_remote_code: bool = _f(False, "allow model code from the model folder (off: never executes it)")
     dry_run: bool = _f(False, "build and tokenise the data, print the task table, write the config, then stop")
 
@@ -179,7 +180,7 @@ _RANGES = {
     "save_total_limit": at_least(1), "logging_steps": at_least(1),
     "general_max_samples": at_least(0), "max_valid_per_task": at_least(0),
     "valid_fraction": between(0, 1, hi_open=True), "valid_item_fraction": between(0, 1, hi_open=True),
-    "dataloader_num_workers": at_least(0), "seed": SEED,
+    "dataloader_num_workers": at_least(0), "threads": at_least(0, "0: torch's choice"), "seed": SEED,
 }
 
 

@@ -37,9 +37,8 @@ SUMMARY_NAME = "sft_summary.json"
 
 
 #: fields that may differ between a killed run and its resumption without changing what is trained
-_RUNTIME_FIELDS = {"resume_from_checkpoint", "dry_run", "dataloader_num_workers", "wandb_project", "wandb_run_name",
-                   "report_to",
-                   "log_file", "logging_steps"}
+_RUNTIME_FIELDS = {"resume_from_checkpoint", "dry_run", "dataloader_num_workers", "threads", "wandb_project",
+                   "wandb_run_name", "report_to", "log_file", "logging_steps"}
 
 
 def warn_config_changes(path: Path, cfg: SFTConfig) -> None:
@@ -279,6 +278,8 @@ def make_probe(cfg: SFTConfig, data, tokenizer) -> Optional[RankingProbe]:
 def run_sft(cfg: SFTConfig) -> dict:
     """Train one stage; returns the summary written to final_checkpoint (dry run: the data summary)."""
     cfg = resolve(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     names = task_names(cfg)
     make_tasks(names)  # unknown task names fail before any file is read
