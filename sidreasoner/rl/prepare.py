@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..data.formats import atomic_write_text, read_info, read_split_csv
 from ..data.records import DataError, ReleasePaths, parse_categories
+from ..model.chat import model_prompt_style
 from ..paths import DEFAULT_DATA_DIR
 from ..ranges import SEED, at_least, check_ranges
 from ..sid.spelling import format_sid, parse_sid
@@ -27,7 +28,7 @@ from .data import RL_SPLITS, build_split_records, format_info_files, parse_info_
 CONFIG_NAME = "prepare_config.json"
 REPORT_NAME = "prepare_report.json"
 #: settings that do not change the files' contents
-_RUNTIME = ("if_missing", "overwrite")
+_RUNTIME = ("if_missing", "overwrite", "model_path")  # model_path: only through the prompt style it resolves
 
 
 def _f(default, help: str):
@@ -49,7 +50,9 @@ class PrepareConfig:
                            "False: non-thinking prompts")
     prompt_style: str = _f("native", "wording of the prompts: native, compact (history SIDs only) or release "
                                      "(the SIDReasoner release's prompts); use the "
-                                     "style the RL model was trained with (its folder's prompt_style.json)")
+                                     "style the RL model was trained with (its folder's prompt_style.json); "
+                                     "auto: the style recorded in --model_path's folder (native without one)")
+    model_path: str = _f("", "with --prompt_style auto: the model the prompts are for (the RL run's start)")
     max_train_rows: int = _f(0, "keep a seeded random subset of this many train rows (of each category; 0: all)")
     max_valid_rows: int = _f(0, "keep a seeded random subset of this many valid rows (of each category; 0: all)")
     seed: int = _f(0, "seed of the row subsets")
@@ -74,6 +77,11 @@ class PrepareConfig:
         if len(self.categories()) > 1:
             c.info_file = format_info_files(_info_files(c))
         c.info_file = c.info_file or str(ReleasePaths(Path(c.data_dir), c.category).info)
+        if c.prompt_style == "auto":  # as RL_training_script.sh resolves PROMPT_STYLE=auto
+            if not c.model_path:
+                raise ValueError("--prompt_style auto needs --model_path (the model whose recorded style words "
+                                 "the prompts)")
+            c.prompt_style = model_prompt_style(c.model_path)
         check_style(c.prompt_style)
         return c
 
