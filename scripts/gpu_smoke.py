@@ -2,10 +2,11 @@
 
 The smoke behind ``make gpu-check``: on a CUDA node, the GPU tests (``pytest -m gpu``), then every stage
 of the pipeline for a few steps on a small copy of the demo data with the tiny Qwen3 built in code:
-demo data -> tiny model -> stage 1 (sft_Qwen3_enrich.sh) -> template teacher corpus -> stage 2
-(sft_reasoning_activation.sh) -> stage 3 with TRL (RL_training_script.sh BACKEND=trl) -> evaluation of
-the stage-3 model in both modes (evaluate_Qwen3.sh, evaluate_Qwen3_think.sh), then stage 3 with verl
-(BACKEND=verl, 2 GRPO steps with vLLM rollouts and the FSDP merge) when verl, vLLM and Ray import.
+demo data -> tiny model -> stage 1 (sft.py, as sft_Qwen3_enrich.sh calls it) -> template teacher corpus ->
+stage 2 (sft.py --stage reasoning) -> stage 3 with TRL (rl/prepare_data.py, rl/trl_grpo.py: what
+RL_training_script.sh BACKEND=trl runs) -> evaluation of the stage-3 model in both modes (evaluate.py),
+then stage 3 with verl (``BACKEND=verl bash RL_training_script.sh``, its knobs set on the command line: 2 GRPO
+steps with vLLM rollouts and the FSDP merge) when verl, vLLM and Ray import.
 The stages run as the pipeline runs them (sidreasoner.pipeline's plan, with tiny knobs): on CUDA the SFT
 and TRL trainers use bf16 autocast over fp32 master weights and the evaluator loads the model in bf16.
 It prints seconds and PASS/FAIL per step and exits 1 on any failure.
@@ -143,16 +144,18 @@ def verl_step(work: Path, flash_attn: bool):
            "MODEL_PATH": str(work / "run" / "stage2" / "final_checkpoint"), "RL_DATA_DIR": str(work / "run" / "rl_data_verl"),
            "OUTPUT_DIR": str(out), "PYTHON": sys.executable, "LOG_FILE": str(out / "train.log")}
     extra = [] if flash_attn else NO_FLASH_ATTN_OVERRIDES
+    # the cluster's entry point as a user calls it: its knobs are the script's variables, set on its command line
     return Step("stage3_verl", out / "global_step_2" / "actor_merged" / "config.json",
-                ["bash", "RL_training_script.sh", *extra], env)
+                ["env", *(f"{k}={v}" for k, v in env.items()), "bash", "RL_training_script.sh", *extra])
 
 
 def describe(step) -> str:
     """What a step runs, for the table: the stage script or the Python entry point."""
     cmd = [str(c) for c in step.cmd]
-    if cmd[0] == "bash":
-        backend = step.env.get("BACKEND")
-        return cmd[1] + (f" BACKEND={backend}" if backend else "")
+    if cmd[0] == "env":  # env NAME=value ... bash <script>: the stage script and its backend
+        names = dict(c.split("=", 1) for c in cmd[1:cmd.index("bash")])
+        backend = names.get("BACKEND")
+        return cmd[cmd.index("bash") + 1] + (f" BACKEND={backend}" if backend else "")
     if cmd[1] == "-m":
         return cmd[2]
     return Path(cmd[1]).name if len(cmd) > 1 else cmd[0]

@@ -4,11 +4,13 @@
     DATA_DIR=data/Amazon CATEGORY=Office_Products bash run_pipeline.sh     # real data (scripts/download_data.py)
     python -m sidreasoner.pipeline --help                  # every knob
 
-Each step runs one of the user-facing entry points (the stage shell scripts, ``evaluate.py``, ...) as a
-subprocess, logs to ``RESULTS_DIR/logs/<step>.log`` and is skipped when its output already exists, so a
-rerun after a kill continues where it stopped. Knobs are flags (``--data_dir``, ``--stage1_steps`` ...);
-``run_pipeline.sh`` (and so ``make demo``) maps the environment variables of the same names in upper case
-(``DATA_DIR CATEGORY BASE_MODEL STAGE1_STEPS ...``) to them, and this module reads no environment.
+Each step runs one of the project's Python entry points (``sft.py``, ``evaluate.py``, ``rl/trl_grpo.py``,
+...: the ones the stage shell scripts call, with the flags those scripts would pass; ``pipeline_stages.py``)
+as a subprocess with its settings as flags and the driver's environment as it is, logs to
+``RESULTS_DIR/logs/<step>.log`` and is skipped when its output already exists, so a rerun after a kill
+continues where it stopped. Knobs are flags (``--data_dir``, ``--stage1_steps`` ...); ``run_pipeline.sh``
+(and so ``make demo``) maps the environment variables of the same names in upper case (``DATA_DIR CATEGORY
+BASE_MODEL STAGE1_STEPS ...``) to them, and no Python reads the environment for a setting.
 ``STAGES=1`` or ``2`` stops after that stage's evaluations. The last step tables every evaluation and
 baseline (stage x mode: HR@K, NDCG@K, invalid rate; and all of them on the same first test rows) in
 ``RESULTS_DIR/results.md`` with a chart, and writes the headline numbers (NDCG@10, HR@10, same-rows
@@ -17,6 +19,7 @@ NDCG@10, step seconds) to ``RESULTS_DIR/summary.json``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,10 +28,10 @@ from typing import Optional
 
 # BASELINES: python -m sidreasoner.baselines <name>; the rest is this module's API for its callers too
 from . import pipeline_categories as categories
-from .data.records import ReleasePaths
+from . import pipeline_stages as stages
 from .flags import add_dataclass_args, from_namespace, parse_bool
-from .paths import FINAL, NUM_BEAMS
-from .pipeline_ranges import check_knobs, check_stage3_env
+from .paths import NUM_BEAMS
+from .pipeline_ranges import check_knobs, check_stage3
 from .ranges import UsageError, exit_usage
 from .pipeline_report import BASELINES, SUMMARY_FILE, TIMES_FILE, load_times, record_time, summarise  # noqa: F401
 from .pipeline_steps import REPO, Step, last_line, run_steps  # noqa: F401
@@ -182,7 +185,7 @@ class PipelineConfig:
     baselines: str = field(default="popularity,transitions", metadata={
         "help": f"comma-separated baselines to table beside the stages: {', '.join(BASELINES)}"})
     threads: int = field(default=1, metadata={
-        "help": "torch CPU threads per process, exported as OMP_NUM_THREADS (1 suits the tiny model and a busy "
+        "help": "torch CPU threads per process, each torch step's --threads (1 suits the tiny model and a busy "
                 "CPU; 0: torch's choice). Demo stage 1, 2 cores: 2 threads ~7 steps/s on an idle machine but "
                 "~0.15 steps/s beside another busy process; 1 thread ~5 steps/s either way"})
 
@@ -207,162 +210,6 @@ def _flag_type(name: str, default):
     return cast
 
 
-def _eval_step(cfg: PipelineConfig, name: str, mode: str, out: Path, model: Path, data: Path, split: str,
-               limit: int, extra: tuple = ()) -> Step:
-    """One ``evaluate_Qwen3[_think].sh`` run of ``model`` on the first ``limit`` rows (0: all) of ``split``."""
-    script = "evaluate_Qwen3_think.sh" if mode == "think" else "evaluate_Qwen3.sh"
-    # --resume: a rerun after a kill mid-evaluation continues the predictions (same settings checked)
-    args = (["--limit", str(limit)] if limit else []) + (["--threads", str(cfg.threads)] if cfg.threads else [])
-    args += ["--resume"]
-    env = {"BASE_MODEL": str(model), "DATA_DIR": str(data), "CATEGORY": cfg.category, "SPLIT": split,
-           "OUTPUT_DIR": str(out), "NUM_BEAMS": str(cfg.num_beams), "BATCH_SIZE": str(cfg.eval_batch_size)}
-    if mode == "think":
-        env["MAX_THINK_TOKENS"] = str(cfg.max_think_tokens)
-        env["REPETITION_PENALTY"] = str(cfg.think_repetition_penalty)
-    return Step(name, out / "metrics.json", ["bash", script] + args + list(extra), env)
-
-
-@categories.each_category  # several categories: once per category, in its own catalogue
-def _eval_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
-    """Non-thinking and thinking evaluation of one stage's model on the test split (the first N rows); the
-    thinking one also counts the rows it helped or hurt against the non-thinking list."""
-    res = Path(cfg.results_dir)
-    return [_eval_step(cfg, f"eval_{stage}_nothink", "nothink", res / f"{stage}_nothink", model, data, "test",
-                       cfg.eval_limit),
-            _eval_step(cfg, f"eval_{stage}_think", "think", res / f"{stage}_think", model, data, "test",
-                       cfg.think_eval_limit, ("--compare_nothink", str(res / f"{stage}_nothink")))]
-
-
-@categories.each_category
-def _fusion_steps(cfg: PipelineConfig, stage: str, model: Path, data: Path) -> list[Step]:
-    """Both modes on the first FUSION_VALID_ROWS valid rows and the model's empty-history SID prior,
-    then the thinking-mode decoding that scores best there (``sidreasoner.eval.fusion --method best``:
-    fusion, adaptive thinking or calibrated scores, each with its weight chosen there; fusion weight 0
-    is non-thinking mode) applied to the test lists, into RESULTS_DIR/<stage>_fused."""
-    if cfg.fusion_valid_rows <= 0:
-        return []
-    res, valid = Path(cfg.results_dir), Path(cfg.results_dir) / "valid"
-    steps = [_eval_step(cfg, f"valid_{stage}_{mode}", mode, valid / f"{stage}_{mode}", model, data, "valid",
-                        cfg.fusion_valid_rows) for mode in ("nothink", "think")]
-    fused, prior = res / f"{stage}_fused", valid / f"{stage}_prior.json"
-    steps.append(Step(f"prior_{stage}", prior, [sys.executable, "-m", "sidreasoner.eval.calibration",
-                                                "--model_path", str(model), "--info_file",
-                                                str(ReleasePaths(data, cfg.category).info), "--output", str(prior)]))
-    steps.append(Step(f"fuse_{stage}", fused / "metrics.json",
-                      [sys.executable, "-m", "sidreasoner.eval.fusion", "--method", "best", "--prior", str(prior),
-                       "--valid", str(valid / f"{stage}_think"), str(valid / f"{stage}_nothink"),
-                       "--test", str(res / f"{stage}_think"), str(res / f"{stage}_nothink"),
-                       "--num_beams", str(cfg.num_beams), "--output_dir", str(fused)]))
-    return steps
-
-
-def _sft_length(steps: int, epochs: float, eval_steps: int) -> list[str]:
-    """sft.py flags for a run of `steps` optimiser steps, or of `epochs` epochs when steps is negative."""
-    length = ["--num_epochs", str(epochs), "--max_steps", "-1"] if steps < 0 else ["--max_steps", str(steps)]
-    every = eval_steps or (150 if steps < 0 else max(steps // 3, 1))
-    return length + ["--eval_steps", str(every)]
-
-
-def _sft_common(cfg: PipelineConfig, data: Path) -> tuple[dict, list[str]]:
-    """The environment and sft.py flags both SFT stages share."""
-    env_sft = {"DATA_DIR": str(data), "CATEGORY": cfg.category, "BATCH_SIZE": str(cfg.batch_size),
-               "MICRO_BATCH_SIZE": str(cfg.micro_batch_size)}
-    common = ["--seed", str(cfg.seed), "--warmup_steps", str(cfg.warmup_steps), "--dropout", str(cfg.dropout),
-              "--weight_decay", str(cfg.weight_decay), "--early_stopping_patience", str(cfg.early_stopping_patience)]
-    return env_sft, common
-
-
-def _next_sid_flags(cfg: PipelineConfig) -> list[str]:
-    """How next_sid is trained, in stage 1 and when stage 2 replays it."""
-    return ["--history_loss", str(cfg.history_loss), "--history_loss_weight", str(cfg.history_loss_weight),
-            "--keep_covered_rows", str(cfg.keep_covered_rows), "--recent_crops", str(cfg.recent_crops)]
-
-
-def _stage1_steps(cfg: PipelineConfig, data: Path, base: Path, run: Path) -> list[Step]:
-    """Stage 1, SID-language alignment, from the base model (+ evals)."""
-    env_sft, common = _sft_common(cfg, data)
-    # stage 1: SID-language alignment
-    s1 = run / "stage1"
-    flags = _sft_length(cfg.stage1_steps, cfg.stage1_epochs, cfg.stage1_eval_steps or cfg.sft_eval_steps) + common
-    flags += ["--prompt_style", cfg.prompt_style] + _next_sid_flags(cfg) + [
-        "--rank_eval_rows", str(cfg.rank_eval_rows), "--log_file", str(s1 / "train_log.jsonl")]
-    flags += ["--tasks", cfg.stage1_tasks] if cfg.stage1_tasks else []
-    flags += ["--task_weights", cfg.stage1_task_weights] if cfg.stage1_task_weights else []
-    steps = [Step("stage1_sft", s1 / FINAL / "config.json", ["bash", "sft_Qwen3_enrich.sh"] + flags,
-                  dict(env_sft, BASE_MODEL=str(base), OUTPUT_DIR=str(s1), LEARNING_RATE=str(cfg.stage1_lr),
-                       LOG_FILE=str(s1 / "train.log")))]
-    steps += _eval_steps(cfg, "stage1", s1 / FINAL, data)
-    return steps
-
-
-def _stage2_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
-    """The template teacher corpus, stage 2 from stage 1's model (+ evals)."""
-    py = sys.executable
-    env_sft, common = _sft_common(cfg, data)
-    s1 = run / "stage1"
-    # teacher corpus from the offline template teacher: stage 2's reasoning paths
-    corpus = run / "corpus"
-    steps = categories.for_each(cfg, lambda c: [Step(
-        "teacher_corpus", corpus / f"{c.category}.integrated_narrative.csv",
-        [py, "scripts/synthesize_corpus.py", "--data_dir", str(data), "--category", c.category,
-         "--output_dir", str(corpus), "--teacher", "template", "--seed", str(cfg.seed), "--no_progress"])])
-    # stage 2: reasoning activation, from stage 1's best model
-    s2 = run / "stage2"
-    flags = _sft_length(cfg.stage2_steps, cfg.stage2_epochs, cfg.sft_eval_steps) + common
-    flags += ["--log_file", str(s2 / "train_log.jsonl")]  # beside the run: two pipelines never share a log
-    if cfg.stage2_replay > 0:  # stage 1's next_sid replayed beside the reasoning task: keeps non-thinking mode
-        flags += ["--tasks", "reasoning,next_sid", "--task_weights", f"next_sid={cfg.stage2_replay}"]
-        flags += _next_sid_flags(cfg) + ["--rank_eval_rows", str(cfg.rank_eval_rows), "--rank_eval_think_rows",
-                                         str(cfg.stage2_think_probe_rows), "--select_on", cfg.stage2_select_on]
-    steps.append(Step("stage2_sft", s2 / FINAL / "config.json",
-                      ["bash", "sft_reasoning_activation.sh"] + flags,
-                      dict(env_sft, BASE_MODEL=str(s1 / FINAL), OUTPUT_DIR=str(s2),
-                           REASONING_FILE=str(categories.reasoning_source(cfg, corpus)),
-                           LEARNING_RATE=str(cfg.stage2_lr),
-                           LOG_FILE=str(s2 / "train.log"))))
-    steps += _eval_steps(cfg, "stage2", s2 / FINAL, data)
-    return steps + _fusion_steps(cfg, "stage2", s2 / FINAL, data)
-
-
-def _rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
-    """Stage 3: GRPO on TRL (one machine) from stage 2's model, then evals."""
-    if cfg.rl_steps <= 0:
-        return []
-    s3 = run / "stage3"
-    rl_data = run / f"rl_data_{cfg.rl_prompts_from}"  # one folder per prompt source: --if_missing never mixes them
-    env = {"BACKEND": "trl", "DATA_DIR": str(data), "CATEGORY": cfg.category,
-           "MODEL_PATH": str(run / "stage2" / FINAL), "RL_DATA_DIR": str(rl_data),
-           "OUTPUT_DIR": str(s3), "ROLLOUT_N": str(cfg.rl_rollout_n), "TRAIN_BATCH_SIZE": str(cfg.rl_batch_size),
-           "MICRO_BATCH_SIZE": str(cfg.rl_rollout_n), "LR": str(cfg.rl_lr),
-           "MAX_RESPONSE_LENGTH": str(cfg.rl_max_response_length), "MAX_STEPS": str(cfg.rl_steps),
-           "SAVE_FREQ": str(max(cfg.rl_steps // 2, 1)), "SEED": str(cfg.seed),
-           "TEST_FREQ": str(max(cfg.rl_steps // 2, 1) if cfg.rl_valid_rows else 0),
-           "RANK_EVAL_ROWS": str(cfg.rl_valid_rows), "VAL_MAX_ROWS": str(cfg.rl_valid_rows),
-           "LOG_FILE": str(s3 / "train.log"), "SID_ROLLOUT": cfg.rl_sid_rollout, "REWARD": cfg.rl_reward,
-           "TARGET_PROB_WEIGHT": str(cfg.rl_target_prob_weight), "PROMPTS_FROM": cfg.rl_prompts_from,
-           "VALID_HOLDOUT": str(max(cfg.rank_eval_rows, cfg.fusion_valid_rows, 1)),
-           "DROP_ZERO_VARIANCE": str(int(cfg.rl_drop_zero_variance)), "TEMPERATURE": str(cfg.rl_temperature),
-           "KL_COEF": str(cfg.rl_kl_coef), **categories.rl_env(cfg, data)}
-    if cfg.rl_sid_rollout != "free":  # the evaluator's reasoning budget and beams
-        env.update(MAX_THINK_TOKENS=str(min(cfg.max_think_tokens, cfg.rl_max_response_length - 16)),
-                   RANK_K=str(cfg.num_beams), ROLLOUT_REPETITION_PENALTY=str(cfg.think_repetition_penalty),
-                   BEAM_SID_LOSS=str(int(cfg.rl_beam_sid_loss)), ANSWER_NLL_WEIGHT=str(cfg.rl_answer_nll_weight))
-    steps = [Step("stage3_grpo", s3 / FINAL / "config.json", ["bash", "RL_training_script.sh"], env)]
-    model = s3 / FINAL
-    return steps + _eval_steps(cfg, "stage3", model, data) + _fusion_steps(cfg, "stage3", model, data)
-
-
-def _baseline_step(cfg: PipelineConfig, name: str, data: Path) -> Step:
-    if name not in BASELINES:
-        raise UsageError(f"BASELINES: unknown baseline {name!r} (choose from {', '.join(BASELINES)})")
-    out = Path(cfg.results_dir) / name
-    cmd = [sys.executable, "-m", "sidreasoner.baselines", name, "--data_dir", str(data), "--category", cfg.category,
-           "--output_dir", str(out), "--num_beams", str(cfg.num_beams)]
-    if name == "sasrec":
-        cmd += ["--seed", str(cfg.seed), "--no_progress"] + (["--threads", str(cfg.threads)] if cfg.threads else [])
-    return Step(f"{name}_baseline", out / "metrics.json", cmd)
-
-
 def plan(cfg: PipelineConfig) -> list[Step]:
     """The ordered steps: data -> tiny model -> stage 1 -> corpus -> stage 2 -> stage 3, evals after each;
     the steps after stage ``cfg.stages``'s evaluations are left out."""
@@ -380,7 +227,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
                            "--category", cfg.category]))
     for name in cfg.baselines.split(","):  # baselines on the same split, in the evaluator's metrics format
         if name.strip():
-            steps += categories.for_each(cfg, lambda c: [_baseline_step(c, name.strip(), data)])
+            steps += categories.for_each(cfg, lambda c: [stages.baseline_step(c, name.strip(), data)])
     # base model: a tiny Qwen3 with a tokenizer trained on the catalogue, unless one is given
     base = Path(cfg.base_model) if cfg.base_model else run / "tiny"
     if not cfg.base_model:
@@ -388,16 +235,12 @@ def plan(cfg: PipelineConfig) -> list[Step]:
                           [py, "scripts/make_tiny_model.py", "--data_dir", str(data), "--category", cfg.category,
                            "--output_dir", str(base), "--seed", str(cfg.seed)]
                           + (["--untied"] if cfg.tiny_untied else [])))
-    steps += _stage1_steps(cfg, data, base, run)
+    steps += stages.stage1_steps(cfg, data, base, run)
     if cfg.stages >= 2:
-        steps += _stage2_steps(cfg, data, run)
+        steps += stages.stage2_steps(cfg, data, run)
     if cfg.stages >= 3:
-        steps += _rl_steps(cfg, data, run)
-    # every subprocess runs the same Python as the driver and, when asked, with a fixed thread count
-    common = {"PYTHON": py, **({"OMP_NUM_THREADS": str(cfg.threads)} if cfg.threads else {})}
-    for st in steps:
-        st.env = {**common, **st.env}
-    check_stage3_env(steps)
+        steps += stages.rl_steps(cfg, data, run)
+    check_stage3(steps)
     return steps
 
 
@@ -421,8 +264,8 @@ def main(argv: Optional[list] = None) -> None:
         exit_usage("pipeline", e)
     if args.dry_run:
         for st in steps:
-            env = " ".join(f"{k}={v}" for k, v in st.env.items())
-            print(f"{st.name}: {env} {' '.join(map(str, st.cmd))}  [done when {st.done} exists]")
+            skip = f"; skipped when {st.skip_when} exists" if st.skip_when else ""
+            print(f"{st.name}: {shlex.join(map(str, st.cmd))}  [done when {st.done} exists{skip}]")
         return
     t0 = time.time()
     print(run(cfg).read_text())  # a failing step: SystemExit naming it and its log (exit 1)

@@ -74,13 +74,6 @@ def reasoning_source(cfg, corpus: Path) -> Path:
     return corpus if several(cfg) else corpus / f"{cfg.category}.integrated_narrative.csv"
 
 
-def rl_env(cfg, data: Path) -> dict:
-    """Stage 3's extra environment: with several categories, the catalogue of each (``INFO_FILE=A=...,B=...``:
-    the reward checks each row against its own category's); nothing for one category."""
-    from .rl.knobs import default_info_file
-    return {"INFO_FILE": default_info_file(str(data), cfg.category)} if several(cfg) else {}
-
-
 # -- the report -------------------------------------------------------------------------------------------------
 def _category_times(times: dict, category: str) -> dict:
     """The seconds of one category's steps (suffix dropped, as its report names them) and the shared steps."""

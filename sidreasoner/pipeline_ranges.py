@@ -3,7 +3,7 @@
 A bad knob stops the pipeline before its first step with exit status 2 (a usage error, as a bad flag; a failing
 step exits 1), naming the knob, its flag and the values it accepts (``pipeline: error: STAGE1_LR (--stage1_lr)
 must be > 0, got -0.001``), instead of failing the step that uses it minutes later; the stage-3 step's
-environment is checked with the RL knobs' own checks (``sidreasoner.rl.knobs``).
+flags are parsed and checked as ``rl/trl_grpo.py`` parses and checks them (``sidreasoner.rl.grpo_cli``).
 """
 from __future__ import annotations
 
@@ -38,13 +38,19 @@ def check_knobs(cfg) -> None:
         raise UsageError(str(e)) from None
 
 
-def check_stage3_env(steps) -> None:
-    """The stage-3 step's RL_training_script.sh environment through the RL knobs' checks (naming the
-    stage-3 knob; UsageError), so a bad combination stops the pipeline before stage 1, not after stage 2."""
-    from .rl.knobs import knobs_from_names
+def check_stage3(steps) -> None:
+    """The stage-3 step's flags through ``rl/trl_grpo.py``'s own parser and the RL knobs' checks (UsageError
+    naming the stage-3 knob), so a bad combination stops the pipeline before stage 1, not after stage 2."""
+    from .rl.grpo_cli import build_parser
+    from .rl.knobs import knobs_from_args
     for st in steps:
         if st.name == "stage3_grpo":
+            parser = build_parser()
+
+            def refuse(message: str):
+                raise UsageError(f"stage 3 (rl/trl_grpo.py): {message}")
+            parser.error = refuse  # a flag it does not know or cannot read: a usage error here, not an exit
             try:
-                knobs_from_names(st.env).resolved("trl")
+                knobs_from_args(parser.parse_args([str(c) for c in st.cmd[2:]])).resolved("trl")
             except ValueError as e:
-                raise UsageError(f"stage 3 (RL_training_script.sh): {e}") from None
+                refuse(str(e))

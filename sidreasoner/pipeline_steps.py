@@ -1,12 +1,12 @@
 """Running the pipeline's steps: each a subprocess with its own log, skipped when its output exists,
 timed, and watched (a line a minute while it runs). A finished step's log holds each progress bar's final
-state only (``sidreasoner.logfilter``)."""
+state only (``sidreasoner.logfilter``). A step is its command line: its settings are its flags, and it runs
+with the driver's environment as it is (no knob travels in an environment variable)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 @dataclass
 class Step:
     name: str
-    done: Path                     # the step is skipped when this exists
-    cmd: list
-    env: dict = field(default_factory=dict)
+    done: Path                     # what it makes: skipped when this exists, failed when missing after the run
+    cmd: list                      # the program and its flags
+    skip_when: Optional[Path] = None  # skipped when this exists instead (default: done)
 
 
 def _wait(proc: subprocess.Popen, seconds: float):
@@ -53,15 +53,15 @@ def run_steps(steps: list[Step], log_dir: Path, times_file: Optional[Path] = Non
     timings = []
     for i, st in enumerate(steps, 1):
         head = f"[{i}/{len(steps)}] {st.name}"
-        if st.done.exists():
-            print(f"{head}: done already ({st.done}), skipped", flush=True)
+        if (st.skip_when or st.done).exists():
+            print(f"{head}: done already ({st.skip_when or st.done}), skipped", flush=True)
             timings.append({"step": st.name, "seconds": None, "status": "skipped"})
             continue
         log = log_dir / f"{st.name}.log"
         print(f"{head}: running (log {log})", flush=True)
         t0 = time.time()
         with open(log, "w") as f:
-            proc = subprocess.Popen(st.cmd, cwd=REPO, env={**os.environ, **st.env}, stdout=f, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(st.cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
             try:
                 while _wait(proc, heartbeat_s) is None:  # a line a minute: the step is alive, and where it is
                     print(f"{head}: {time.time() - t0:.0f} s, {last_line(log)}", flush=True)

@@ -3,6 +3,7 @@ environment-gpu.yml): the smoke refuses at once without CUDA, its CPU variant ru
 pins agree with requirements.txt and with what the installed verl declares for its vLLM rollouts."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -78,6 +79,20 @@ def test_smoke_rejects_a_bad_device_and_a_used_work_dir(tmp_path):
     assert used.returncode == 2 and "is not empty" in used.stderr
 
 
+def test_verl_step_sets_the_scripts_knobs_on_its_command_line(tmp_path):
+    """The verl smoke runs the cluster's script as a user calls it (``env NAME=value ... bash``), the pipeline's
+    step runner passing no environment of its own."""
+    spec = importlib.util.spec_from_file_location("_smoke_verl", SMOKE)
+    smoke = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = smoke  # dataclasses look their module up
+    spec.loader.exec_module(smoke)
+    step = smoke.verl_step(tmp_path, flash_attn=True)
+    assert step.cmd[0] == "env" and "BACKEND=verl" in step.cmd and "NGPUS=1" in step.cmd
+    assert step.cmd[step.cmd.index("bash") + 1] == "RL_training_script.sh"
+    assert smoke.describe(step) == "RL_training_script.sh BACKEND=verl"
+    assert not hasattr(step, "env")
+
+
 @pytest.mark.slow
 def test_cpu_smoke_runs_every_stage(tmp_path):
     """The CPU variant of `make gpu-check`: every stage passes (about 70 s on 2 busy cores)."""
@@ -88,9 +103,9 @@ def test_cpu_smoke_runs_every_stage(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.split()}
     for step, runs in [("demo_data", "make_demo_data.py"), ("tiny_model", "make_tiny_model.py"),
-                       ("stage1_sft", "sft_Qwen3_enrich.sh"), ("teacher_corpus", "synthesize_corpus.py"),
-                       ("stage2_sft", "sft_reasoning_activation.sh"), ("stage3_grpo", "BACKEND=trl"),
-                       ("eval_stage3_nothink", "evaluate_Qwen3.sh"), ("eval_stage3_think", "evaluate_Qwen3_think.sh")]:
+                       ("stage1_sft", "sft.py"), ("teacher_corpus", "synthesize_corpus.py"),
+                       ("stage2_sft", "sft.py"), ("stage3_data", "prepare_data.py"), ("stage3_grpo", "trl_grpo.py"),
+                       ("eval_stage3_nothink", "evaluate.py"), ("eval_stage3_think", "evaluate.py")]:
         assert runs in rows[step] and rows[step].rstrip().endswith("PASS"), rows.get(step)
     assert "SKIP: needs CUDA" in rows["stage3_verl"]
     assert "gpu_smoke: passed" in out.stdout and "gpu tests" not in rows

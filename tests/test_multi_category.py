@@ -160,22 +160,23 @@ def test_sft_refuses_one_category_files_for_several(two_cats, tiny):
 
 # -- the pipeline ------------------------------------------------------------------------------------------
 def test_pipeline_plan_trains_once_and_evaluates_each_category():
+    from fixtures_pipeline import flag
     from sidreasoner.pipeline import PipelineConfig, plan
     steps = {s.name: s for s in plan(PipelineConfig(category="Demo,Demo2", rl_steps=2, fusion_valid_rows=10))}
     assert steps["demo_data"].cmd[-2:] == ["--category", "Demo,Demo2"]
     assert str(steps["demo_data"].done).endswith("info/Demo2_5_2016-10-2018-11.txt")
     for one in ("tiny_model", "stage1_sft", "stage2_sft", "stage3_grpo"):
         assert one in steps  # trained once on both
-    assert steps["stage1_sft"].env["CATEGORY"] == steps["stage3_grpo"].env["CATEGORY"] == "Demo,Demo2"
-    assert steps["stage2_sft"].env["REASONING_FILE"].endswith("corpus")  # the folder of both corpora
-    assert steps["stage3_grpo"].env["INFO_FILE"] == \
+    assert flag(steps["stage1_sft"], "category") == flag(steps["stage3_grpo"], "category") == "Demo,Demo2"
+    assert flag(steps["stage2_sft"], "reasoning_train_file").endswith("corpus")  # the folder of both corpora
+    assert flag(steps["stage3_grpo"], "info_file") == flag(steps["stage3_data"], "info_file") == \
         "Demo=data/demo/info/Demo_5_2016-10-2018-11.txt,Demo2=data/demo/info/Demo2_5_2016-10-2018-11.txt"
     for cat in CATS:
         for name in ("popularity_baseline", "teacher_corpus", "eval_stage1_nothink", "eval_stage3_think",
                      "fuse_stage2", "prior_stage3"):
             assert f"{name}[{cat}]" in steps
         ev = steps[f"eval_stage2_think[{cat}]"]
-        assert ev.env["CATEGORY"] == cat and ev.env["OUTPUT_DIR"] == f"results/demo/{cat}/stage2_think"
+        assert flag(ev, "category") == cat and flag(ev, "output_dir") == f"results/demo/{cat}/stage2_think"
         assert ev.cmd[-1] == f"results/demo/{cat}/stage2_nothink"  # --compare_nothink: its own category's
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_pipeline import flag, parse_step
 from sidreasoner import pipeline as P
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def test_env_knobs_become_flags_in_run_pipeline_sh(tmp_path):
     dry = subprocess.run(["bash", "run_pipeline.sh", "--stage1_lr", "0.01", "--dry_run"], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True).stdout
     stage1 = next(line for line in dry.splitlines() if line.startswith("stage1_sft:"))
-    assert "CATEGORY=Office_Products" in stage1 and "LEARNING_RATE=0.01 " in stage1
+    assert "--category Office_Products " in stage1 and "--learning_rate 0.01 " in stage1
     assert "--max_steps 7 " in stage1 and "--history_loss False " in stage1 and "--seed 0 " in stage1
     assert "stage2_sft:" not in dry
 
@@ -78,16 +79,16 @@ def test_stage2_replays_next_sid_with_stage1s_recipe_and_selects_on_ranking():
     assert (flags["--rank_eval_think_rows"], flags["--select_on"]) == ("50", "both")
 
 
-def test_plan_on_real_data_skips_generation_and_uses_the_stage_scripts():
+def test_plan_on_real_data_skips_generation_and_calls_the_stage_scripts_entry_points():
     cfg = P.PipelineConfig(data_dir="/data/Amazon", category="Office_Products", base_model="/models/qwen")
     names = [s.name for s in P.plan(cfg)]
     assert "demo_data" not in names and "tiny_model" not in names
     stage1 = next(s for s in P.plan(cfg) if s.name == "stage1_sft")
-    assert stage1.cmd[:2] == ["bash", "sft_Qwen3_enrich.sh"]
-    assert stage1.env["BASE_MODEL"] == "/models/qwen" and stage1.env["DATA_DIR"] == "/data/Amazon"
+    assert stage1.cmd[:4] == [sys.executable, "sft.py", "--stage", "alignment"]  # what sft_Qwen3_enrich.sh runs
+    assert (flag(stage1, "base_model"), flag(stage1, "data_dir")) == ("/models/qwen", "/data/Amazon")
     evals = [s for s in P.plan(cfg) if s.name.startswith("eval_")]
-    assert {s.cmd[1] for s in evals} == {"evaluate_Qwen3.sh", "evaluate_Qwen3_think.sh"}
-    assert all(s.env["PYTHON"] == sys.executable for s in evals)
+    assert {s.cmd[1] for s in evals} == {"evaluate.py"} and all(s.cmd[0] == sys.executable for s in evals)
+    assert [("--think" in s.cmd) for s in evals] == [False, True] * (len(evals) // 2)
 
 
 def test_demo_plan_order():
@@ -141,7 +142,7 @@ def test_cli_help_and_dry_run():
     env = {**os.environ, "PYTHON": sys.executable}
     dry = subprocess.run(["bash", "run_pipeline.sh", "--dry_run"], cwd=REPO, capture_output=True, text=True,
                          check=True, env=env).stdout
-    assert "stage1_sft:" in dry and "sft_Qwen3_enrich.sh" in dry
+    assert "stage1_sft:" in dry and " sft.py --stage alignment " in dry
 
 
 @pytest.mark.parametrize("stages, last, absent", [
@@ -156,7 +157,7 @@ def test_stages_knob_stops_after_that_stage_and_its_evals(stages, last, absent):
     assert names[-1] == last and not set(absent) & set(names)
     assert {"demo_data", "popularity_baseline", "transitions_baseline", "tiny_model", "stage1_sft",
             "eval_stage1_nothink", "eval_stage1_think"} <= set(names)
-    assert steps == full[:len(steps)]  # the same steps, commands and env as the full plan, cut short
+    assert steps == full[:len(steps)]  # the same steps and commands as the full plan, cut short
 
 
 def test_stages_knob_out_of_range():
@@ -166,20 +167,22 @@ def test_stages_knob_out_of_range():
 
 
 def test_stage3_follows_stage2_on_trl_and_can_be_turned_off():
+    from sidreasoner.rl.knobs import knobs_from_args
     steps = {s.name: s for s in P.plan(P.PipelineConfig(rl_steps=5))}
     names = list(steps)
-    assert names.index("eval_stage2_think") < names.index("stage3_grpo") < names.index("eval_stage3_nothink")
+    assert names.index("eval_stage2_think") < names.index("stage3_data") < names.index("stage3_grpo") \
+        < names.index("eval_stage3_nothink")
     rl = steps["stage3_grpo"]
-    assert rl.cmd == ["bash", "RL_training_script.sh"]
-    assert rl.env["BACKEND"] == "trl" and rl.env["MAX_STEPS"] == "5"
-    assert rl.env["MODEL_PATH"] == str(Path("checkpoints/demo/stage2/final_checkpoint"))
-    assert steps["eval_stage3_think"].env["BASE_MODEL"] == str(rl.done.parent)
+    assert rl.cmd[:2] == [sys.executable, "rl/trl_grpo.py"]  # what BACKEND=trl RL_training_script.sh runs
+    k = knobs_from_args(parse_step(rl))
+    assert k.max_steps == 5 and k.model_path == str(Path("checkpoints/demo/stage2/final_checkpoint"))
+    assert flag(steps["eval_stage3_think"], "base_model") == str(rl.done.parent)
     # the small-model recipe: beam rollouts with the evaluator's budget and beams, rank reward, valid prompts
     # after the rows the stage-2 probe and the fusion choice read
-    assert (rl.env["SID_ROLLOUT"], rl.env["REWARD"], rl.env["PROMPTS_FROM"]) == ("beam", "rank", "valid")
-    assert (rl.env["VALID_HOLDOUT"], rl.env["MAX_THINK_TOKENS"], rl.env["RANK_K"]) == ("1000", "192", "10")
+    assert (k.sid_rollout, k.reward, k.prompts_from) == ("beam", "rank", "valid")
+    assert (k.valid_holdout, k.max_think_tokens, k.rank_k) == (1000, 192, 10)
     paper = {s.name: s for s in P.plan(P.PipelineConfig(rl_steps=5, rl_sid_rollout="free", rl_reward="match"))}
-    assert "MAX_THINK_TOKENS" not in paper["stage3_grpo"].env
+    assert flag(paper["stage3_grpo"], "max_think_tokens") == "0"  # RLKnobs' default, as the script's
     assert not [n for n in (s.name for s in P.plan(P.PipelineConfig(rl_steps=0))) if "stage3" in n]
 
 
@@ -190,7 +193,9 @@ def test_epoch_runs_thread_count_and_per_mode_eval_limits():
     s1 = steps["stage1_sft"].cmd
     assert s1[s1.index("--num_epochs") + 1] == "2.0" and s1[s1.index("--max_steps") + 1] == "-1"
     assert s1[s1.index("--eval_steps") + 1] == "150" and s1[s1.index("--task_weights") + 1] == "next_sid=2"
-    assert all(st.env["OMP_NUM_THREADS"] == "1" for st in steps.values())
+    torch_steps = [n for n in steps if n.startswith(("stage", "eval_", "valid_", "prior_")) and n != "stage3_data"]
+    assert all(flag(steps[n], "threads") == "1" for n in torch_steps)
+    assert not any("--threads" in st.cmd for st in P.plan(P.PipelineConfig(threads=0)))  # torch's choice
     assert "--limit" not in steps["eval_stage1_nothink"].cmd
     think = steps["eval_stage1_think"].cmd
     assert think[think.index("--limit") + 1] == "30" and "--threads" in think
@@ -363,9 +368,12 @@ def test_fusion_steps_choose_on_valid_and_fuse_the_test_lists(tmp_path):
     for stage in ("stage2", "stage3"):
         for mode in ("nothink", "think"):
             valid = steps[f"valid_{stage}_{mode}"]
-            assert valid.env["SPLIT"] == "valid" and valid.env["OUTPUT_DIR"] == str(res / "valid" / f"{stage}_{mode}")
+            assert flag(valid, "split") == "valid"
+            assert flag(valid, "output_dir") == str(res / "valid" / f"{stage}_{mode}")
             assert valid.cmd[valid.cmd.index("--limit") + 1] == "50" and "--resume" in valid.cmd
-            assert valid.env.get("REPETITION_PENALTY") == ("1.3" if mode == "think" else None)
+            assert ("--repetition_penalty" in valid.cmd) == (mode == "think")
+            if mode == "think":
+                assert flag(valid, "repetition_penalty") == "1.3"
         fuse = steps[f"fuse_{stage}"].cmd
         assert fuse[fuse.index("--valid") + 1:fuse.index("--valid") + 3] == [
             str(res / "valid" / f"{stage}_think"), str(res / "valid" / f"{stage}_nothink")]
