@@ -6,7 +6,8 @@
 #   DRY_RUN=1 bash RL_training_script.sh                                       # print the commands only
 # BACKEND=verl (default): builds the RL parquet if missing (rl/prepare_data.py), checks data, catalogue, SID
 # tokens and verl's config (sidreasoner.rl.verl_config check), runs `python -m verl.trainer.main_ppo` with the
-# overrides made from the knobs below + "$@", then merges every saved global_step_*/actor into actor_merged.
+# overrides made from the knobs below + "$@", merges every saved global_step_*/actor into actor_merged, and writes
+# OUTPUT_DIR/diagnostics.json + .png (sidreasoner.rl.diagnostics over verl's verl_log.jsonl and rollouts/).
 # BACKEND=trl: the same data, reward and knobs on TRL's GRPOTrainer (CPU or one GPU); "$@" go to rl/trl_grpo.py;
 # the model lands in OUTPUT_DIR/final_checkpoint.
 # Knobs are environment variables; the script passes each on as its flag (ROLLOUT_N=4 -> --rollout_n 4) before "$@",
@@ -115,6 +116,9 @@ verl)
     run "$PYTHON" -m verl.trainer.main_ppo "${OVERRIDES[@]}" "$@" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
     RUN_DIR=$("$PYTHON" -m sidreasoner.rl.verl_config run-dir "${KNOBS[@]}" -- "$@")
     run "$PYTHON" scripts/merge_fsdp_checkpoint.py --all "$RUN_DIR" --info_file "$INFO_FILE" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"
+    # OUTPUT_DIR/diagnostics.json + .png from verl's verl_log.jsonl and rollouts/ (a run without them still succeeds)
+    run "$PYTHON" -m sidreasoner.rl.diagnostics "$OUTPUT_DIR" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE" \
+        || echo "RL_training_script.sh: no stage-3 diagnostics (see above)" >&2
     ;;
 trl)
     run "$PYTHON" rl/trl_grpo.py "${KNOBS[@]}" "$@" 2>&1 | "$PYTHON" -m sidreasoner.logfilter -a "$LOG_FILE"

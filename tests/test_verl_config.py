@@ -86,7 +86,11 @@ def test_overrides_compose_into_verls_config_typed(run):
                                                          "level_weights": "0.25,0.5,1.0", "valid_bonus": 0.1,
                                                          "require_think_closed": False}
     assert cfg.trainer.default_local_dir == str(Path(knobs.output_dir).resolve())
-    assert cfg.trainer.default_local_dir.endswith("out dir,x") and list(cfg.trainer.logger) == ["console"]
+    assert cfg.trainer.default_local_dir.endswith("out dir,x") and list(cfg.trainer.logger) == ["console", "file"]
+    # the diagnostics' inputs: each step's rollouts, and verl's file logger, its path in its Ray actors' environment
+    assert cfg.trainer.rollout_data_dir == str(Path(knobs.output_dir).resolve() / "rollouts")
+    assert cfg.ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH == str(
+        Path(knobs.output_dir).resolve() / "verl_log.jsonl")
     assert (cfg.trainer.n_gpus_per_node, cfg.trainer.nnodes) == (8, 1)
 
 
@@ -247,7 +251,8 @@ def test_script_dry_run_prints_the_pipeline(tmp_path):
     lines = [shlex.split(line) for line in out.stdout.strip().splitlines()]
     assert [line[1:3] for line in lines] == [["rl/prepare_data.py", "--data_dir"],
                                              ["-m", "sidreasoner.rl.verl_config"], ["-m", "verl.trainer.main_ppo"],
-                                             ["scripts/merge_fsdp_checkpoint.py", "--all"]]
+                                             ["scripts/merge_fsdp_checkpoint.py", "--all"],
+                                             ["-m", "sidreasoner.rl.diagnostics"]]
     knob_flags = lines[1][4:lines[1].index("--")]
     assert lines[1][3] == "check" and lines[1][lines[1].index("--"):] == ["--", "trainer.resume_mode=disable"]
     flags = dict(zip(knob_flags[::2], knob_flags[1::2]))

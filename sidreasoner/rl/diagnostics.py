@@ -7,7 +7,9 @@ GRPO learns only from groups whose rewards differ: ``zero_variance_groups`` (TRL
 taught nothing. The reward is split into its parts (exact hit, matched SID levels, validity bonus,
 parsed answer, closed think block), beside the KL to the stage-2 model, the policy entropy, the
 completion length and the held-out reward of the ``TEST_FREQ`` evaluations. For each: the first and
-last logged value and the mean over the run. ``run_trl_grpo`` writes them at the end of every run.
+last logged value and the mean over the run. ``run_trl_grpo`` writes them at the end of every run;
+``RL_training_script.sh`` runs this module after every verl run, on verl's logs read as the TRL log
+(``sidreasoner.rl.verl_log``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Sequence
 
 from ..data.formats import atomic_write_text
 from ..flags import add_dataclass_args, from_namespace
+from .verl_log import ROLLOUT_DIR_NAME, VERL_LOG_NAME, has_verl_logs, verl_entries
 
 LOG_NAME = "grpo_log.jsonl"
 DIAGNOSTICS_NAME = "diagnostics.json"
@@ -95,14 +98,23 @@ def plot(curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_diagnostics(run_dir) -> dict:
-    """``RUN_DIR/diagnostics.json`` (and ``.png``) from ``RUN_DIR/grpo_log.jsonl``; returns the summary."""
+def run_entries(run_dir) -> tuple[str, list[dict]]:
+    """(the log read, its entries): TRL's ``grpo_log.jsonl``, or verl's logs in the same shape (``verl_log``)."""
     run = Path(run_dir)
-    log = run / LOG_NAME
-    if not log.is_file():
-        raise FileNotFoundError(f"{log}: no stage-3 log (run RL_training_script.sh BACKEND=trl first)")
-    curves = series(read_log(log))
-    summary = {"log": str(log), "steps": max((p[-1][0] for p in curves.values()), default=0), **summarise(curves)}
+    if (run / LOG_NAME).is_file():
+        return str(run / LOG_NAME), read_log(run / LOG_NAME)
+    if has_verl_logs(run):
+        return f"{run / VERL_LOG_NAME} + {run / ROLLOUT_DIR_NAME}/", verl_entries(run)
+    raise FileNotFoundError(f"{run}: no stage-3 log ({LOG_NAME} of BACKEND=trl, or {VERL_LOG_NAME} / "
+                            f"{ROLLOUT_DIR_NAME}/ of BACKEND=verl); run RL_training_script.sh first")
+
+
+def write_diagnostics(run_dir) -> dict:
+    """``RUN_DIR/diagnostics.json`` (and ``.png``) from the run's log; returns the summary."""
+    run = Path(run_dir)
+    log, entries = run_entries(run)
+    curves = series(entries)
+    summary = {"log": log, "steps": max((p[-1][0] for p in curves.values()), default=0), **summarise(curves)}
     atomic_write_text(run / DIAGNOSTICS_NAME, json.dumps(summary, indent=1) + "\n")
     if curves:
         plot(curves, run / "diagnostics.png")
@@ -121,7 +133,8 @@ def describe(summary: dict) -> str:
 @dataclass
 class DiagnosticsFlags:
     """The command line of ``python -m sidreasoner.rl.diagnostics``."""
-    run_dir: str = field(default=None, metadata={"help": f"a stage-3 output folder holding {LOG_NAME}",
+    run_dir: str = field(default=None, metadata={"help": f"a stage-3 output folder holding {LOG_NAME} (TRL) or "
+                                                         f"{VERL_LOG_NAME} and {ROLLOUT_DIR_NAME}/ (verl)",
                                                  "positional": True})
 
 

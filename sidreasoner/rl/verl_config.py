@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 from .knobs import RLKnobs, add_knob_flags, knobs_from_args
 from .verl_agent import AGENT_NAME, agent_loop_yaml
+from .verl_log import ROLLOUT_DIR_NAME, VERL_LOG_NAME
 
 #: the reward entry verl loads by path: a file of the installed package (rl/verl_entry.py), not of a checkout
 REWARD_FILE = Path(__file__).resolve().with_name("verl_entry.py")
@@ -153,6 +154,11 @@ def _settings(k: RLKnobs) -> dict:
         "trainer.default_local_dir": _abs(k.output_dir),
         "trainer.project_name": k.project_name,
         "trainer.experiment_name": k.experiment_name,
+        # diagnostics (sidreasoner.rl.verl_log): every rollout of a step (groups: zero-variance share) and the
+        # metrics in a JSON-lines file; verl's FileLogger takes its path from the environment of its Ray actors
+        "trainer.rollout_data_dir": str(Path(_abs(k.output_dir)) / ROLLOUT_DIR_NAME),
+        "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH":
+            str(Path(_abs(k.output_dir)) / VERL_LOG_NAME),
     }
     s.update(_agent_settings(k))
     if k.drop_zero_variance:  # DAPO's dynamic sampling: groups of equal rewards are replaced by new ones
@@ -165,7 +171,9 @@ def _settings(k: RLKnobs) -> dict:
 
 def verl_overrides(knobs: RLKnobs) -> list[str]:
     """The hydra overrides for ``main_ppo`` (``knobs`` already resolved for the verl backend)."""
-    loggers = "[" + ",".join(hydra_value(x.strip()) for x in knobs.logger.split(",") if x.strip()) + "]"
+    names = [x.strip() for x in knobs.logger.split(",") if x.strip()]
+    names += [] if "file" in names else ["file"]  # verl_log.jsonl, read by the diagnostics
+    loggers = "[" + ",".join(hydra_value(x) for x in names) + "]"
     return [f"{key}={hydra_value(value)}" for key, value in _settings(knobs).items()] + [f"trainer.logger={loggers}"]
 
 
