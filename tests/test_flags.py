@@ -45,6 +45,7 @@ def _configs():
     from sidreasoner.rl.diagnostics import DiagnosticsFlags
     from sidreasoner.rl.prepare import PrepareConfig
     from sidreasoner.rl.reward_eval import RewardEvalFlags
+    from sidreasoner.rl.verl_config import VerlCommand
     from sidreasoner.teacher.leakage import LeakageFlags
     from sidreasoner.train.sft_config import SFTConfig
     return [SFTConfig, PrepareConfig, EvalConfig, EvalFlags, SASRecConfig, PipelineConfig, RLKnobs, ProcessFlags,
@@ -60,7 +61,7 @@ def _configs():
             _script("bench_sparse_logits", "benchmarks").SparseBenchFlags,
             _script("office_benchmark", "benchmarks").OfficeBenchFlags, _script("synthesize_corpus").SynthesizeFlags,
             _script("download_data").DownloadDataFlags, _script("download_checkpoints").DownloadCheckpointsFlags,
-            RewardEvalFlags, DiagnosticsFlags]
+            RewardEvalFlags, DiagnosticsFlags, VerlCommand]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..flags import add_dataclass_args
 from .knobs import RLKnobs, add_knob_flags, knobs_from_args
 from .verl_agent import AGENT_NAME, agent_loop_yaml
 from .verl_log import ROLLOUT_DIR_NAME, VERL_LOG_NAME
@@ -190,12 +192,19 @@ def run_dir(knobs: RLKnobs, extra: Sequence[str] = ()) -> str:
 COMMANDS = ("overrides", "check", "run-dir")
 
 
+@dataclass
+class VerlCommand:
+    """What ``python -m sidreasoner.rl.verl_config`` does with the knobs (the flags of RLKnobs follow it)."""
+    command: str = field(default=None, metadata={
+        "help": "overrides: print them; check: pre-flight checks; run-dir: where verl saves the checkpoints",
+        "positional": True, "choices": COMMANDS})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sidreasoner.rl.verl_config", description=__doc__.split("\n\n")[0],
                                 usage="%(prog)s {" + ",".join(COMMANDS) + "} [KNOB FLAGS...] [-- EXTRA OVERRIDES...]",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("command", choices=COMMANDS, help="overrides: print them; check: pre-flight checks; run-dir: "
-                                                     "where verl saves the checkpoints")
+    add_dataclass_args(p, VerlCommand)
     return add_knob_flags(p)
 
 
