@@ -251,11 +251,18 @@ def run(cfg: PipelineConfig) -> Path:
     return (categories.summarise if categories.several(cfg) else summarise)(cfg, timings)
 
 
+@dataclass
+class PipelineRun:
+    """How the command line runs the plan (not a knob of the pipeline itself)."""
+    dry_run: bool = field(default=False, metadata={"help": "print the steps and their commands, run nothing",
+                                                   "action": "store_true"})
+
+
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(parser, PipelineConfig, type_for=lambda f, kind: _flag_type(f.name, f.default),
                        flag_help_suffix=lambda f: f" (run_pipeline.sh: {f.name.upper()}; default {f.default!r})")
-    parser.add_argument("--dry_run", action="store_true", help="print the steps and their commands, run nothing")
+    add_dataclass_args(parser, PipelineRun)
     args = parser.parse_args(argv)  # a knob of the wrong type: exit 2 naming it
     try:  # a knob out of range: exit 2 before the first step
         cfg = from_namespace(PipelineConfig, args)

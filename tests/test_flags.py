@@ -37,7 +37,7 @@ def _configs():
     from sidreasoner.eval.fusion import FusionConfig
     from sidreasoner.eval.metrics import MetricsFlags
     from sidreasoner.logfilter import LogFilterFlags
-    from sidreasoner.pipeline import PipelineConfig
+    from sidreasoner.pipeline import PipelineConfig, PipelineRun
     from sidreasoner.recommend import RecommendFlags
     from sidreasoner.rewards import RewardConfig
     from sidreasoner.rl.grpo_cli import ProcessFlags
@@ -61,7 +61,18 @@ def _configs():
             _script("bench_sparse_logits", "benchmarks").SparseBenchFlags,
             _script("office_benchmark", "benchmarks").OfficeBenchFlags, _script("synthesize_corpus").SynthesizeFlags,
             _script("download_data").DownloadDataFlags, _script("download_checkpoints").DownloadCheckpointsFlags,
-            RewardEvalFlags, DiagnosticsFlags, VerlCommand]
+            RewardEvalFlags, DiagnosticsFlags, VerlCommand, PipelineRun]
+
+
+ENTRY_DIRS = ("sidreasoner", "scripts", "rl", "benchmarks")
+
+
+def test_no_entry_point_builds_its_flags_by_hand():
+    """Every flag comes from a config dataclass through sidreasoner.flags: no add_argument elsewhere."""
+    files = [p for d in ENTRY_DIRS for p in (REPO / d).rglob("*.py")] + list(REPO.glob("*.py"))
+    by_hand = [str(p.relative_to(REPO)) for p in files
+               if p != REPO / "sidreasoner" / "flags.py" and "add_argument(" in p.read_text(encoding="utf-8")]
+    assert not by_hand
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
