@@ -44,6 +44,7 @@ bench-office: $(STAMP)
 # GPU_CHECK_ARGS passes flags on, e.g. GPU_CHECK_ARGS="--verl on --work_dir /tmp/smoke" (--help lists them).
 GPU_PY ?= $(if $(filter cpu,$(GPU_CHECK_DEVICE)),$(VPY),python)
 gpu-check:
+	$(if $(filter-out cpu cuda,$(GPU_CHECK_DEVICE)),$(error GPU_CHECK_DEVICE must be cpu or cuda, got '$(GPU_CHECK_DEVICE)'))
 	$(GPU_PY) scripts/gpu_smoke.py $(if $(filter cpu,$(GPU_CHECK_DEVICE)),--cpu,) $(GPU_CHECK_ARGS)
 
 clean-venv:

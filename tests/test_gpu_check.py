@@ -70,8 +70,8 @@ def test_smoke_refuses_at_once_without_cuda():
 
 
 def test_smoke_rejects_a_bad_device_and_a_used_work_dir(tmp_path):
-    env = {**os.environ, "GPU_CHECK_DEVICE": "gpu"}
-    bad = subprocess.run([sys.executable, str(SMOKE)], capture_output=True, text=True, env=env, cwd=REPO)
+    bad = subprocess.run(["make", "-s", "gpu-check", "GPU_CHECK_DEVICE=gpu", f"GPU_PY={sys.executable}"],
+                         capture_output=True, text=True, cwd=REPO)  # make's variable, checked by make
     assert bad.returncode == 2 and "GPU_CHECK_DEVICE must be cpu or cuda, got 'gpu'" in bad.stderr
     (tmp_path / "leftover").write_text("x")
     used = subprocess.run([sys.executable, str(SMOKE), "--cpu", "--work_dir", str(tmp_path)], capture_output=True,
