@@ -412,8 +412,8 @@ CASES = [
     ("knobs-empty-category", knobs(category=""), "ValueError", r"CATEGORY is empty"),
     ("knobs-unknown-backend", knobs(backend="deepspeed"), "ValueError",
      r"BACKEND must be one of verl, trl.*'deepspeed'"),
-    ("knobs-verl-with-beam", knobs(backend="verl", sid_rollout="beam"), "ValueError",
-     r"SID_ROLLOUT=beam, REWARD=rank and ANSWER_NLL_WEIGHT run on BACKEND=trl only"),
+    ("knobs-verl-with-answer-nll", knobs(backend="verl", sid_rollout="beam", answer_nll_weight=0.5), "ValueError",
+     r"ANSWER_NLL_WEIGHT runs on BACKEND=trl only"),
     ("knobs-line-break", knobs(experiment_name="a\nb"), "ValueError", r"EXPERIMENT_NAME contains a line break"),
     ("trl-flag-ngpus-two", trl("--ngpus", "two", "--help"), 2,
      r"error: argument --ngpus: NGPUS must be an integer, got 'two'"),
@@ -480,7 +480,7 @@ CASES = [
      r"argument --method: invalid choice: 'vote'"),
     ("fusion-missing-predictions", fusion_dirs(), 2, r"think[/\\]predictions\.jsonl"),
     # ---- python -m sidreasoner.rl.diagnostics ----------------------------------------------------
-    ("diagnostics-no-log", diag(lambda c: c.tmp), 2, r"grpo_log\.jsonl: no stage-3 log"),
+    ("diagnostics-no-log", diag(lambda c: c.tmp), 2, r"no stage-3 log \(grpo_log\.jsonl of BACKEND=trl, or verl_log"),
     # ---- python -m sidreasoner.baselines ---------------------------------------------------------
     ("baselines-num-beams-zero", baseline("popularity", "--num_beams", "0"), 2, r"--num_beams must be >= 1, got 0"),
     ("baselines-ks-not-ints", baseline("popularity", "--ks", "1,five"), 2, r"--ks expects comma-separated integers"),
