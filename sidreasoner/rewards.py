@@ -73,9 +73,10 @@ class RewardConfig:
         return self.level_weights[-1] + self.valid_bonus
 
     def kwargs(self) -> dict:
-        """The options as keyword values (verl's ``reward_kwargs``; ``verl_reward.compute_score`` takes them)."""
-        return {"level_weights": format_level_weights(self.level_weights), "valid_bonus": self.valid_bonus,
-                "require_think_closed": self.require_think_closed}
+        """Every option as a keyword value (verl's ``reward_kwargs``; ``verl_reward.compute_score`` takes them),
+        the weights as text (``"0.25,0.5,1.0"``: hydra would make a list a ListConfig)."""
+        return {f.name: format_level_weights(v) if f.name == "level_weights" else v
+                for f in fields(self) for v in [getattr(self, f.name)]}
 
 
 def parse_level_weights(value) -> tuple[float, ...]:

@@ -235,8 +235,9 @@ def _kinds() -> dict:
 
 
 def knobs_from_names(values: Mapping[str, str], base: Optional[RLKnobs] = None) -> RLKnobs:
-    """Knobs from text values keyed by the script's variable names (upper case; unset or empty: the default).
-    Not a reader of the process environment: the pipeline checks the variables it gives the stage-3 step."""
+    """Knobs from text values keyed by the script's variable names (upper case; unset or empty: the default),
+    converted as the flags convert them: for a caller holding RL_training_script.sh's variables (the tests'
+    table of bad knobs). Not a reader of the process environment."""
     converted = {}
     for name, kind in _kinds().items():
         raw = values.get(name.upper())
