@@ -25,7 +25,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(VPY) -m pytest -m "not gpu"
 
-# The whole pipeline on the embedded demo (under 10 min on 2 CPU cores from a fresh clone: 487 s = ~74 s install + 413 s
+# The whole pipeline on the embedded demo (under 10 min on 2 CPU cores from a fresh clone: 459 s = ~76 s install + 383 s
 # pipeline with THREADS=1); results in results/demo/.
 # Knobs are environment variables, e.g. `make demo THREADS=1` or `STAGE1_STEPS=600 make demo`.
 demo: $(STAMP)
