@@ -27,7 +27,7 @@ from typing import Optional
 
 from sidreasoner.data.records import SPLIT_SUFFIX, DataError
 from sidreasoner.flags import add_dataclass_args, from_namespace
-from sidreasoner.paths import DEFAULT_DATA_DIR
+from sidreasoner.paths import DEFAULT_CATEGORY, DEFAULT_DATA_DIR
 from sidreasoner.release import data
 from sidreasoner.release.common import FetchError, Unreachable
 
@@ -40,7 +40,7 @@ def _f(default, help: str, **kw):
 class DownloadDataFlags:
     """The flags of download_data.py."""
     output_dir: Path = _f(Path(DEFAULT_DATA_DIR), "release folder to fill (default: %(default)s)")
-    category: list = field(default_factory=lambda: ["Office_Products"], metadata={
+    category: list = field(default_factory=lambda: [DEFAULT_CATEGORY], metadata={
         "help": "categories to install (default: %(default)s)", "nargs": "+", "type": str})
     from_local: Optional[Path] = _f(None, "an already downloaded folder or .zip/.tar(.gz) archive")
     link: bool = _f(False, "with --from_local: symlink the files instead of copying them", action="store_true")

@@ -24,6 +24,10 @@ from typing import Union
 #: the release folder read when none is given (python scripts/download_data.py fills it)
 DEFAULT_DATA_DIR = "data/Amazon"
 DEFAULT_CATEGORY = "Office_Products"
+#: prompt wording when none is given: "auto", the style recorded in the model folder (sidreasoner.model.chat)
+DEFAULT_PROMPT_STYLE = "auto"
+#: seed of every entry point (data order, held-out splits, sampling, initialisation)
+DEFAULT_SEED = 42
 #: beams of the constrained search = SIDs returned per row (the paper: 10)
 NUM_BEAMS = 10
 CHECKPOINTS = Path("checkpoints")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import pipeline_categories as categories
 from .data.records import ReleasePaths
-from .paths import FINAL
+from .paths import DEFAULT_PROMPT_STYLE, FINAL
 from .pipeline_report import BASELINES
 from .pipeline_steps import Step
 from .ranges import UsageError
@@ -185,7 +185,7 @@ def rl_steps(cfg: PipelineConfig, data: Path, run: Path) -> list[Step]:
     k = rl_knobs(cfg, data, run)
     model = Path(k.output_dir) / FINAL
     prepare = [sys.executable, "rl/prepare_data.py", "--data_dir", k.data_dir, "--category", k.category,
-               "--output_dir", k.rl_data_dir, "--think", _flag_text(k.think), "--prompt_style", "auto",
+               "--output_dir", k.rl_data_dir, "--think", _flag_text(k.think), "--prompt_style", DEFAULT_PROMPT_STYLE,
                "--model_path", k.model_path, "--info_file", k.info_file, "--train_from", k.prompts_from,
                "--valid_holdout", str(k.valid_holdout), "--if_missing"]  # auto: the style stage 2 recorded
     grpo = [sys.executable, "rl/trl_grpo.py"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .flags import add_dataclass_args
-from .paths import NUM_BEAMS, final_model
+from .paths import DEFAULT_PROMPT_STYLE, NUM_BEAMS, final_model
 from .ranges import above, at_least, check_ranges, parse_checked
 
 
@@ -55,7 +55,7 @@ class Recommender:
     """A trained model and its catalogue, ready to rank the next item for histories of item ids."""
 
     def __init__(self, model: str, data_dir: str, category: str, num_beams: int = NUM_BEAMS, think: bool = False,
-                 max_think_tokens: int = 192, repetition_penalty: float = 1.3, prompt_style: str = "auto",
+                 max_think_tokens: int = 192, repetition_penalty: float = 1.3, prompt_style: str = DEFAULT_PROMPT_STYLE,
                  device: str = "cpu"):
         from .data.records import ReleasePaths
         from .eval.beam import catalogue_trie
@@ -154,7 +154,7 @@ class RecommendFlags:
     think: bool = _f(False, "reason first (thinking mode), then rank")
     max_think_tokens: int = _f(192, "reasoning budget in tokens")
     repetition_penalty: float = _f(1.3, "of the greedy reasoning (1: off)")
-    prompt_style: str = _f("auto", "auto: the style recorded in the model folder")
+    prompt_style: str = _f(DEFAULT_PROMPT_STYLE, "auto: the style recorded in the model folder")
     device: str = _f("cpu", "cpu or cuda")
 
 

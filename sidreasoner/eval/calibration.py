@@ -32,6 +32,7 @@ from typing import Sequence
 import torch
 
 from ..flags import add_dataclass_args
+from ..paths import DEFAULT_PROMPT_STYLE
 from ..ranges import at_least, parse_checked
 from ..sid.trie import END, ROOT, SIDTrie
 
@@ -126,7 +127,7 @@ class CalibrationConfig:
                                "prompt_style.json)", required=True)
     info_file: str = _f(None, "catalogue 'SID<TAB>title<TAB>item_id' of the evaluation", required=True)
     output: str = _f(None, "JSON file to write: {\"prior\": {SID: log p0}, ...}", required=True)
-    prompt_style: str = _f("auto", "auto (the model's), native or compact")
+    prompt_style: str = _f(DEFAULT_PROMPT_STYLE, "auto (the model's), native or compact")
     batch_size: int = _f(256, "SIDs per forward pass")
     device: str = _f("auto", "cpu, cuda, ... (auto: cuda when available)")
     threads: int = _f(0, "torch CPU threads (0: torch's choice; 1 on a busy shared CPU)")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..data.records import SPLITS, ReleasePaths
-from ..paths import NUM_BEAMS
+from ..paths import DEFAULT_PROMPT_STYLE, DEFAULT_SEED, NUM_BEAMS
 
 #: config fields that change the predictions: a resumed run must agree on all of them
 RESULT_FIELDS = ("base_model", "test_data_path", "info_file", "num_beams", "length_penalty", "think", "prompt_style",
@@ -44,7 +44,7 @@ class EvalConfig:
                                              "search stops at the SID's end)")
     length_penalty: float = _f(0.0, "HF length penalty on finished beams (paper: 0)")
     think: bool = _f(False, "thinking mode: generate reasoning, close </think>, then search")
-    prompt_style: str = _f("auto", "wording of the prompt (sidreasoner.tasks.prompts; release: the SIDReasoner "
+    prompt_style: str = _f(DEFAULT_PROMPT_STYLE, "wording of the prompt (sidreasoner.tasks.prompts; release: the SIDReasoner "
                                    "release's prompts, byte for byte); auto: the style recorded in the model "
                                    "folder's prompt_style.json, native for a folder without one. A style other "
                                    "than the recorded one is used with a warning",
@@ -69,7 +69,7 @@ class EvalConfig:
     device: str = _f("auto", "cpu, cuda, cuda:1, ... (auto: cuda when available)")
     dtype: str = _f("auto", "model dtype (auto: bfloat16 on GPU, float32 on CPU)",
                     choices=("auto", "float32", "bfloat16", "float16"))
-    seed: int = _f(42, "seed for sampled reasoning paths")
+    seed: int = _f(DEFAULT_SEED, "seed for sampled reasoning paths")
     # the flag is the text 1,5,10, parsed by eval/cli.py
     ks: Optional[list[int]] = _f(None, "comma-separated K for HR@K/NDCG@K (default 1,3,5,10,20,50 up to num_beams)",
                                  type=str)

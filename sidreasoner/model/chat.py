@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..paths import DEFAULT_PROMPT_STYLE
 from ..sid.spelling import split_sid
 from ..tasks.prompts import PROMPT_STYLES, SYSTEM_PROMPT, check_style, eval_empty_think, next_sid_turns
 from .chat_template import IM_END
@@ -65,12 +66,12 @@ def recorded_prompt_style(model_dir) -> Optional[str]:
     return style if isinstance(style, str) and style else None
 
 
-def model_prompt_style(model_dir, requested: str = "auto") -> str:
+def model_prompt_style(model_dir, requested: str = DEFAULT_PROMPT_STYLE) -> str:
     """``requested`` unless it is ``auto``/empty: then the style recorded in the model folder's
     ``prompt_style.json`` (what the model was trained on), or ``native`` for a folder without one
     (a base model or a released checkpoint). An explicit request that differs from the recorded style
     is honoured with a warning naming both (the model is asked in words it was not trained on)."""
-    if requested and requested != "auto":
+    if requested and requested != DEFAULT_PROMPT_STYLE:
         style = check_style(requested)
         recorded = recorded_prompt_style(model_dir)
         if recorded is not None and recorded != style:

@@ -18,7 +18,8 @@ from typing import Mapping, Optional, get_type_hints
 
 from ..data.records import ReleasePaths, parse_categories
 from ..flags import BOOL_TEXT, add_dataclass_args, from_namespace, parse_bool
-from ..paths import BACKENDS, DEFAULT_CATEGORY, DEFAULT_DATA_DIR, final_checkpoint, stage2_dir, stage3_dir
+from ..paths import (BACKENDS, DEFAULT_CATEGORY, DEFAULT_DATA_DIR, DEFAULT_SEED, final_checkpoint, stage2_dir,
+                     stage3_dir)
 from ..ranges import SEED, above, at_least, between, check_ranges, knob
 from ..rewards import RewardConfig
 
@@ -97,7 +98,7 @@ class RLKnobs:
                                     "after the first VALID_HOLDOUT (rows SFT never fitted); those first rows stay "
                                     "the validation prompts")
     valid_holdout: int = _f(1000, "PROMPTS_FROM=valid: the first N valid rows, kept out of RL training")
-    seed: int = _f(42, "seed of data order and sampling")
+    seed: int = _f(DEFAULT_SEED, "seed of data order and sampling")
     # -- verl only --------------------------------------------------------------------------------
     ngpus: int = _f(8, "verl: GPUs per node")
     nnodes: int = _f(1, "verl: nodes")

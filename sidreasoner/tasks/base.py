@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from ..data.records import SequenceRow
+from ..paths import DEFAULT_SEED
 from ..sid.index import SIDIndex
 from .prompts import SYSTEM_PROMPT
 
@@ -114,7 +115,7 @@ class TaskData:
     item_corpus: Optional[object] = None  # A's item-level enriched-text corpus (llm_stage2)
     narratives: Optional[object] = None   # A's sequence-narrative corpus (integrated_narrative, reasoning_path)
     general_path: Optional[str] = None
-    seed: int = 42
+    seed: int = DEFAULT_SEED
 
 
 class Task(ABC):

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
+from ..paths import DEFAULT_SEED
 from .base import Example, SkipLog, Task, TaskData, TaskSplit
 from .corpus import ItemText, Narrative
 from .general import GeneralChat
@@ -88,7 +89,7 @@ class Mixture:
 
 
 def build_mixture(tasks: Sequence[Task], data: TaskData, weights: Mapping[str, float] | None = None,
-                  caps: Mapping[str, int] | None = None, max_valid_per_task: int = 500, seed: int = 42) -> Mixture:
+                  caps: Mapping[str, int] | None = None, max_valid_per_task: int = 500, seed: int = DEFAULT_SEED) -> Mixture:
     """Run every task, weight/cap its training examples, cap its validation set, summarise."""
     weights, caps = dict(weights or {}), dict(caps or {})
     rng = random.Random(seed)

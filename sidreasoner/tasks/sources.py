@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 from ..data.corpora import read_item_enhanced, read_narratives
 from ..data.formats import read_sid_index, read_split_csv
 from ..data.records import DataError
+from ..paths import DEFAULT_SEED
 from .base import SkipLog, TaskData, held_out
 
 SEQUENCE_TASKS = {"next_sid", "sid_history_to_title", "title_history_to_title", "title_history_to_sid"}
@@ -62,7 +63,7 @@ def _optional_corpus(path: Optional[str], flag: str, tasks: Sequence[str], repor
 
 
 def load_task_data(paths: DataPaths, task_names: Sequence[str], valid_item_fraction: float = 0.05,
-                   seed: int = 42) -> tuple[TaskData, SourceReport]:
+                   seed: int = DEFAULT_SEED) -> tuple[TaskData, SourceReport]:
     """Read what ``task_names`` need. Item ids held out for validation are drawn by hashing (seeded)."""
     report, names = SourceReport(), set(task_names)
     needs_items = bool(names & (ITEM_TASKS | SEQUENCE_TASKS))

@@ -15,7 +15,7 @@ from typing import Optional
 
 from ..data.records import SPLIT_SUFFIX, ReleasePaths
 from ..flags import add_dataclass_args, from_namespace
-from ..paths import CUTOFF_LEN, DEFAULT_DATA_DIR, sft_dir
+from ..paths import CUTOFF_LEN, DEFAULT_DATA_DIR, DEFAULT_PROMPT_STYLE, DEFAULT_SEED, sft_dir
 from ..ranges import SEED, above, at_least, between, check_ranges, either, optional
 from ..model.chat import model_prompt_style
 
@@ -58,7 +58,7 @@ class SFTConfig:
     task_weights: str = _f("", "per-task weights TASK=W,...: W scales the task's examples per epoch "
                                "(0 off, 0.5 half, 2 twice)")
     task_caps: str = _f("", "per-task caps TASK=N,...: at most N training examples per epoch")
-    prompt_style: str = _f("auto", "wording of the history -> next-SID prompt: native (system prompt + sentence), "
+    prompt_style: str = _f(DEFAULT_PROMPT_STYLE, "wording of the history -> next-SID prompt: native (system prompt + sentence), "
                                    "compact (history SIDs only, for small models trained from scratch) or "
                                    "release (the SIDReasoner release's prompts of every task, byte for byte); "
                                    "auto: the base model's recorded style, else native. Saved with the model "
@@ -109,7 +109,7 @@ class SFTConfig:
     cutoff_len: Optional[int] = _f(None, f"longest example in tokens; longer ones are left out and counted "
                                          f"(default: {CUTOFF_LEN['alignment']} alignment, "
                                          f"{CUTOFF_LEN['reasoning']} reasoning)")
-    seed: int = _f(42, "seed for sampling, held-out splits, shuffling and initialisation")
+    seed: int = _f(DEFAULT_SEED, "seed for sampling, held-out splits, shuffling and initialisation")
     train_from_scratch: bool = _f(False, "random initialisation from the base model's config")
     mask_assistant: bool = _f(True, "loss on assistant answers only (False: on the whole chat text)")
     batching: str = _f("group", "group: length-grouped micro-batches inside each optimiser step; pack: one "
