@@ -53,6 +53,18 @@ def atomic_path(path):
         raise
 
 
+def read_jsonl(path) -> list[dict]:
+    """The objects of a JSON-lines log, one per line; a line that does not parse (the torn last line of a
+    killed writer) is skipped."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:

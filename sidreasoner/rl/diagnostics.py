@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..data.formats import atomic_write_text
+from ..data.formats import atomic_write_text, read_jsonl
 from ..flags import add_dataclass_args, from_namespace
 from .verl_log import ROLLOUT_DIR_NAME, VERL_LOG_NAME, has_verl_logs, verl_entries
 
@@ -48,17 +48,6 @@ SERIES = {
     "valid_ndcg10": "val/ndcg10",
     "valid_think_ndcg10": "val/think_ndcg10",
 }
-
-
-def read_log(path) -> list[dict]:
-    """The log's entries (a torn last line, from a kill, is skipped)."""
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def series(entries: Sequence[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -102,7 +91,7 @@ def run_entries(run_dir) -> tuple[str, list[dict]]:
     """(the log read, its entries): TRL's ``grpo_log.jsonl``, or verl's logs in the same shape (``verl_log``)."""
     run = Path(run_dir)
     if (run / LOG_NAME).is_file():
-        return str(run / LOG_NAME), read_log(run / LOG_NAME)
+        return str(run / LOG_NAME), read_jsonl(run / LOG_NAME)
     if has_verl_logs(run):
         return f"{run / VERL_LOG_NAME} + {run / ROLLOUT_DIR_NAME}/", verl_entries(run)
     raise FileNotFoundError(f"{run}: no stage-3 log ({LOG_NAME} of BACKEND=trl, or {VERL_LOG_NAME} / "

@@ -232,14 +232,9 @@ class RankReward:
 
     def __call__(self, prompts, completions, ground_truth, ranked_sids, search_ids, think_closed,
                  log_metric=None, **unused) -> list[float]:
-        truths = []
-        for t in ground_truth:
-            try:
-                truths.append(format_sid(parse_sid(t)))
-            except ValueError:
-                truths.append(None)
-        probs = (self.target_prob(search_ids, [self.target_ids(t) if t else None for t in truths])
-                 if self.prob_weight > 0 else [0.0] * len(truths))
+        # a malformed truth has no target ids (answer_ids: None), so probability 0; rank_reward flags it
+        probs = (self.target_prob(search_ids, [self.target_ids(t) for t in ground_truth])
+                 if self.prob_weight > 0 else [0.0] * len(ground_truth))
         rows = [rank_reward(g, r, p, self.prob_weight, closed, self.require_think_closed)
                 for g, r, p, closed in zip(ground_truth, ranked_sids, probs, think_closed)]
         scores, gains = [r["score"] for r in rows], [r["rank_ndcg"] for r in rows]

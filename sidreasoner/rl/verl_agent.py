@@ -146,7 +146,6 @@ def _agent_loop_class():
             self.want_target = bool(target_prob)
             self.repetition_penalty = float(repetition_penalty)  # of the sampled reasoning (TRL's, the same knob)
             self.stop_id = stop_token_id(self.tokenizer)
-            self.answer_ids = answer_ids
             key = (info_file, id(self.tokenizer))  # each row's catalogue, its trie built once per worker
             if key not in _TRIES:
                 _TRIES[key] = source_tries(self.tokenizer, info_file, self.stop_id)
@@ -171,7 +170,7 @@ def _agent_loop_class():
             """(rollout, the fields ``REWARD=rank`` reads: think_closed, ranked_sids (one SID when sampled),
             target_prob (0 unless asked for))."""
             truth = (kwargs.get("reward_model") or {}).get("ground_truth")
-            target = self.answer_ids(self.tokenizer, truth, self.stop_id) if self.want_target and truth else None
+            target = answer_ids(self.tokenizer, truth, self.stop_id) if self.want_target and truth else None
             if self.sid_search != "beam":
                 roll = await constrained_rollout(self._generate, prompt_ids, self.tokenizer, trie, self.stop_id,
                                                  self.think_budget, sampling_params, self.sid_loss)

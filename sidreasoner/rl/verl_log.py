@@ -16,12 +16,12 @@ zero-variance share and the reward's parts).
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
 from typing import Sequence
 
+from ..data.formats import read_jsonl
 from ..rewards import compute_reward
 
 VERL_LOG_NAME = "verl_log.jsonl"
@@ -47,17 +47,6 @@ PARTS = {
 }
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    """Entries of a JSON-lines file (a torn last line, from a kill, is skipped)."""
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -65,7 +54,7 @@ def _number(value) -> bool:
 def metric_entries(path: Path) -> dict[int, dict]:
     """``{step: {TRL key: value}}`` from verl's file logger."""
     out: dict[int, dict] = defaultdict(dict)
-    for line in _read_jsonl(path):
+    for line in read_jsonl(path):
         step, data = line.get("step"), line.get("data") or {}
         if not isinstance(step, int):
             continue
@@ -125,7 +114,7 @@ def verl_entries(run_dir) -> list[dict]:
     dumps = run / ROLLOUT_DIR_NAME
     for path in sorted(dumps.glob("*.jsonl")) if dumps.is_dir() else []:
         if path.stem.isdigit():
-            steps[int(path.stem)].update(rollout_entry(_read_jsonl(path)))
+            steps[int(path.stem)].update(rollout_entry(read_jsonl(path)))
     return [{"step": step, **values} for step, values in sorted(steps.items())]
 
 
